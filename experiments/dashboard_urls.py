@@ -1,0 +1,3 @@
+"""Staff dashboard routes (mounted at the site root)."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Experiments, variants, assignments and events (filled in by the serving issue)."""
