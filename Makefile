@@ -25,6 +25,8 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
+	# musicnn ships the pretrained weights; its metadata pins TensorFlow 1 and numpy<1.17, so no deps.
+	$(PIP) install -q --no-deps musicnn==0.1.0
 	@touch $(STAMP)
 
 services: install

@@ -21,9 +21,16 @@ class EmbeddingModel(models.Model):
     checkpoint_path = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    active_for_arm = models.CharField(
+        max_length=20, choices=Kind.choices, null=True, blank=True,
+        help_text="The arm (baseline / crossmusim) this model currently serves; at most one model per arm",
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_model_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_model_version"),
+            models.UniqueConstraint(fields=["active_for_arm"], name="one_active_model_per_arm"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
