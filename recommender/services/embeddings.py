@@ -1,0 +1,205 @@
+"""Writes of the embedding side: feature cache, model registry, activation, catalog indexing.
+
+The ML itself (backbone, pooling, towers, training) lives in ``recommender.crossmusim``;
+this module only loads rows and files, calls it, and stores what it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from recommender.crossmusim.audio_io import AudioReadError, load_mono
+from recommender.models import EmbeddingModel, Track, TrackEmbedding
+from recommender.selectors import embedding_model_next_version
+from recommender.vector_index import create_hnsw_index, drop_hnsw_index
+
+Progress = Callable[[Iterable], Iterable]
+DEFAULT_BACKBONE = "MTT_musicnn"
+FEATURE_SAMPLE_RATE = 16_000
+
+
+def _no_progress(items: Iterable) -> Iterable:
+    return items
+
+
+# --- feature cache ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """Per-track patch features of one backbone, one ``.npy`` per audio checksum.
+
+    Keyed by the audio checksum rather than the track id, so that a rebuilt database
+    (or a test database) finds the features of the same audio again.
+    """
+
+    root: Path
+
+    def path_for(self, checksum: str) -> Path:
+        return self.root / checksum[:2] / f"{checksum}.npy"
+
+    def has(self, checksum: str) -> bool:
+        return self.path_for(checksum).exists()
+
+    def load(self, checksum: str) -> np.ndarray:
+        return np.load(self.path_for(checksum))
+
+    def save(self, checksum: str, features: np.ndarray) -> Path:
+        """Write atomically (temp file + rename) so an interrupted run never leaves a torn file."""
+        path = self.path_for(checksum)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npy")
+        try:
+            with os.fdopen(handle, "wb") as temp:
+                np.save(temp, np.asarray(features, dtype=np.float32))
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def feature_cache(backbone: str = DEFAULT_BACKBONE, root: Path | None = None) -> FeatureCache:
+    return FeatureCache(Path(root or Path(settings.MODELS_DIR) / "features") / backbone)
+
+
+@dataclass
+class FeatureExtractionReport:
+    extracted: int = 0
+    cached: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def audio_features_extract(
+    *,
+    tracks: Iterable[Track],
+    extractor,
+    cache: FeatureCache,
+    progress: Progress = _no_progress,
+) -> FeatureExtractionReport:
+    """Compute and cache the backbone's patch features of every track not cached yet.
+
+    ``extractor.patch_features(wave16k) -> [n_patches, D]``. A file that cannot be read or
+    embedded is reported by name and skipped; the run goes on.
+    """
+    report = FeatureExtractionReport()
+    started = time.perf_counter()
+    for track in progress(list(tracks)):
+        if cache.has(track.checksum):
+            report.cached += 1
+            continue
+        try:
+            wave, _ = load_mono(Path(track.audio_path), target_rate=FEATURE_SAMPLE_RATE)
+            features = np.asarray(extractor.patch_features(wave), dtype=np.float32)
+            if features.ndim != 2 or features.shape[0] == 0:
+                raise ValueError(f"backbone returned shape {features.shape}, expected [n_patches, D]")
+        except (AudioReadError, OSError, ValueError, RuntimeError) as error:
+            report.failed.append((track.audio_path, str(error)))
+            continue
+        cache.save(track.checksum, features)
+        report.extracted += 1
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --- registry and activation --------------------------------------------------------------
+
+
+def embedding_model_register(
+    *,
+    name: str,
+    kind: str,
+    dim: int,
+    tower: str = "",
+    config: dict | None = None,
+    metrics: dict | None = None,
+    checkpoint_path: str | Path = "",
+) -> EmbeddingModel:
+    """A new version of ``name`` (1 + the latest), retried if a concurrent run took the number."""
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return EmbeddingModel.objects.create(
+                    name=name, version=embedding_model_next_version(name), kind=kind, dim=int(dim), tower=tower,
+                    config=config or {}, metrics=metrics or {}, checkpoint_path=str(checkpoint_path),
+                )
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not allocate a version for {name!r}")
+
+
+class ActivationError(ValueError):
+    """The model cannot serve that arm (unknown arm, or not indexed)."""
+
+
+def embedding_model_activate(*, model: EmbeddingModel, arm: str) -> EmbeddingModel:
+    """Make ``model`` the one model serving ``arm``; the previous one is released in the same transaction."""
+    if arm not in EmbeddingModel.Kind.values:
+        raise ActivationError(f"unknown arm {arm!r}; choose one of {', '.join(EmbeddingModel.Kind.values)}")
+    if model.indexed_at is None:
+        raise ActivationError(f"{model} has no index yet; run index_embeddings {model.pk} first")
+    with transaction.atomic():
+        # Lock the rows involved so two activations of the same arm serialise.
+        list(EmbeddingModel.objects.select_for_update().filter(active_for_arm=arm).exclude(pk=model.pk))
+        EmbeddingModel.objects.filter(active_for_arm=arm).exclude(pk=model.pk).update(active_for_arm=None)
+        EmbeddingModel.objects.filter(pk=model.pk).update(active_for_arm=arm)
+    model.refresh_from_db()
+    return model
+
+
+# --- vectors and the HNSW index --------------------------------------------------------------
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+@dataclass
+class IndexReport:
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    index_seconds: float = 0.0
+
+
+def track_embeddings_write(
+    *, model: EmbeddingModel, track_ids: Sequence[int], vectors: np.ndarray, report: IndexReport | None = None
+) -> IndexReport:
+    """Replace ``model``'s vectors with these (COPY), rebuild its HNSW index, stamp ``indexed_at``."""
+    report = report or IndexReport()
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(track_ids), model.dim):
+        raise ValueError(f"expected vectors of shape ({len(track_ids)}, {model.dim}), got {vectors.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinity")
+    table = TrackEmbedding._meta.db_table
+    with transaction.atomic():
+        started = time.perf_counter()
+        drop_hnsw_index(model)
+        TrackEmbedding.objects.filter(model=model).delete()
+        copy_sql = f"COPY {table} (model_id, track_id, embedding) FROM STDIN"
+        with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for track_id, vector in zip(track_ids, vectors, strict=True):
+                copy.write_row((model.pk, int(track_id), _vector_literal(vector)))
+        report.write_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        create_hnsw_index(model)
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {table}")
+        report.index_seconds = time.perf_counter() - started
+        EmbeddingModel.objects.filter(pk=model.pk).update(indexed_at=timezone.now())
+    report.written = len(track_ids)
+    model.refresh_from_db()
+    return report

@@ -1,0 +1,39 @@
+"""Small synthetic catalogs for the embedding tests: rows only, or real wav files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from recommender.models import Track
+
+
+def synthetic_tracks(count: int, prefix: str = "t") -> list[Track]:
+    """``count`` Track rows with unique checksums and no audio behind them."""
+    return Track.objects.bulk_create(
+        Track(
+            title=f"{prefix}{i}", artist=f"composer {i % 7}", album=f"album {i % 5}", duration_s=20.0,
+            sample_rate=16000, checksum=hashlib.sha256(f"{prefix}{i}".encode()).hexdigest(), audio_path="none",
+            labels={"style": f"style{i % 4}", "ensemble": f"ens{i % 3}"},
+        )
+        for i in range(count)
+    )
+
+
+def tone_track(folder: Path, index: int, seconds: float = 4.0, rate: int = 16000) -> Track:
+    """A Track backed by a real wav file: a tone whose pitch and pulse depend on ``index``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    freq = 110.0 * 2 ** ((index % 12) / 12) * (1 + index % 3)
+    pulse = 0.5 + 0.5 * (np.sin(2 * np.pi * (1 + index % 4) * t) > 0)
+    wave = (0.3 * np.sin(2 * np.pi * freq * t) * pulse).astype(np.float32)
+    path = folder / f"tone_{index:03d}.wav"
+    soundfile.write(str(path), wave, rate)
+    checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Track.objects.create(
+        title=f"tone {index}", artist="synth", album="tones", duration_s=seconds, sample_rate=rate,
+        checksum=checksum, audio_path=str(path), labels={"style": f"style{index % 4}", "ensemble": f"ens{index % 3}"},
+    )
