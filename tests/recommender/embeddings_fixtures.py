@@ -37,3 +37,16 @@ def tone_track(folder: Path, index: int, seconds: float = 4.0, rate: int = 16000
         title=f"tone {index}", artist="synth", album="tones", duration_s=seconds, sample_rate=rate,
         checksum=checksum, audio_path=str(path), labels={"style": f"style{index % 4}", "ensemble": f"ens{index % 3}"},
     )
+
+
+def staff_http_client(live_server_url: str):
+    """An httpx client carrying the session cookie of a fresh staff user (real HTTP, real session)."""
+    import httpx
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_user("staff", password="x" * 12, is_staff=True)
+    django_client = Client()
+    django_client.force_login(user)
+    cookies = {"sessionid": django_client.cookies["sessionid"].value}
+    return httpx.Client(base_url=live_server_url, cookies=cookies, timeout=60)
