@@ -1,1 +1,232 @@
-"""Experiments, variants, assignments and events (filled in by the serving issue)."""
+"""Experiments, variants, assignments, the raw events and the aggregates the worker keeps.
+
+The event and aggregate tables are written only by the Celery worker from the outbox
+(``experiments.services_ingest``), in batches and idempotently by ``event_id``. Their
+foreign keys carry no database constraint on purpose: at tens of thousands of rows a
+second, a constraint check per row takes a KEY SHARE lock on the same few experiment and
+variant rows from every concurrent batch (multixact churn); the ORM relation is kept for
+joins and admin display.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from recommender.models import EmbeddingModel, Track
+
+
+def new_salt() -> str:
+    return secrets.token_hex(8)
+
+
+def _event_fk(to, related_name: str | None = "+"):
+    """A relation without a database constraint (see the module docstring)."""
+    return models.ForeignKey(to, on_delete=models.DO_NOTHING, db_constraint=False, related_name=related_name)
+
+
+class Experiment(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        PAUSED = "paused"
+        STOPPED = "stopped"
+
+    name = models.CharField(max_length=200, unique=True)
+    hypothesis = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    salt = models.CharField(max_length=64, default=new_salt, help_text="Hash salt of the assignment; locked on start")
+    traffic_fraction = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of users in the experiment; the rest get the control arm and stay out of the analysis",
+    )
+    primary_metric = models.CharField(max_length=20, default="ctr")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(traffic_fraction__gte=0.0) & Q(traffic_fraction__lte=1.0), name="traffic_fraction_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    @property
+    def is_locked(self) -> bool:
+        """Variants, weights, salt and traffic fraction are fixed once the experiment has started."""
+        return self.status != self.Status.DRAFT or self.started_at is not None
+
+
+class Variant(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    key = models.SlugField(max_length=50, help_text="Short id shown to players, e.g. control / treatment")
+    name = models.CharField(max_length=200, blank=True)
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="variants")
+    weight = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    is_control = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["experiment_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="unique_variant_key"),
+            models.UniqueConstraint(fields=["experiment"], condition=Q(is_control=True), name="one_control_variant"),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="variant_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.name}/{self.key}"
+
+
+class Assignment(models.Model):
+    """A user's first exposure to an experiment (the variant itself follows from the hash)."""
+
+    experiment = _event_fk(Experiment, related_name="assignments")
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    user_id = models.CharField(max_length=200)
+    first_exposure_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "user_key"], name="one_assignment_per_user")]
+        indexes = [models.Index(fields=["experiment", "variant"], name="assignment_exp_variant")]
+
+
+class Impression(models.Model):
+    event_id = models.UUIDField(unique=True)
+    request_id = models.UUIDField(db_index=True)
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    track = _event_fk(Track)
+    position = models.PositiveSmallIntegerField(help_text="1-based")
+    score = models.FloatField()
+    created_at = models.DateTimeField(help_text="Server receive time")
+
+
+class Click(models.Model):
+    event_id = models.UUIDField(unique=True)
+    request_id = models.UUIDField(db_index=True)
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    track = _event_fk(Track)
+    position = models.PositiveSmallIntegerField(help_text="1-based")
+    client_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(help_text="Server receive time")
+
+
+class UserAggregate(models.Model):
+    """Per-user sums over the whole experiment: the input of the delta method."""
+
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "user_key"], name="one_aggregate_per_user")]
+        indexes = [models.Index(fields=["experiment", "variant"], name="useragg_exp_variant")]
+
+
+class DailyUserRollup(models.Model):
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    day = models.DateField(help_text="Server receive day (UTC)")
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "user_key", "day"], name="one_rollup_per_user_day")
+        ]
+        indexes = [models.Index(fields=["experiment", "variant", "day"], name="dailyrollup_exp_variant_day")]
+
+
+class PositionRollup(models.Model):
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    position = models.PositiveSmallIntegerField()
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "variant", "position"], name="one_rollup_per_position")
+        ]
+
+
+class VariantDailyMoments(models.Model):
+    """Moments of the cumulative per-user (impressions, clicks) as of the end of ``day``.
+
+    Kept incrementally from each user's old and new cumulative values, so a time series
+    of the delta-method CTR reads one row per variant and day.
+    """
+
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    day = models.DateField()
+    users = models.BigIntegerField(default=0)
+    sum_impressions = models.BigIntegerField(default=0)
+    sum_clicks = models.BigIntegerField(default=0)
+    sum_impressions_sq = models.BigIntegerField(default=0)
+    sum_clicks_sq = models.BigIntegerField(default=0)
+    sum_impressions_clicks = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "variant", "day"], name="one_moments_per_variant_day")
+        ]
+
+
+class EventOutbox(models.Model):
+    """Events accepted by the API, waiting for the relay to carry them to the worker.
+
+    Written in the request's own transaction; a row disappears only when the worker has
+    committed the event (and its aggregates), so an accepted event survives a dead broker
+    or worker. Plain integer columns: this is a queue, not a model of the domain.
+    """
+
+    class Kind(models.IntegerChoices):
+        IMPRESSION = 1
+        CLICK = 2
+
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    event_id = models.UUIDField(unique=True)
+    request_id = models.UUIDField(db_index=True)
+    experiment_id = models.BigIntegerField()
+    variant_id = models.BigIntegerField()
+    user_key = models.BigIntegerField()
+    user_id = models.CharField(max_length=200, blank=True)
+    track_id = models.BigIntegerField()
+    position = models.PositiveSmallIntegerField()
+    score = models.FloatField(null=True, blank=True)
+    client_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+
+class ApiKey(models.Model):
+    """A player app's key: only a lookup prefix and the SHA-256 of the full key are stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
