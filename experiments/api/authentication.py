@@ -1,0 +1,118 @@
+"""API-key authentication for player apps (``Authorization: Api-Key <key>``), reused by every app.
+
+Keys look like ``<prefix>.<secret>``; only the prefix and the SHA-256 of the whole key are
+stored. A verified key is cached in-process for ``CACHE_TTL_S`` seconds, so the hot path
+costs one hash and a dict lookup; a deactivated key stops working within that time.
+
+Usage in a view::
+
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [HasApiKey]          # or IsStaffOrApiKey
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from experiments.models import ApiKey
+from experiments.services import hash_api_key
+
+KEYWORD = "Api-Key"
+CACHE_TTL_S = 30.0
+_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """``request.user`` for a request authenticated by an API key (a player app, never staff)."""
+
+    api_key_id: int
+    name: str
+    is_authenticated: bool = True
+    is_staff: bool = False
+    is_superuser: bool = False
+    is_active: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def pk(self) -> str:
+        return f"api-key:{self.api_key_id}"
+
+    def __str__(self) -> str:
+        return f"api key {self.name}"
+
+
+_cache: dict[str, tuple[float, ApiClient]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_api_key_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def verify_api_key(key: str) -> ApiClient | None:
+    """The client a full key belongs to, or None when it is unknown, wrong or inactive."""
+    digest = hash_api_key(key)
+    now = time.monotonic()
+    hit = _cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    prefix, dot, _ = key.partition(".")
+    if not dot or not prefix or len(prefix) > 16:
+        return None
+    row = ApiKey.objects.filter(prefix=prefix, active=True).values_list("id", "name", "key_hash").first()
+    if row is None or not hmac.compare_digest(row[2], digest):
+        return None
+    client = ApiClient(api_key_id=row[0], name=row[1])
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[digest] = (now + CACHE_TTL_S, client)
+    return client
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """DRF authentication: ``Authorization: Api-Key <key>`` -> (ApiClient, ApiClient)."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        keyword, _, key = header.partition(" ")
+        if keyword != KEYWORD:
+            return None  # another scheme; let the next authentication class try
+        key = key.strip()
+        if not key or len(key) > 200:
+            raise exceptions.AuthenticationFailed("malformed API key header: expected 'Api-Key <key>'")
+        client = verify_api_key(key)
+        if client is None:
+            raise exceptions.AuthenticationFailed("unknown or inactive API key")
+        return client, client
+
+    def authenticate_header(self, request) -> str:
+        return KEYWORD  # makes DRF answer 401 (not 403) when credentials are missing
+
+
+class HasApiKey(BasePermission):
+    message = "authenticate with 'Authorization: Api-Key <key>'"
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ApiClient)
+
+
+class IsStaffOrApiKey(BasePermission):
+    """Staff users (session) or a player app with an API key."""
+
+    message = "authenticate with 'Authorization: Api-Key <key>' or as a staff user"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return isinstance(request.auth, ApiClient) or bool(user and user.is_authenticated and user.is_staff)

@@ -1,0 +1,163 @@
+"""Writes of the experiments app: experiment lifecycle, variants and API keys.
+
+Lifecycle: draft -> running <-> paused -> stopped. Once started, an experiment's
+variants, weights, salt and traffic fraction are locked (a change means a new
+experiment), and a stopped experiment never runs again. Only one experiment runs at a
+time, because a recommendation request can serve only one arm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from experiments.models import ApiKey, Experiment, Variant
+from recommender.models import EmbeddingModel
+
+
+class ExperimentError(ValueError):
+    """A lifecycle rule was broken; the message says which."""
+
+
+class ExperimentLockedError(ExperimentError):
+    pass
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    key: str
+    embedding_model_id: int
+    weight: int = 50
+    is_control: bool = False
+    name: str = ""
+
+
+# --- Experiments ------------------------------------------------------------------------
+
+def experiment_create(
+    *, name: str, variants: Sequence[VariantSpec], hypothesis: str = "", traffic_fraction: float = 1.0
+) -> Experiment:
+    if not 0.0 <= traffic_fraction <= 1.0:
+        raise ExperimentError(f"traffic fraction must lie in [0, 1], got {traffic_fraction}")
+    with transaction.atomic():
+        experiment = Experiment.objects.create(name=name, hypothesis=hypothesis, traffic_fraction=traffic_fraction)
+        variants_set(experiment=experiment, variants=variants)
+    return experiment
+
+
+def variants_set(*, experiment: Experiment, variants: Sequence[VariantSpec]) -> list[Variant]:
+    """Replace a draft experiment's variants; refused once it has started."""
+    experiment.refresh_from_db(fields=["status", "started_at"])
+    ensure_unlocked(experiment)
+    keys = [spec.key for spec in variants]
+    if len(variants) < 2:
+        raise ExperimentError("an experiment needs at least two variants")
+    if len(set(keys)) != len(keys):
+        raise ExperimentError(f"variant keys must be unique, got {keys}")
+    if sum(spec.is_control for spec in variants) > 1:
+        raise ExperimentError("at most one variant can be the control")
+    if any(spec.weight < 1 for spec in variants):
+        raise ExperimentError("variant weights must be positive integers")
+    specs = list(variants)
+    if not any(spec.is_control for spec in specs):  # the first one is the default arm
+        first = specs[0]
+        specs[0] = VariantSpec(first.key, first.embedding_model_id, first.weight, True, first.name)
+    with transaction.atomic():
+        experiment.variants.all().delete()
+        return [
+            Variant.objects.create(
+                experiment=experiment, key=spec.key, name=spec.name or spec.key, weight=spec.weight,
+                embedding_model_id=spec.embedding_model_id, is_control=spec.is_control,
+            )
+            for spec in specs
+        ]
+
+
+def ensure_unlocked(experiment: Experiment) -> None:
+    if experiment.is_locked:
+        raise ExperimentLockedError(
+            f"experiment {experiment.name!r} has started: its variants, weights, salt and traffic fraction are "
+            "locked (create a new experiment to change them)"
+        )
+
+
+def experiment_start(*, experiment: Experiment) -> Experiment:
+    """Start a draft or resume a paused experiment."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status == Experiment.Status.STOPPED:
+            raise ExperimentError(f"experiment {experiment.name!r} is stopped and cannot restart")
+        if experiment.status == Experiment.Status.RUNNING:
+            return experiment
+        other = Experiment.objects.filter(status=Experiment.Status.RUNNING).exclude(pk=experiment.pk).first()
+        if other is not None:
+            raise ExperimentError(f"experiment {other.name!r} is running; pause or stop it first")
+        variants = list(experiment.variants.select_related("embedding_model"))
+        if len(variants) < 2:
+            raise ExperimentError("an experiment needs at least two variants to start")
+        unindexed = [v.key for v in variants if v.embedding_model.indexed_at is None]
+        if unindexed:
+            raise ExperimentError(f"variants {unindexed} use embedding models that are not indexed yet")
+        experiment.status = Experiment.Status.RUNNING
+        if experiment.started_at is None:
+            experiment.started_at = timezone.now()
+        experiment.save(update_fields=["status", "started_at"])
+    return experiment
+
+
+def experiment_pause(*, experiment: Experiment) -> Experiment:
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status != Experiment.Status.RUNNING:
+            raise ExperimentError(f"only a running experiment can pause; {experiment.name!r} is {experiment.status}")
+        experiment.status = Experiment.Status.PAUSED
+        experiment.save(update_fields=["status"])
+    return experiment
+
+
+def experiment_stop(*, experiment: Experiment) -> Experiment:
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status == Experiment.Status.STOPPED:
+            return experiment
+        experiment.status = Experiment.Status.STOPPED
+        experiment.stopped_at = timezone.now()
+        experiment.save(update_fields=["status", "stopped_at"])
+    return experiment
+
+
+def resolve_embedding_model(ref: str) -> EmbeddingModel:
+    """An embedding model by id, by arm name (the model active for that arm) or by name (latest version)."""
+    ref = ref.strip()
+    if ref.isdigit():
+        model = EmbeddingModel.objects.filter(pk=int(ref)).first()
+    else:
+        model = (
+            EmbeddingModel.objects.filter(active_for_arm=ref).first()
+            or EmbeddingModel.objects.filter(name=ref).order_by("-version").first()
+        )
+    if model is None:
+        raise ExperimentError(f"no embedding model with id, arm or name {ref!r}")
+    return model
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+KEY_PREFIX_LEN = 8
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is shown once and never stored."""
+    prefix = secrets.token_hex(KEY_PREFIX_LEN // 2)
+    key = f"{prefix}.{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(name=name, prefix=prefix, key_hash=hash_api_key(key))
+    return api_key, key
