@@ -11,10 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from recommender.crossmusim.baselines import baseline_embeddings
 from recommender.crossmusim.features import pool_many
-from recommender.crossmusim.text_encoder import encode_texts
+from recommender.crossmusim.train import embed_audio, embed_text
 from recommender.models import EmbeddingModel
 
 
@@ -26,13 +26,22 @@ class CheckpointError(RuntimeError):
     """The model's checkpoint file is missing or unreadable."""
 
 
+def baseline_stats(model: EmbeddingModel) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The training-set mean/std a z-scored baseline was registered with (``None, None`` if raw)."""
+    if not model.config.get("standardize"):
+        return None, None
+    path = Path(model.checkpoint_path)
+    if not path.exists():
+        raise CheckpointError(f"{model}: feature statistics {model.checkpoint_path or '(none)'} not found")
+    with np.load(path) as stats:
+        return stats["mean"], stats["std"]
+
+
 @lru_cache(maxsize=4)
 def _load_checkpoint(path: str, mtime: float):
-    from recommender.crossmusim.train import load_checkpoint
+    from recommender.crossmusim.train import load_model
 
-    network = load_checkpoint(path)
-    network.eval()
-    return network
+    return load_model(path)
 
 
 def crossmusim_network(model: EmbeddingModel):
@@ -49,15 +58,20 @@ def audio_embed(model: EmbeddingModel, patch_features: Sequence[np.ndarray]) -> 
     """Per-track patch features -> [N, model.dim] vectors in ``model``'s space."""
     pooled = pool_many(list(patch_features))
     if model.kind == EmbeddingModel.Kind.BASELINE:
-        return pooled
+        return baseline_embeddings(pooled, *baseline_stats(model))
     network = crossmusim_network(model)
-    with torch.no_grad():
-        return network.encode_audio(torch.from_numpy(pooled)).numpy().astype(np.float32)
+    if network.config.audio.kind != "pretrained":
+        raise NotImplementedError(f"{model}: indexing a {network.config.audio.kind} audio tower is not supported")
+    return embed_audio(network, pooled).astype(np.float32)
 
 
 def text_embed(model: EmbeddingModel, texts: Sequence[str]) -> np.ndarray:
     """Texts -> [N, model.dim] through the frozen sentence encoder and the model's text tower."""
-    network = crossmusim_network(model)
-    sentence = encode_texts(list(texts))
-    with torch.no_grad():
-        return network.encode_text(torch.from_numpy(sentence)).numpy().astype(np.float32)
+    return embed_text(crossmusim_network(model), list(texts)).astype(np.float32)
+
+
+def backbone_extractor(name: str):
+    """The pretrained backbone that computes patch features (``patch_features(wave16k)``)."""
+    from recommender.crossmusim.musicnn import MusicnnExtractor
+
+    return MusicnnExtractor(model=name)

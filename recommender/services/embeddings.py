@@ -28,7 +28,7 @@ DEFAULT_BACKBONE = "MTT_musicnn"
 FEATURE_SAMPLE_RATE = 16_000
 
 
-def _no_progress(items: Iterable) -> Iterable:
+def no_progress(items: Iterable) -> Iterable:
     return items
 
 
@@ -86,7 +86,7 @@ def audio_features_extract(
     tracks: Iterable[Track],
     extractor,
     cache: FeatureCache,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> FeatureExtractionReport:
     """Compute and cache the backbone's patch features of every track not cached yet.
 
@@ -203,3 +203,52 @@ def track_embeddings_write(
     report.written = len(track_ids)
     model.refresh_from_db()
     return report
+
+
+def cached_features(
+    *, tracks: Sequence[Track], cache: FeatureCache, extractor_factory: Callable[[], object] | None = None,
+    progress: Progress = no_progress,
+) -> tuple[list[Track], list[np.ndarray], FeatureExtractionReport]:
+    """The cached patch features of ``tracks``; missing ones are extracted first when a factory is given.
+
+    Returns the tracks that have features (in order), their features, and the extraction report
+    (which names every track skipped).
+    """
+    missing = [t for t in tracks if not cache.has(t.checksum)]
+    report = FeatureExtractionReport(cached=len(tracks) - len(missing))
+    if missing and extractor_factory is not None:
+        extracted = audio_features_extract(tracks=missing, extractor=extractor_factory(), cache=cache,
+                                           progress=progress)
+        report.extracted, report.failed, report.seconds = extracted.extracted, extracted.failed, extracted.seconds
+    elif missing:
+        report.failed = [(t.audio_path, "no cached features; run extract_audio_features") for t in missing]
+    kept = [t for t in tracks if cache.has(t.checksum)]
+    return kept, [cache.load(t.checksum) for t in kept], report
+
+
+def catalog_index(
+    *,
+    model: EmbeddingModel,
+    tracks: Sequence[Track],
+    extractor_factory: Callable[[], object] | None = None,
+    batch_size: int = 256,
+    progress: Progress = no_progress,
+) -> IndexReport:
+    """Embed every track with ``model`` and replace its vectors and HNSW index.
+
+    Features come from the model's backbone cache (extracted on the way when missing);
+    a track whose audio cannot be read is named in ``report.skipped``.
+    """
+    from recommender.services.embedding_runtime import audio_embed
+
+    cache = feature_cache(model.config.get("backbone", DEFAULT_BACKBONE))
+    started = time.perf_counter()
+    kept, features, extraction = cached_features(tracks=tracks, cache=cache, extractor_factory=extractor_factory,
+                                                 progress=progress)
+    report = IndexReport(skipped=list(extraction.failed))
+    if not kept:
+        raise ValueError(f"no track of {len(tracks)} has features to embed with {model}")
+    chunks = [audio_embed(model, features[i:i + batch_size]) for i in range(0, len(kept), batch_size)]
+    vectors = np.concatenate(chunks)
+    report.embed_seconds = time.perf_counter() - started
+    return track_embeddings_write(model=model, track_ids=[t.pk for t in kept], vectors=vectors, report=report)

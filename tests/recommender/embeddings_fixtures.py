@@ -50,3 +50,41 @@ def staff_http_client(live_server_url: str):
     django_client.force_login(user)
     cookies = {"sessionid": django_client.cookies["sessionid"].value}
     return httpx.Client(base_url=live_server_url, cookies=cookies, timeout=60)
+
+
+STYLES = ("reel", "jig", "hornpipe", "waltz")
+ENSEMBLES = ("fiddle", "piano", "flute")
+
+
+def described_catalog(count: int, backbone: str, dim: int = 24, patches: int = 6, seed: int = 0) -> list[Track]:
+    """Tracks with cached synthetic patch features, a default split and kept descriptions.
+
+    Features: a strong ensemble (timbre) direction plus a weaker style direction plus noise, so
+    audio-only similarity is timbre-led and the descriptions (which name the style) carry the signal.
+    """
+    from recommender.models import DatasetSplit, Description
+    from recommender.services.embeddings import feature_cache
+
+    rng = np.random.default_rng(seed)
+    style_dirs = rng.normal(size=(len(STYLES), dim))
+    ensemble_dirs = 3 * rng.normal(size=(len(ENSEMBLES), dim))
+    tracks = synthetic_tracks(count, prefix=f"described{seed}-")
+    cache = feature_cache(backbone)
+    splits, descriptions = [], []
+    for i, track in enumerate(tracks):
+        style, ensemble = STYLES[i % len(STYLES)], ENSEMBLES[(i // len(STYLES)) % len(ENSEMBLES)]
+        track.labels = {"style": style, "ensemble": ensemble, "mode": "major" if i % 2 else "minor",
+                        "work_id": f"w{i}"}
+        base = style_dirs[STYLES.index(style)] + ensemble_dirs[ENSEMBLES.index(ensemble)]
+        cache.save(track.checksum, base + 0.5 * rng.normal(size=(patches, dim)))
+        part = ("train",) * 6 + ("val", "test", "test", "test")
+        splits.append(DatasetSplit(name="default", track=track, part=part[i % len(part)]))
+        for n, text in enumerate((f"a lively {style} tune", f"traditional {style} dance music",
+                                  f"a {style} played on {ensemble}")):
+            descriptions.append(Description(
+                track=track, text=text, source="metadata", origin=f"template:{n}", perspective="style",
+                score=0.9, kept=True, text_hash=hashlib.sha256(text.encode()).hexdigest()))
+    Track.objects.bulk_update(tracks, ["labels"])
+    DatasetSplit.objects.bulk_create(splits)
+    Description.objects.bulk_create(descriptions)
+    return tracks

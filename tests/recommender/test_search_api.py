@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from recommender.services.embeddings import embedding_model_activate, embedding_model_register, track_embeddings_write
-from tests.recommender.embeddings_fixtures import staff_http_client, synthetic_tracks
+from recommender.services.embedding_training import crossmusim_train
+from recommender.services.embeddings import (
+    catalog_index,
+    embedding_model_activate,
+    embedding_model_register,
+    track_embeddings_write,
+)
+from tests.recommender.embeddings_fixtures import described_catalog, staff_http_client, synthetic_tracks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,3 +44,23 @@ def test_a_baseline_model_on_the_arm_is_409(live_server):
         response = client.get("/api/v1/search", params={"q": "a lively reel"})
     assert response.status_code == 409
     assert "only a cross-modal model can search" in response.json()["detail"]
+
+
+def test_search_returns_tracks_of_the_described_style_from_a_trained_tiny_model(live_server, settings, tmp_path):
+    settings.MODELS_DIR = tmp_path
+    tracks = described_catalog(60, "SYNTH_features", seed=4)
+    run = crossmusim_train(seed=0, steps=40, backbone="SYNTH_features", overrides={"batch_size": 32})
+    catalog_index(model=run.model, tracks=tracks)
+    embedding_model_activate(model=run.model, arm="crossmusim")
+    with staff_http_client(live_server.url) as client:
+        response = client.get("/api/v1/search", params={"q": "traditional hornpipe dance music", "k": 5})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"id": run.model.pk, "name": "crossmusim", "version": 1}
+    assert [item["position"] for item in body["items"]] == [1, 2, 3, 4, 5]
+    by_id = {t.pk: t for t in tracks}
+    styles = [by_id[item["track"]].labels["style"] for item in body["items"]]
+    assert styles.count("hornpipe") >= 4, styles
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+    assert body["items"][0]["title"] == by_id[body["items"][0]["track"]].title

@@ -1,0 +1,37 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from recommender.selectors import tracks_for_ids
+from recommender.services.embedding_runtime import backbone_extractor
+from recommender.services.embeddings import DEFAULT_BACKBONE, audio_features_extract, feature_cache
+
+
+class Command(BaseCommand):
+    help = ("Cache the pretrained backbone's per-patch features of every track (resumable: cached tracks are "
+            "skipped; unreadable files are named and skipped).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", default=DEFAULT_BACKBONE, help="Backbone: MTT_musicnn (default) or MSD_musicnn")
+        parser.add_argument("--tracks", nargs="+", type=int, help="Only these track ids")
+
+    def handle(self, *args, model, tracks, **options):
+        selected = list(tracks_for_ids(tracks))
+        if tracks and len(selected) != len(set(tracks)):
+            missing = sorted(set(tracks) - {t.pk for t in selected})
+            raise CommandError(f"no track with id {', '.join(map(str, missing))}")
+        try:
+            extractor = backbone_extractor(model)
+        except (ImportError, ValueError, FileNotFoundError) as error:
+            raise CommandError(f"cannot load backbone {model!r}: {error}") from error
+        cache = feature_cache(model)
+        report = audio_features_extract(
+            tracks=selected, extractor=extractor, cache=cache,
+            progress=lambda items: tqdm(items, desc=f"features {model}", unit="track", disable=None),
+        )
+        for name, reason in report.failed:
+            self.stderr.write(f"skipped {name}: {reason}")
+        rate = report.seconds / report.extracted if report.extracted else 0.0
+        self.stdout.write(
+            f"{model}: {report.extracted} extracted ({rate:.2f} s/track), {report.cached} already cached, "
+            f"{len(report.failed)} skipped -> {cache.root}"
+        )

@@ -1,0 +1,58 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from recommender.services.embedding_runtime import backbone_extractor
+from recommender.services.embedding_training import TrainingInputError, crossmusim_train, describe_metrics
+from recommender.services.embeddings import DEFAULT_BACKBONE
+
+
+class Command(BaseCommand):
+    help = ("Train CrossMuSim (pretrained audio tower guided by the kept text descriptions) on a split's train "
+            "part, choose the step on its validation part, score the test part and register a new model version.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--steps", type=int, help="Optimisation steps (default: the core's TrainConfig)")
+        parser.add_argument("--resume", action="store_true",
+                            help="Continue the interrupted run of this name/split/seed from its last checkpoint")
+        parser.add_argument("--split", default="default")
+        parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+        parser.add_argument("--name", default="crossmusim")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--lr", type=float)
+        parser.add_argument("--embed-dim", type=int)
+
+    def handle(self, *args, seed, steps, resume, split, backbone, name, batch_size, lr, embed_dim, **options):
+        overrides = {key: value for key, value in
+                     {"batch_size": batch_size, "lr": lr, "embed_dim": embed_dim}.items() if value is not None}
+        bar = None
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, initial=step - 1, desc=f"train {name} seed {seed}", unit="step", disable=None)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        try:
+            run = crossmusim_train(
+                seed=seed, steps=steps, resume=resume, split=split, backbone=backbone, name=name,
+                overrides=overrides, extractor_factory=lambda: backbone_extractor(backbone), on_step=on_step,
+                progress=lambda items: tqdm(items, desc=f"features {backbone}", unit="track", disable=None),
+            )
+        except (TrainingInputError, ValueError) as error:
+            raise CommandError(str(error)) from error
+        finally:
+            if bar is not None:
+                bar.close()
+        for path, reason in run.extraction.failed:
+            self.stderr.write(f"skipped {path}: {reason}")
+        model = run.model
+        resumed = f", resumed from step {run.resumed_from_step}" if run.resumed_from_step else ""
+        self.stdout.write(
+            f"registered {model} (id {model.pk}, dim {model.dim}) after {model.metrics['steps_done']} steps{resumed}, "
+            f"loss {model.metrics['loss_first']:.3f} -> {model.metrics['loss_last']:.3f}; "
+            f"test: {describe_metrics(model.metrics)}"
+        )
+        self.stdout.write(f"checkpoint {model.checkpoint_path}")
+        self.stdout.write(f"next: manage.py index_embeddings {model.pk} --activate-arm crossmusim")

@@ -1,0 +1,247 @@
+"""Training runs of the two arms from the database: load splits, features and kept descriptions,
+call the CrossMuSim core, register the result as a new EmbeddingModel version with its metrics.
+
+Model choices (best step) are made on the validation part only; the test part is used once,
+at the end, for the metrics stored with the model.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from recommender.crossmusim.evaluate import EvalLabels, evaluate_embeddings
+from recommender.crossmusim.features import pool_many
+from recommender.models import EmbeddingModel, Track
+from recommender.selectors import kept_descriptions, split_parts, tracks_for_ids
+from recommender.services.embeddings import (
+    DEFAULT_BACKBONE,
+    FeatureExtractionReport,
+    Progress,
+    cached_features,
+    embedding_model_register,
+    feature_cache,
+    no_progress,
+)
+
+TRAIN, VAL, TEST = "train", "val", "test"
+
+
+class TrainingInputError(ValueError):
+    """The database does not hold what a training run needs (split, features, descriptions)."""
+
+
+@dataclass
+class SplitTracks:
+    """Tracks of one named split that have cached features, grouped by part, features aligned."""
+
+    split: str
+    tracks: dict[str, list[Track]]
+    patches: dict[str, list[np.ndarray]]
+    extraction: FeatureExtractionReport
+
+    def eval_labels(self, part: str) -> EvalLabels:
+        rows = [t.labels or {} for t in self.tracks[part]]
+        return EvalLabels(
+            style=[str(r.get("style", "")) for r in rows],
+            ensemble=[str(r.get("ensemble", "")) for r in rows],
+            mode=[str(r.get("mode", "")) for r in rows],
+            work_id=[str(r.get("work_id", t.pk)) for r, t in zip(rows, self.tracks[part], strict=True)],
+        )
+
+
+def split_tracks_load(
+    *, split: str, backbone: str, extractor_factory: Callable[[], object] | None = None,
+    progress: Progress = no_progress,
+) -> SplitTracks:
+    parts = split_parts(split)
+    if not parts:
+        raise TrainingInputError(f"no dataset split named {split!r}; build the catalog (build_demo_catalog) first")
+    tracks = list(tracks_for_ids(sorted(parts)))
+    kept, features, report = cached_features(tracks=tracks, cache=feature_cache(backbone),
+                                             extractor_factory=extractor_factory, progress=progress)
+    grouped: dict[str, list[Track]] = {TRAIN: [], VAL: [], TEST: []}
+    patches: dict[str, list[np.ndarray]] = {TRAIN: [], VAL: [], TEST: []}
+    for track, feature in zip(kept, features, strict=True):
+        grouped[parts[track.pk]].append(track)
+        patches[parts[track.pk]].append(feature)
+    for part in (TRAIN, TEST):
+        if len(grouped[part]) < 2:
+            raise TrainingInputError(f"split {split!r} has {len(grouped[part])} {part} tracks with features")
+    return SplitTracks(split=split, tracks=grouped, patches=patches, extraction=report)
+
+
+def _test_metrics(split_tracks: SplitTracks, embeddings: np.ndarray, text_embedder=None) -> dict[str, float]:
+    """Retrieval metrics on the test part; text-to-audio recall with each track's first kept description."""
+    tracks = split_tracks.tracks[TEST]
+    labels = split_tracks.eval_labels(TEST)
+    if text_embedder is None:
+        return evaluate_embeddings(embeddings, labels)
+    descriptions = kept_descriptions()
+    queries, targets = [], []
+    for index, track in enumerate(tracks):
+        if descriptions.get(track.pk):
+            queries.append(descriptions[track.pk][0][0])
+            targets.append(index)
+    text_vectors = text_embedder(queries) if queries else None
+    return evaluate_embeddings(embeddings, labels, text_vectors, targets)
+
+
+def baseline_register(
+    *, backbone: str = DEFAULT_BACKBONE, split: str = "default", name: str | None = None,
+    extractor_factory: Callable[[], object] | None = None, progress: Progress = no_progress,
+) -> tuple[EmbeddingModel, SplitTracks]:
+    """The audio-only arm: the backbone's pooled features (mean ‖ max over patches) as they are.
+
+    Whether to z-score the axes with training-set statistics first is chosen on the validation
+    part (cross-instrument style P@10); the statistics are kept next to the models.
+    """
+    from recommender.crossmusim.baselines import baseline_embeddings
+
+    data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
+    train = pool_many(data.patches[TRAIN])
+    mean, std = train.mean(0), train.std(0)
+    standardize = False
+    if len(data.tracks[VAL]) >= 2:
+        val = pool_many(data.patches[VAL])
+        scores = {flag: evaluate_embeddings(baseline_embeddings(val, *((mean, std) if flag else (None, None))),
+                                            data.eval_labels(VAL))["xinst_style_p10"] for flag in (False, True)}
+        standardize = scores[True] > scores[False]
+    stats = (mean, std) if standardize else (None, None)
+    test_vectors = baseline_embeddings(pool_many(data.patches[TEST]), *stats)
+    metrics = {"split": split, "test": _test_metrics(data, test_vectors), "standardize": standardize,
+               "n_tracks": {part: len(rows) for part, rows in data.tracks.items()}}
+    stats_path = ""
+    if standardize:
+        stats_path = Path(settings.MODELS_DIR) / "baseline" / f"{backbone}-{uuid.uuid4().hex[:12]}.npz"
+        stats_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(stats_path, mean=mean, std=std)
+    model = embedding_model_register(
+        name=name or f"baseline-{backbone}", kind=EmbeddingModel.Kind.BASELINE, dim=test_vectors.shape[1],
+        tower=f"{backbone} mean+max" + (" z-scored" if standardize else ""),
+        config={"backbone": backbone, "pooling": "mean+max", "standardize": standardize, "split": split},
+        metrics=_jsonable(metrics), checkpoint_path=str(stats_path),
+    )
+    return model, data
+
+
+@dataclass
+class CrossMuSimRun:
+    model: EmbeddingModel
+    losses: list[float]
+    resumed_from_step: int
+    extraction: FeatureExtractionReport
+
+
+def run_checkpoint_path(name: str, seed: int, split: str) -> Path:
+    """Where a run's resumable training state lives: one file per (name, split, seed)."""
+    return Path(settings.MODELS_DIR) / "runs" / f"{name}-{split}-seed{seed}.pt"
+
+
+def crossmusim_train(
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    resume: bool = False,
+    split: str = "default",
+    backbone: str = DEFAULT_BACKBONE,
+    name: str = "crossmusim",
+    overrides: dict | None = None,
+    extractor_factory: Callable[[], object] | None = None,
+    progress: Progress = no_progress,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> CrossMuSimRun:
+    """Train CrossMuSim on the split's train part, pick the step on val, score on test, register a version."""
+    from recommender.crossmusim.baselines import baseline_embeddings
+    from recommender.crossmusim.train import (
+        TrainConfig,
+        TrainingData,
+        embed_audio,
+        embed_text,
+        retrieval_validator,
+        save_checkpoint,
+        train_crossmusim,
+    )
+
+    data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
+    descriptions = kept_descriptions()
+    captions = [[text for text, _ in descriptions.get(t.pk, [])] for t in data.tracks[TRAIN]]
+    scores = [[score for _, score in descriptions.get(t.pk, [])] for t in data.tracks[TRAIN]]
+    described = sum(1 for c in captions if c)
+    if described < 2:
+        raise TrainingInputError(
+            f"{described} training tracks of split {split!r} have kept descriptions; run mine_descriptions first")
+    train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN],
+                                         track_ids=np.array([t.pk for t in data.tracks[TRAIN]]))
+    overrides = dict(overrides or {})
+    embed_dim = overrides.pop("embed_dim", None)
+    config = TrainConfig(seed=seed, **overrides)
+    if embed_dim:
+        config.model.embed_dim = int(embed_dim)
+    if steps is not None:
+        config.steps = steps
+    checkpoint = run_checkpoint_path(name, seed, split)
+    if not resume:
+        checkpoint.unlink(missing_ok=True)
+    config.checkpoint_path = str(checkpoint)
+    config.checkpoint_every = config.checkpoint_every or max(10, config.steps // 10)
+    validator = None
+    if len(data.tracks[VAL]) >= 2:
+        validator = retrieval_validator(TrainingData(patches=data.patches[VAL]), data.eval_labels(VAL))
+
+    started = time.perf_counter()
+    result = train_crossmusim(train_data, config, progress=on_step, validator=validator, resume=resume)
+    train_seconds = time.perf_counter() - started
+    network = result.model
+    test_vectors = embed_audio(network, pool_many(data.patches[TEST]))
+    metrics = {
+        "split": split,
+        "test": _test_metrics(data, test_vectors, text_embedder=lambda texts: embed_text(network, texts)),
+        "baseline_test": _test_metrics(data, baseline_embeddings(pool_many(data.patches[TEST]))),
+        "best_step": result.best_step, "steps_done": result.steps_done, "best_val_score": result.best_val_score,
+        "val_history": result.val_history, "loss_first": result.losses[0] if result.losses else None,
+        "loss_last": float(np.mean(result.losses[-10:])) if result.losses else None,
+        "train_seconds": round(train_seconds, 2), "resumed_from_step": result.resumed_from_step,
+        "n_tracks": {part: len(rows) for part, rows in data.tracks.items()}, "n_described_train": described,
+    }
+    final_path = Path(settings.MODELS_DIR) / "crossmusim" / f"{name}-{uuid.uuid4().hex[:12]}.pt"
+    save_checkpoint(final_path, network, train_config=config)
+    with transaction.atomic():
+        model = embedding_model_register(
+            name=name, kind=EmbeddingModel.Kind.CROSSMUSIM, dim=network.config.embed_dim,
+            tower=f"{backbone} + {network.config.audio.kind} projection",
+            config={"backbone": backbone, "pooling": "mean+max", "seed": seed, "train": _jsonable(config.to_dict())},
+            metrics=_jsonable(metrics), checkpoint_path=str(final_path),
+        )
+    return CrossMuSimRun(model=model, losses=result.losses, resumed_from_step=result.resumed_from_step,
+                         extraction=data.extraction)
+
+
+def _jsonable(value):
+    """Tuples, numpy scalars and paths in configs/metrics -> plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+SUMMARY_METRICS = ("style_p10", "xinst_style_p10", "mode_p10", "t2a_r10")
+
+
+def describe_metrics(metrics: dict, keys: Sequence[str] = SUMMARY_METRICS) -> str:
+    test = metrics.get("test", {})
+    return ", ".join(f"{key} {test[key]:.3f}" for key in keys if key in test)
