@@ -3,4 +3,43 @@
 Audio features, towers, losses, augmentation, training, evaluation metrics and
 description sourcing/mining live here so that they can be tested and reused without
 a database. The Django apps load data, call these functions and store the results.
+
+Public API of the model core (for the Django shell, commands and bench scripts)
+------------------------------------------------------------------------------
+Features (``features``)::
+
+    pool_patches(patches [n, D]) -> [2D]            # mean ‖ max over 3-s patches
+    pool_many(list_of_patches) -> [N, 2D]
+    save_patch_features(path, {track_id: [n, D]}); load_patch_features(path) -> dict
+    feature_cache_path(cache_dir, model_name) -> Path   # <cache_dir>/<model>.npz
+
+Training (``train``)::
+
+    data = TrainingData.from_texts(captions, scores, patches=list_of_patch_arrays)   # MiniLM-embeds captions
+    # or TrainingData(patches=..., caption_embeddings=[[m_i, 384]...], caption_weights=[[m_i]...])
+    config = TrainConfig(objective="text", seed=0, steps=600, checkpoint_path=".../run.pt", checkpoint_every=100)
+    result = train_crossmusim(data, config, progress=lambda step, total, loss: ..., validator=None)
+    result.model (CrossMuSimModel, eval mode), result.losses, result.best_step, result.train_seconds
+    embed_audio(result.model, pool_many(patches)) -> [N, embed_dim] L2-normalised np.ndarray
+    embed_text(result.model, ["a lively reel on fiddle", ...]) -> [N, embed_dim]
+    save_checkpoint(path, model) / load_model(path) -> CrossMuSimModel
+    retrieval_validator(val_data, EvalLabels(...)) -> validator(model) -> float   (choices on validation)
+
+    objective="simclr" / "supervised" (needs TrainingData.labels) train the audio-only reference rows;
+    TrainConfig.model = CrossMuSimConfig(audio=AudioTowerConfig(kind="scratch_cnn")) with
+    TrainingData.logmels (``logmel.log_mel_spectrogram``) trains the from-scratch CNN tower.
+
+Baseline arm (``baselines``)::
+
+    baseline_embeddings(pooled_features [N, 2D], mean=None, std=None) -> [N, 2D] L2-normalised
+
+Evaluation (``evaluate``/``metrics``)::
+
+    evaluate_embeddings(audio_emb, EvalLabels(style, ensemble, mode, work_id), text_emb=None, text_targets=None)
+      -> {"style_p1", "style_p10", "style_map", "style_ndcg10", "xinst_style_p10", "xinst_style_map",
+          "instrument_p10", "mode_p10", ["t2a_r1", "t2a_r5", "t2a_r10"]}
+
+Ablation text (``textprep``)::
+
+    strip_label_words(text, label_values) -> text without style / tune-type / collection / composer words
 """
