@@ -1,0 +1,186 @@
+"""Compose the tests into what an analyst reads: one comparison per treatment arm and a verdict.
+
+Pure functions over sufficient statistics; experiments.analysis feeds them from the database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.stats.bayesian import chance_to_win
+from experiments.stats.frequentist import (
+    DifferenceType,
+    FrequentistConfig,
+    RatioZTest,
+    TestResult,
+    naive_impression_ztest,
+    normal_test,
+    relative_difference,
+)
+from experiments.stats.multiple import holm_adjust
+from experiments.stats.power import PowerConfig, PowerResult, power_analysis
+from experiments.stats.sequential import (
+    SequentialConfig,
+    SequentialRatioTest,
+    always_valid_p_value,
+    confidence_sequence_half_width,
+    running_intersection,
+    running_minimum,
+)
+from experiments.stats.srm import SrmResult, check_srm
+from experiments.stats.statistics import RatioStatistic
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    alpha: float = 0.05
+    n_star: float = 10_000  # see SequentialConfig
+    power: float = 0.8
+    target_effect: float = 0.05  # smallest relative lift worth acting on
+    min_users: int = 100  # below this per arm, say "not enough data" whatever the p-value
+
+    @property
+    def frequentist(self) -> FrequentistConfig:
+        return FrequentistConfig(alpha=self.alpha, difference_type=DifferenceType.RELATIVE)
+
+    @property
+    def absolute(self) -> FrequentistConfig:
+        return FrequentistConfig(alpha=self.alpha, difference_type=DifferenceType.ABSOLUTE)
+
+    @property
+    def sequential(self) -> SequentialConfig:
+        return SequentialConfig(alpha=self.alpha, difference_type=DifferenceType.RELATIVE, n_star=self.n_star)
+
+    @property
+    def power_config(self) -> PowerConfig:
+        return PowerConfig(alpha=self.alpha, power=self.power, target_effect=self.target_effect, n_star=self.n_star)
+
+
+@dataclass(frozen=True)
+class Arm:
+    key: str
+    name: str
+    weight: float
+    is_control: bool
+    statistic: RatioStatistic
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One treatment arm against control."""
+
+    key: str
+    relative: TestResult  # lift R_t / R_c - 1 (delta method), fixed horizon
+    absolute: TestResult  # R_t - R_c (delta method), fixed horizon
+    sequential: TestResult  # lift with the always-valid confidence sequence and p-value (this look only)
+    naive: TestResult  # per-impression two-proportion test, for contrast only
+    p_value_adjusted: float  # Holm over the treatment arms
+    always_valid_p_adjusted: float  # Holm over the treatment arms
+    chance_to_win: float
+    power: PowerResult
+
+
+def compare_arms(arms: Sequence[Arm], config: AnalysisConfig = AnalysisConfig(),
+                 new_users_per_day: float = 0.0, always_valid_p_so_far: dict[str, float] | None = None
+                 ) -> list[Comparison]:
+    """Every treatment against the control, Holm-adjusted across treatments.
+
+    ``always_valid_p_so_far``: the running-minimum always-valid p-value per arm from earlier
+    looks (the time series); today's look is folded in with min().
+    """
+    control = next(arm for arm in arms if arm.is_control)
+    treatments = [arm for arm in arms if not arm.is_control]
+    rows = []
+    for arm in treatments:
+        relative = RatioZTest(control.statistic, arm.statistic, config.frequentist).compute_result()
+        absolute = RatioZTest(control.statistic, arm.statistic, config.absolute).compute_result()
+        sequential = SequentialRatioTest(control.statistic, arm.statistic, config.sequential).compute_result()
+        if always_valid_p_so_far and arm.key in always_valid_p_so_far and not math.isnan(sequential.p_value):
+            sequential = TestResult(sequential.effect, sequential.standard_error, sequential.ci_lower,
+                                    sequential.ci_upper, min(sequential.p_value, always_valid_p_so_far[arm.key]))
+        c, t = control.statistic, arm.statistic
+        naive = (naive_impression_ztest(c.sum_m, c.sum_d, t.sum_m, t.sum_d, config.alpha)
+                 if min(c.sum_d, t.sum_d) > 0 and c.sum_m + t.sum_m > 0 else _nan_result("no impressions"))
+        rows.append((arm, relative, absolute, sequential, naive))
+    p_adj = holm_adjust([r[1].p_value for r in rows])
+    av_adj = holm_adjust([r[3].p_value for r in rows])
+    comparisons = []
+    for (arm, relative, absolute, sequential, naive), p, av in zip(rows, p_adj, av_adj, strict=True):
+        variance = relative.standard_error**2
+        n_now = control.statistic.n + arm.statistic.n
+        comparisons.append(Comparison(
+            key=arm.key, relative=relative, absolute=absolute, sequential=sequential, naive=naive,
+            p_value_adjusted=float(p), always_valid_p_adjusted=float(av),
+            chance_to_win=chance_to_win(relative.effect, variance) if variance > 0 else math.nan,
+            power=power_analysis(variance, n_now, new_users_per_day, config.power_config)))
+    return comparisons
+
+
+def _nan_result(message: str) -> TestResult:
+    nan = math.nan
+    return TestResult(nan, nan, nan, nan, nan, error_message=message)
+
+
+def srm_of(arms: Sequence[Arm]) -> SrmResult:
+    return check_srm([int(arm.statistic.n) for arm in arms], [arm.weight for arm in arms])
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def arm_verdict(control: Arm, treatment: Arm, comparison: Comparison, config: AnalysisConfig) -> str:
+    """One sentence about one treatment arm, decided by the always-valid (Holm-adjusted) p-value."""
+    t_name, c_name = treatment.name or treatment.key, control.name or control.key
+    seq = comparison.sequential
+    if min(control.statistic.n, treatment.statistic.n) < config.min_users:
+        return f"not enough data yet: fewer than {config.min_users} users in an arm"
+    if seq.error_message:
+        return f"{t_name} vs {c_name}: cannot compare yet ({seq.error_message})"
+    p = comparison.always_valid_p_adjusted
+    detail = (f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, "
+              f"always-valid p = {p:.2g}" if p >= 0.001 else
+              f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, always-valid p < 0.001")
+    if p < config.alpha:
+        return f"{t_name} beats {c_name}: {detail}" if seq.effect > 0 else f"{t_name} loses to {c_name}: {detail}"
+    if max(abs(seq.ci_lower), abs(seq.ci_upper)) < config.target_effect:
+        return (f"no meaningful difference between {t_name} and {c_name}: the lift is within "
+                f"±{config.target_effect * 100:.0f}% ({detail})")
+    days = comparison.power.days_to_decision
+    if days is None:
+        more = "more than a year at today's traffic" if comparison.power.users_needed else "traffic unknown"
+        return f"not enough data yet ({more}): {t_name} vs {c_name} {detail}"
+    return (f"not enough data yet: about {max(days, 1)} more day{'s' if max(days, 1) != 1 else ''} at today's "
+            f"traffic to detect a {config.target_effect * 100:.0f}% lift ({t_name} vs {c_name}: {detail})")
+
+
+def experiment_verdict(arms: Sequence[Arm], comparisons: Sequence[Comparison], srm: SrmResult,
+                       config: AnalysisConfig = AnalysisConfig()) -> str:
+    """The headline: no data / SRM warning / one sentence per treatment arm."""
+    if sum(arm.statistic.n for arm in arms) == 0:
+        return "no data yet"
+    if srm.flagged:
+        return f"do not trust these results: {srm.message}"
+    control = next(arm for arm in arms if arm.is_control)
+    by_key = {arm.key: arm for arm in arms}
+    return "; ".join(arm_verdict(control, by_key[c.key], c, config) for c in comparisons)
+
+
+def cumulative_series(control: RatioStatistic, treatment: RatioStatistic, config: AnalysisConfig) -> dict:
+    """Per-look arrays (one entry per day of cumulative per-user moments) for the time-series charts:
+    the lift with its fixed-horizon CI, the confidence sequence (running intersection) and the
+    always-valid p-value (running minimum)."""
+
+    lift, variance = relative_difference(control, treatment)
+    fixed = normal_test(lift, variance, config.alpha)
+    n = control.n + treatment.n
+    half = confidence_sequence_half_width(variance, n, config.alpha, config.n_star)
+    cs_lower, cs_upper = running_intersection(np.asarray(lift - half), np.asarray(lift + half))
+    p_av = running_minimum(np.asarray(always_valid_p_value(lift, variance, n, config.alpha, config.n_star)))
+    return {"lift": np.asarray(lift), "ci_lower": np.asarray(fixed.ci_lower), "ci_upper": np.asarray(fixed.ci_upper),
+            "cs_lower": cs_lower, "cs_upper": cs_upper, "p_value": np.asarray(fixed.p_value),
+            "always_valid_p": p_av}
