@@ -7,11 +7,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from experiments.api.authentication import ApiKeyAuthentication, IsStaffOrApiKey
 from recommender.selectors import SearchUnavailableError, text_search, track_list
 from recommender.serializers import (
     ErrorSerializer,
@@ -20,17 +20,8 @@ from recommender.serializers import (
     TrackSerializer,
 )
 
-API_AUTHENTICATION = [SessionAuthentication]
-
-
-class IsStaffOrApiKey(BasePermission):
-    """Staff users (session) or a player that authenticated with an API key."""
-
-    message = "authenticate with 'Authorization: Api-Key <key>' or as a staff user"
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool((user and user.is_authenticated and user.is_staff) or request.auth is not None)
+# Players send ``Authorization: Api-Key <key>``; staff may use the API from a logged-in session.
+API_AUTHENTICATION = [ApiKeyAuthentication, SessionAuthentication]
 
 
 def _reason(errors: dict) -> str:

@@ -1,8 +1,10 @@
 """GET /api/v1/search over real HTTP: bad input and missing models answer 4xx/5xx with a reason."""
 
+import httpx
 import numpy as np
 import pytest
 
+from experiments.services import api_key_create
 from recommender.services.embedding_training import crossmusim_train
 from recommender.services.embeddings import (
     catalog_index,
@@ -52,8 +54,9 @@ def test_search_returns_tracks_of_the_described_style_from_a_trained_tiny_model(
     run = crossmusim_train(seed=0, steps=40, backbone="SYNTH_features", overrides={"batch_size": 32})
     catalog_index(model=run.model, tracks=tracks)
     embedding_model_activate(model=run.model, arm="crossmusim")
-    with staff_http_client(live_server.url) as client:
-        response = client.get("/api/v1/search", params={"q": "traditional hornpipe dance music", "k": 5})
+    _, key = api_key_create(name="player-app")
+    response = httpx.get(f"{live_server.url}/api/v1/search", params={"q": "traditional hornpipe dance music", "k": 5},
+                         headers={"Authorization": f"Api-Key {key}"}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == {"id": run.model.pk, "name": "crossmusim", "version": 1}

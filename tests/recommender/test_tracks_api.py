@@ -3,6 +3,7 @@
 import httpx
 import pytest
 
+from experiments.services import api_key_create
 from tests.recommender.embeddings_fixtures import staff_http_client, synthetic_tracks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +36,12 @@ def test_page_out_of_range_is_404_with_reason(live_server):
     assert "invalid page" in response.json()["detail"].lower()
 
 
-def test_anonymous_player_is_refused(live_server):
-    response = httpx.get(f"{live_server.url}/api/v1/tracks")
-    assert response.status_code in (401, 403)
-    assert "credentials" in response.json()["detail"]
+def test_players_authenticate_with_an_api_key(live_server):
+    synthetic_tracks(4)
+    _, key = api_key_create(name="player-app")
+    ok = httpx.get(f"{live_server.url}/api/v1/tracks", headers={"Authorization": f"Api-Key {key}"})
+    assert ok.status_code == 200 and ok.json()["count"] == 4
+    wrong = httpx.get(f"{live_server.url}/api/v1/tracks", headers={"Authorization": f"Api-Key {key}x"})
+    assert wrong.status_code == 401 and "unknown or inactive API key" in wrong.json()["detail"]
+    anonymous = httpx.get(f"{live_server.url}/api/v1/tracks")
+    assert anonymous.status_code == 401 and "credentials" in anonymous.json()["detail"]
