@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from recommender.crossmusim.audio_io import AudioReadError, load_mono
@@ -172,6 +172,7 @@ class IndexReport:
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
     index_seconds: float = 0.0
+    index_error: str = ""  # why no HNSW index was built (KNN then scans this model's rows exactly)
 
 
 def track_embeddings_write(
@@ -195,7 +196,12 @@ def track_embeddings_write(
                 copy.write_row((model.pk, int(track_id), _vector_literal(vector)))
         report.write_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        create_hnsw_index(model)
+        try:
+            with transaction.atomic():
+                create_hnsw_index(model)
+        except DatabaseError as error:
+            # pgvector's HNSW takes at most 2,000 dimensions of `vector`; wider models are searched exactly.
+            report.index_error = str(error).splitlines()[0]
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {table}")
         report.index_seconds = time.perf_counter() - started

@@ -100,3 +100,12 @@ def test_activation_refuses_unknown_arm_and_unindexed_model():
         embedding_model_activate(model=model, arm="baseline")
     with pytest.raises(ActivationError, match="unknown arm"):
         embedding_model_activate(model=_indexed("ok"), arm="gold")
+
+
+def test_a_model_too_wide_for_hnsw_is_stored_and_searched_exactly():
+    model = embedding_model_register(name="wide", kind="baseline", dim=2100)
+    tracks = synthetic_tracks(20, prefix="wide-")
+    vectors = np.random.default_rng(2).normal(size=(20, 2100))
+    report = track_embeddings_write(model=model, track_ids=[t.pk for t in tracks], vectors=vectors)
+    assert "2000 dimensions" in report.index_error and model.indexed_at is not None
+    assert nearest_tracks_to_vector(model, vectors[11], k=3)[0].track.pk == tracks[11].pk

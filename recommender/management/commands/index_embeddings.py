@@ -36,6 +36,8 @@ class Command(BaseCommand):
             raise CommandError(f"{embedding_model}: {error}") from error
         for name, reason in report.skipped:
             self.stderr.write(f"skipped {name}: {reason}")
+        if report.index_error:
+            self.stderr.write(f"no HNSW index for {embedding_model} ({report.index_error}); KNN is exact")
         self.stdout.write(
             f"{embedding_model} (id {embedding_model.pk}): {report.written} vectors of dim {embedding_model.dim} "
             f"(embed {report.embed_seconds:.2f} s, write {report.write_seconds:.2f} s, "
