@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from experiments.models import ApiKey, Experiment, Variant
+from experiments.selectors import clear_serving_cache
 from recommender.models import EmbeddingModel
 
 
@@ -107,6 +108,7 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
         if experiment.started_at is None:
             experiment.started_at = timezone.now()
         experiment.save(update_fields=["status", "started_at"])
+        transaction.on_commit(clear_serving_cache)
     return experiment
 
 
@@ -117,6 +119,7 @@ def experiment_pause(*, experiment: Experiment) -> Experiment:
             raise ExperimentError(f"only a running experiment can pause; {experiment.name!r} is {experiment.status}")
         experiment.status = Experiment.Status.PAUSED
         experiment.save(update_fields=["status"])
+        transaction.on_commit(clear_serving_cache)
     return experiment
 
 
@@ -128,6 +131,7 @@ def experiment_stop(*, experiment: Experiment) -> Experiment:
         experiment.status = Experiment.Status.STOPPED
         experiment.stopped_at = timezone.now()
         experiment.save(update_fields=["status", "stopped_at"])
+        transaction.on_commit(clear_serving_cache)
     return experiment
 
 

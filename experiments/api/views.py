@@ -1,0 +1,126 @@
+"""Thin DRF views of the serving API: parse and validate, call one service, shape the answer.
+
+The recommendation view is the platform's hot path: its answer is built as a plain dict
+(the response serializer only documents it) and it renders JSON only.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from experiments.api.authentication import ApiKeyAuthentication, HasApiKey
+from experiments.api.serializers import (
+    ErrorSerializer,
+    EventBatchResponseSerializer,
+    EventBatchSerializer,
+    RecommendationQuerySerializer,
+    RecommendationResponseSerializer,
+)
+from experiments.selectors import SeedNotIndexedError
+from experiments.services_events import ClickEvent, NoArmAvailableError, clicks_record, recommend
+
+
+def _flatten(errors, prefix: str = "") -> dict[str, str]:
+    """DRF's nested error lists -> {"events[3].position": "reason"}."""
+    flat: dict[str, str] = {}
+    if isinstance(errors, dict):
+        for name, value in errors.items():
+            flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+    elif isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors):
+        flat[prefix or "non_field_errors"] = " ".join(str(e) for e in errors)
+    elif isinstance(errors, list):
+        for index, value in enumerate(errors):
+            if value:
+                flat.update(_flatten(value, f"{prefix}[{index}]"))
+    else:
+        flat[prefix or "non_field_errors"] = str(errors)
+    return flat
+
+
+def bad_request(errors) -> Response:
+    flat = _flatten(errors)
+    detail = "; ".join(f"{name}: {reason}" for name, reason in list(flat.items())[:10])
+    return Response({"detail": f"invalid request: {detail}", "errors": flat}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class PlayerApiView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+    renderer_classes = [JSONRenderer]
+
+
+@extend_schema(
+    summary="Recommendations for a user around a seed track",
+    description="Assigns the user to a variant of the running experiment (or serves the active baseline arm), "
+                "returns the k nearest tracks of that arm's embedding model and records one impression per item.",
+    parameters=[
+        OpenApiParameter("user", OpenApiTypes.STR, required=True),
+        OpenApiParameter("seed_track", OpenApiTypes.INT, required=True),
+        OpenApiParameter("k", OpenApiTypes.INT, description="1-100, default 10"),
+        OpenApiParameter("exclude", OpenApiTypes.STR, description="comma-separated track ids"),
+    ],
+    responses={200: RecommendationResponseSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
+               404: ErrorSerializer, 503: ErrorSerializer},
+    tags=["serving"],
+)
+class RecommendationView(PlayerApiView):
+    def get(self, request: Request) -> Response:
+        query = RecommendationQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return bad_request(query.errors)
+        params = query.validated_data
+        try:
+            result = recommend(user_id=params["user"], seed_track_id=params["seed_track"], k=params["k"],
+                               exclude=params["exclude"])
+        except SeedNotIndexedError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
+        except NoArmAvailableError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({
+            "request_id": str(result.request_id),
+            "experiment": result.experiment_id,
+            "experiment_name": result.experiment_name,
+            "variant": result.variant,
+            "model": result.model,
+            "model_id": result.model_id,
+            "items": [
+                {"track": item.track_id, "position": position, "score": round(item.score, 6),
+                 "title": item.title, "artist": item.artist}
+                for position, item in enumerate(result.items, start=1)
+            ],
+        })
+
+
+@extend_schema(
+    summary="Record a batch of click events",
+    description="Each click must match an impression of its request (same position and track). A click with no "
+                "matching impression is rejected with a reason and never counted; a repeated event_id is "
+                "acknowledged as a duplicate and counted once.",
+    request=EventBatchSerializer,
+    responses={202: EventBatchResponseSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    tags=["serving"],
+)
+class EventBatchView(PlayerApiView):
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            return bad_request({"non_field_errors": ["expected a JSON object {\"events\": [...]}"]})
+        batch = EventBatchSerializer(data=request.data)
+        if not batch.is_valid():
+            return bad_request(batch.errors)
+        events = [
+            ClickEvent(event_id=e["event_id"], request_id=e["request_id"], track_id=e["track"],
+                       position=e["position"], client_time=e["client_time"])
+            for e in batch.validated_data["events"]
+        ]
+        result = clicks_record(events)
+        return Response(
+            {"accepted": result.accepted, "duplicates": result.duplicates,
+             "rejected": [{"event_id": event_id, "reason": reason} for event_id, reason in result.rejected]},
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -1,0 +1,54 @@
+"""``manage.py create_experiment --name N --variant control=<model id|arm|name> --variant treatment=... [--start]``."""
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from experiments.services import (
+    ExperimentError,
+    VariantSpec,
+    experiment_create,
+    experiment_start,
+    resolve_embedding_model,
+)
+
+
+class Command(BaseCommand):
+    help = "Create an A/B experiment whose variants serve the given embedding models (the first is the control)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--variant", action="append", required=True, metavar="KEY=MODEL",
+                            help="variant key = embedding model id, arm name (baseline/crossmusim) or model name")
+        parser.add_argument("--weights", default="", help="comma-separated integer weights, e.g. 50,50")
+        parser.add_argument("--traffic-fraction", type=float, default=1.0)
+        parser.add_argument("--hypothesis", default="")
+        parser.add_argument("--start", action="store_true", help="start it at once")
+
+    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, **options):
+        pairs = []
+        for item in variant:
+            key, sep, ref = item.partition("=")
+            if not sep or not key.strip() or not ref.strip():
+                raise CommandError(f"--variant expects KEY=MODEL, got {item!r}")
+            pairs.append((key.strip(), ref.strip()))
+        try:
+            weight_list = [int(w) for w in weights.split(",")] if weights else [50] * len(pairs)
+        except ValueError as error:
+            raise CommandError(f"--weights must be comma-separated integers: {error}") from error
+        if len(weight_list) != len(pairs):
+            raise CommandError(f"{len(pairs)} variants but {len(weight_list)} weights")
+        try:
+            with transaction.atomic():
+                specs = [
+                    VariantSpec(key=key, embedding_model_id=resolve_embedding_model(ref).pk, weight=weight,
+                                is_control=index == 0)
+                    for index, ((key, ref), weight) in enumerate(zip(pairs, weight_list, strict=True))
+                ]
+                experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis,
+                                               traffic_fraction=traffic_fraction)
+                if start:
+                    experiment = experiment_start(experiment=experiment)
+        except ExperimentError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} ({experiment.status}): "
+                          + ", ".join(f"{s.key}=model {s.embedding_model_id} w{s.weight}" for s in specs))

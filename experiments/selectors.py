@@ -1,0 +1,163 @@
+"""Reads of the experiments app on the serving hot path: which arms serve, and the KNN.
+
+The serving configuration (the running experiment, its variants and their embedding
+models, or the baseline arm when nothing runs) changes a few times a day but is read on
+every request, so it is cached in-process for ``SERVING_CACHE_TTL_S`` seconds; the
+lifecycle services clear the cache of their own process at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection
+
+from experiments.assignment import ArmSpec
+from experiments.models import Experiment, Variant
+from recommender.models import EmbeddingModel, Track, TrackEmbedding
+
+SERVING_CACHE_TTL_S = 2.0
+# Measured in bench/serve_load.py on 100k synthetic 256-d vectors: recall@10 >= 0.95 (see notes/serving.md).
+HNSW_EF_SEARCH = 64
+BASELINE_ARM = EmbeddingModel.Kind.BASELINE
+
+
+@dataclass(frozen=True)
+class ServingArm:
+    """An embedding model as the KNN needs it."""
+
+    model_id: int
+    dim: int
+    label: str
+
+
+@dataclass(frozen=True)
+class ServingVariant:
+    variant_id: int
+    key: str
+    arm: ServingArm
+
+
+@dataclass(frozen=True)
+class ServingExperiment:
+    experiment_id: int
+    name: str
+    salt: str
+    traffic_fraction: float
+    arms: tuple[ArmSpec, ...]
+    variants: dict[str, ServingVariant]
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    experiment: ServingExperiment | None
+    fallback: ServingArm | None  # the active baseline arm, served when no experiment runs
+
+
+def _arm(model: EmbeddingModel) -> ServingArm:
+    return ServingArm(model_id=model.pk, dim=int(model.dim), label=f"{model.name} v{model.version}")
+
+
+def _load_serving_config() -> ServingConfig:
+    experiment = Experiment.objects.filter(status=Experiment.Status.RUNNING).order_by("-started_at", "-id").first()
+    serving = None
+    if experiment is not None:
+        variants = list(Variant.objects.filter(experiment=experiment).select_related("embedding_model").order_by("id"))
+        if variants:
+            serving = ServingExperiment(
+                experiment_id=experiment.pk, name=experiment.name, salt=experiment.salt,
+                traffic_fraction=float(experiment.traffic_fraction),
+                arms=tuple(ArmSpec(v.key, int(v.weight), v.is_control) for v in variants),
+                variants={v.key: ServingVariant(v.pk, v.key, _arm(v.embedding_model)) for v in variants},
+            )
+    baseline = EmbeddingModel.objects.filter(active_for_arm=BASELINE_ARM).first()
+    return ServingConfig(experiment=serving, fallback=_arm(baseline) if baseline else None)
+
+
+_config_lock = threading.Lock()
+_config: tuple[float, ServingConfig] | None = None
+
+
+def serving_config() -> ServingConfig:
+    global _config
+    cached = _config
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    with _config_lock:
+        config = _load_serving_config()
+        _config = (now + SERVING_CACHE_TTL_S, config)
+    return config
+
+
+def clear_serving_cache() -> None:
+    global _config
+    _config = None
+
+
+# --- KNN --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Neighbour:
+    track_id: int
+    score: float  # cosine similarity, 1 - cosine distance
+    title: str
+    artist: str
+
+
+_tuned_connections: weakref.WeakSet = weakref.WeakSet()
+_SESSION_SETTINGS = (
+    f"SET hnsw.ef_search = {HNSW_EF_SEARCH}",
+    # Keep scanning the graph when filtered-out (seed / excluded) rows eat into ef_search.
+    "SET hnsw.iterative_scan = relaxed_order",
+)
+
+
+def _tune_session(cursor) -> None:
+    """Apply the serving HNSW settings once per database session (each statement inside a transaction)."""
+    raw = connection.connection
+    if connection.in_atomic_block:
+        for statement in _SESSION_SETTINGS:
+            cursor.execute(statement.replace("SET ", "SET LOCAL ", 1))
+        return
+    if raw in _tuned_connections:
+        return
+    for statement in _SESSION_SETTINGS:
+        cursor.execute(statement)
+    _tuned_connections.add(raw)
+
+
+def _knn_sql(dim: int) -> str:
+    table = TrackEmbedding._meta.db_table
+    tracks = Track._meta.db_table
+    vec = f"embedding::vector({int(dim)})"  # the partial HNSW index is on this expression
+    # relaxed_order may return slightly out-of-order rows: the outer ORDER BY restores it.
+    return (
+        f"WITH seed AS (SELECT {vec} AS v FROM {table} WHERE model_id = %(model)s AND track_id = %(seed)s), "
+        f"near AS (SELECT e.track_id, e.{vec} <=> (SELECT v FROM seed) AS distance FROM {table} e "
+        f"WHERE e.model_id = %(model)s AND e.track_id <> ALL(%(exclude)s) "
+        f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT %(k)s) "
+        f"SELECT near.track_id, 1 - near.distance, t.title, t.artist FROM near "
+        f"JOIN {tracks} t ON t.id = near.track_id WHERE near.distance IS NOT NULL ORDER BY near.distance, near.track_id"
+    )
+
+
+class SeedNotIndexedError(LookupError):
+    """The seed track has no vector in the arm's embedding model."""
+
+
+def nearest_to_track(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> list[Neighbour]:
+    """The k tracks closest to the seed in one round trip, leaving out the seed and ``exclude``."""
+    excluded = [int(seed_track_id), *map(int, exclude)]  # a Python list: a numpy array would go as a vector
+    with connection.cursor() as cursor:
+        _tune_session(cursor)
+        cursor.execute(_knn_sql(arm.dim), {"model": arm.model_id, "seed": int(seed_track_id),
+                                           "exclude": excluded, "k": int(k)})
+        rows = cursor.fetchall()
+    if not rows and not TrackEmbedding.objects.filter(model_id=arm.model_id, track_id=seed_track_id).exists():
+        raise SeedNotIndexedError(f"track {seed_track_id} has no vector in model {arm.label}")
+    return [Neighbour(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]

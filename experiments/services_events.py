@@ -1,0 +1,180 @@
+"""The API's writes: serve a recommendation and record its impressions; record click batches.
+
+Both only append to the PostgreSQL outbox (``EventOutbox``), in one statement and so in
+the request's own transaction: the HTTP answer goes out after the events are durable,
+and the relay and the worker (``services_relay``, ``services_ingest``) do the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from experiments.assignment import assign_variant, user_key
+from experiments.models import Click, EventOutbox, Impression
+from experiments.selectors import Neighbour, ServingArm, nearest_to_track, serving_config
+
+OUTBOX = EventOutbox._meta.db_table
+IMPRESSION_KIND = int(EventOutbox.Kind.IMPRESSION)
+CLICK_KIND = int(EventOutbox.Kind.CLICK)
+
+
+class NoArmAvailableError(LookupError):
+    """Nothing to serve: no experiment runs and no model is active for the baseline arm."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    request_id: uuid.UUID
+    experiment_id: int | None  # None: no experiment runs, or the user is outside its traffic fraction
+    experiment_name: str | None
+    variant: str | None
+    model_id: int
+    model: str
+    items: list[Neighbour]
+    recorded: bool  # impressions went to the outbox (the user is in the analysis)
+
+
+def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> Recommendation:
+    """The user's arm -> KNN around the seed -> one impression per item shown (when in the experiment)."""
+    config = serving_config()
+    experiment = config.experiment
+    variant = None
+    if experiment is not None:
+        assigned = assign_variant(experiment.salt, user_id, experiment.arms, experiment.traffic_fraction)
+        serving_variant = experiment.variants[assigned.variant_key]
+        arm: ServingArm = serving_variant.arm
+        if assigned.in_experiment:
+            variant = serving_variant
+    elif config.fallback is not None:
+        arm = config.fallback
+    else:
+        raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
+    items = nearest_to_track(arm, seed_track_id, k, exclude)
+    request_id = uuid.uuid4()
+    if variant is not None and items:
+        _impressions_record(request_id, experiment.experiment_id, variant.variant_id, user_id, items)
+    return Recommendation(
+        request_id=request_id,
+        experiment_id=experiment.experiment_id if variant is not None else None,
+        experiment_name=experiment.name if variant is not None else None,
+        variant=variant.key if variant is not None else None,
+        model_id=arm.model_id, model=arm.label, items=items, recorded=variant is not None,
+    )
+
+
+_IMPRESSIONS_SQL = (
+    f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
+    f"track_id, position, score, client_time, created_at) "
+    f"SELECT {IMPRESSION_KIND}, e, %(request)s, %(experiment)s, %(variant)s, %(user_key)s, %(user_id)s, t, p, s, "
+    f"NULL, %(now)s FROM unnest(%(events)s::uuid[], %(tracks)s::bigint[], %(positions)s::int[], "
+    f"%(scores)s::float8[]) AS u(e, t, p, s)"
+)
+
+
+def _impressions_record(request_id: uuid.UUID, experiment_id: int, variant_id: int, user_id: str,
+                        items: Sequence[Neighbour]) -> None:
+    """One multi-row INSERT into the outbox: a single statement is its own transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_IMPRESSIONS_SQL, {
+            "request": request_id, "experiment": experiment_id, "variant": variant_id,
+            "user_key": user_key(user_id), "user_id": user_id, "now": timezone.now(),
+            "events": [uuid.uuid4() for _ in items], "tracks": [item.track_id for item in items],
+            "positions": list(range(1, len(items) + 1)), "scores": [item.score for item in items],
+        })
+
+
+# --- Clicks -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClickEvent:
+    event_id: uuid.UUID
+    request_id: uuid.UUID
+    track_id: int
+    position: int
+    client_time: datetime | None = None
+
+
+@dataclass
+class ClickBatchResult:
+    accepted: int = 0  # new clicks, each counted once
+    duplicates: int = 0  # event ids already accepted (earlier or in this batch): acknowledged, not counted again
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (event_id, reason), never counted
+
+
+class RejectReason:
+    UNKNOWN_REQUEST = "no impression recorded for this request_id (unknown request, or a user outside the experiment)"
+    POSITION_NOT_SHOWN = "position was not shown in this request"
+    TRACK_MISMATCH = "track was not shown at this position in this request"
+
+
+_SHOWN_SQL = (
+    f"SELECT request_id, position, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"WHERE kind = {IMPRESSION_KIND} AND request_id = ANY(%(requests)s::uuid[]) "
+    f"UNION ALL SELECT request_id, position, track_id, experiment_id, variant_id, user_key "
+    f"FROM {Impression._meta.db_table} WHERE request_id = ANY(%(requests)s::uuid[])"
+)
+_KNOWN_SQL = (
+    f"SELECT event_id FROM {OUTBOX} WHERE event_id = ANY(%(events)s::uuid[]) "
+    f"UNION ALL SELECT event_id FROM {Click._meta.db_table} WHERE event_id = ANY(%(events)s::uuid[])"
+)
+_CLICKS_SQL = (
+    f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
+    f"track_id, position, score, client_time, created_at) "
+    f"SELECT {CLICK_KIND}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
+    f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
+    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
+    f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
+    """Validate clicks against the impressions shown and append the valid new ones to the outbox.
+
+    A statement sees one snapshot, and the worker moves an impression from the outbox to
+    ``Impression`` in one transaction, so the UNION finds every shown impression exactly once.
+    """
+    result = ClickBatchResult()
+    if not events:
+        return result
+    with connection.cursor() as cursor:
+        cursor.execute(_KNOWN_SQL, {"events": [e.event_id for e in events]})
+        known = {row[0] for row in cursor.fetchall()}
+        cursor.execute(_SHOWN_SQL, {"requests": list({e.request_id for e in events})})
+        shown = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+    shown_requests = {request_id for request_id, _ in shown}
+    fresh: list[tuple[ClickEvent, tuple]] = []
+    seen: set[uuid.UUID] = set()
+    for event in events:
+        if event.event_id in known or event.event_id in seen:
+            result.duplicates += 1
+            continue
+        impression = shown.get((event.request_id, event.position))
+        if impression is None:
+            reason = RejectReason.POSITION_NOT_SHOWN if event.request_id in shown_requests else \
+                RejectReason.UNKNOWN_REQUEST
+            result.rejected.append((str(event.event_id), reason))
+            continue
+        if impression[0] != event.track_id:
+            result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
+            continue
+        seen.add(event.event_id)
+        fresh.append((event, impression))
+    if fresh:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLICKS_SQL, {
+                "now": timezone.now(),
+                "events": [e.event_id for e, _ in fresh], "requests": [e.request_id for e, _ in fresh],
+                "experiments": [imp[1] for _, imp in fresh], "variants": [imp[2] for _, imp in fresh],
+                "users": [imp[3] for _, imp in fresh], "tracks": [e.track_id for e, _ in fresh],
+                "positions": [e.position for e, _ in fresh], "client_times": [e.client_time for e, _ in fresh],
+            })
+            inserted = len(cursor.fetchall())
+        result.accepted += inserted
+        result.duplicates += len(fresh) - inserted  # raced with a concurrent copy of the same event
+    return result

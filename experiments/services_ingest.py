@@ -1,0 +1,239 @@
+"""The worker's side of the event pipeline: land a batch of outbox rows, exactly once.
+
+A batch arrives as PostgreSQL COPY text (made by the relay with ``COPY ... TO STDOUT``),
+and in ONE transaction it is
+
+1. copied into a session temp table,
+2. inserted into ``Impression`` / ``Click`` with ``ON CONFLICT (event_id) DO NOTHING``;
+   the rows that were really new are kept (``RETURNING``),
+3. folded into the aggregates from the new rows only, so a batch sent twice (a broker
+   redelivery, a relay resend) never counts twice,
+4. confirmed by deleting its rows from the outbox.
+
+A worker killed before the commit leaves nothing behind, and the relay re-sends the
+rows that are still in the outbox.
+
+Aggregate writes of concurrent batches are serialised by a transaction-level advisory
+lock: they touch the same per-variant rows, and VariantDailyMoments needs each user's
+old and new cumulative values in order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from experiments.models import (
+    Assignment,
+    Click,
+    DailyUserRollup,
+    EventOutbox,
+    Impression,
+    PositionRollup,
+    UserAggregate,
+    VariantDailyMoments,
+)
+
+OUTBOX = EventOutbox._meta.db_table
+# Columns carried from the outbox to the worker, in COPY order (the relay uses the same list).
+COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
+                "track_id", "position", "score", "client_time", "created_at")
+AGGREGATES_LOCK = 0x0C0551_11  # pg_advisory_xact_lock key of the aggregate stage
+IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
+CLICK = int(EventOutbox.Kind.CLICK)
+
+_T = {
+    "impression": Impression._meta.db_table, "click": Click._meta.db_table,
+    "assignment": Assignment._meta.db_table, "user": UserAggregate._meta.db_table,
+    "daily": DailyUserRollup._meta.db_table, "position": PositionRollup._meta.db_table,
+    "moments": VariantDailyMoments._meta.db_table,
+}
+
+_SETUP = (
+    f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_new (kind smallint, experiment_id bigint, variant_id bigint, "
+    "user_key bigint, position int, day date, at timestamptz) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
+    "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
+)
+
+_STEPS = (
+    # 2. raw events; keep only those that were new
+    f"""WITH imp AS (
+        INSERT INTO {_T['impression']} (event_id, request_id, experiment_id, variant_id, user_key, track_id,
+                                        position, score, created_at)
+        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, score, created_at
+        FROM ingest_staging WHERE kind = {IMPRESSION}
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING experiment_id, variant_id, user_key, position, created_at),
+    clk AS (
+        INSERT INTO {_T['click']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
+                                   client_time, created_at)
+        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at
+        FROM ingest_staging WHERE kind = {CLICK}
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING experiment_id, variant_id, user_key, position, created_at)
+    INSERT INTO ingest_new
+    SELECT {IMPRESSION}, experiment_id, variant_id, user_key, position, (created_at AT TIME ZONE 'UTC')::date,
+           created_at FROM imp
+    UNION ALL
+    SELECT {CLICK}, experiment_id, variant_id, user_key, position, (created_at AT TIME ZONE 'UTC')::date,
+           created_at FROM clk""",
+    f"SELECT pg_advisory_xact_lock({AGGREGATES_LOCK})",
+    # 3a. first exposure (idempotent by the unique key, so duplicates may take part)
+    f"""INSERT INTO {_T['assignment']} (experiment_id, variant_id, user_key, user_id, first_exposure_at)
+    SELECT DISTINCT ON (experiment_id, user_key) experiment_id, variant_id, user_key, user_id, created_at
+    FROM ingest_staging WHERE kind = {IMPRESSION} ORDER BY experiment_id, user_key, created_at
+    ON CONFLICT (experiment_id, user_key) DO NOTHING""",
+    # 3b. per position
+    f"""INSERT INTO {_T['position']} (experiment_id, variant_id, position, impressions, clicks)
+    SELECT experiment_id, variant_id, position, count(*) FILTER (WHERE kind = {IMPRESSION}),
+           count(*) FILTER (WHERE kind = {CLICK})
+    FROM ingest_new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (experiment_id, variant_id, position) DO UPDATE
+    SET impressions = {_T['position']}.impressions + EXCLUDED.impressions,
+        clicks = {_T['position']}.clicks + EXCLUDED.clicks""",
+    # 3c. per user and day
+    f"""INSERT INTO ingest_user_days
+    SELECT experiment_id, min(variant_id), user_key, day, count(*) FILTER (WHERE kind = {IMPRESSION}),
+           count(*) FILTER (WHERE kind = {CLICK})
+    FROM ingest_new GROUP BY experiment_id, user_key, day""",
+    f"""INSERT INTO {_T['daily']} (experiment_id, variant_id, user_key, day, impressions, clicks)
+    SELECT experiment_id, variant_id, user_key, day, imp, clk FROM ingest_user_days ORDER BY 1, 3, 4
+    ON CONFLICT (experiment_id, user_key, day) DO UPDATE
+    SET impressions = {_T['daily']}.impressions + EXCLUDED.impressions,
+        clicks = {_T['daily']}.clicks + EXCLUDED.clicks""",
+    # 3d. per user over the experiment, and the moments of the cumulative per-user values.
+    # old = new - delta of this batch (RETURNING gives the value after our own update, under the row lock);
+    # a user with events on several days in one batch is walked day by day, so the moments telescope.
+    f"""WITH batch AS (
+        SELECT experiment_id, min(variant_id) AS variant_id, user_key, sum(imp) AS imp, sum(clk) AS clk
+        FROM ingest_user_days GROUP BY experiment_id, user_key),
+    seen AS (
+        SELECT experiment_id, user_key, min(at) AS first_at, max(at) AS last_at
+        FROM ingest_new GROUP BY experiment_id, user_key),
+    upserted AS (
+        INSERT INTO {_T['user']} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
+        SELECT b.experiment_id, b.variant_id, b.user_key, b.imp, b.clk, s.first_at, s.last_at
+        FROM batch b JOIN seen s USING (experiment_id, user_key) ORDER BY b.experiment_id, b.user_key
+        ON CONFLICT (experiment_id, user_key) DO UPDATE
+        SET impressions = {_T['user']}.impressions + EXCLUDED.impressions,
+            clicks = {_T['user']}.clicks + EXCLUDED.clicks,
+            first_seen = LEAST({_T['user']}.first_seen, EXCLUDED.first_seen),
+            last_seen = GREATEST({_T['user']}.last_seen, EXCLUDED.last_seen)
+        RETURNING experiment_id, user_key, impressions, clicks),
+    walked AS (
+        SELECT d.experiment_id, d.variant_id, d.user_key, d.day, d.imp, d.clk,
+               u.impressions - b.imp + sum(d.imp) OVER w - d.imp AS old_imp,
+               u.clicks - b.clk + sum(d.clk) OVER w - d.clk AS old_clk,
+               row_number() OVER w = 1 AND u.impressions = b.imp AND u.clicks = b.clk AS is_new
+        FROM ingest_user_days d
+        JOIN batch b USING (experiment_id, user_key)
+        JOIN upserted u USING (experiment_id, user_key)
+        WINDOW w AS (PARTITION BY d.experiment_id, d.user_key ORDER BY d.day))
+    INSERT INTO ingest_moments_delta
+    SELECT experiment_id, variant_id, day,
+           count(*) FILTER (WHERE is_new),
+           sum(imp), sum(clk),
+           sum((old_imp + imp) * (old_imp + imp) - old_imp * old_imp),
+           sum((old_clk + clk) * (old_clk + clk) - old_clk * old_clk),
+           sum((old_imp + imp) * (old_clk + clk) - old_imp * old_clk)
+    FROM walked GROUP BY experiment_id, variant_id, day""",
+    # a day's first row starts from the previous day's cumulative moments
+    f"""INSERT INTO {_T['moments']} (experiment_id, variant_id, day, users, sum_impressions, sum_clicks,
+                                     sum_impressions_sq, sum_clicks_sq, sum_impressions_clicks)
+    SELECT d.experiment_id, d.variant_id, d.day, coalesce(p.users, 0), coalesce(p.sum_impressions, 0),
+           coalesce(p.sum_clicks, 0), coalesce(p.sum_impressions_sq, 0), coalesce(p.sum_clicks_sq, 0),
+           coalesce(p.sum_impressions_clicks, 0)
+    FROM ingest_moments_delta d
+    LEFT JOIN LATERAL (SELECT * FROM {_T['moments']} m WHERE m.experiment_id = d.experiment_id
+                       AND m.variant_id = d.variant_id AND m.day < d.day ORDER BY m.day DESC LIMIT 1) p ON true
+    ORDER BY 1, 2, 3
+    ON CONFLICT (experiment_id, variant_id, day) DO NOTHING""",
+    # a day's change is also a change of every later day's cumulative values
+    f"""UPDATE {_T['moments']} m SET users = m.users + a.users, sum_impressions = m.sum_impressions + a.si,
+        sum_clicks = m.sum_clicks + a.sc, sum_impressions_sq = m.sum_impressions_sq + a.sii,
+        sum_clicks_sq = m.sum_clicks_sq + a.scc, sum_impressions_clicks = m.sum_impressions_clicks + a.sic
+    FROM (SELECT m2.id, sum(d.users) AS users, sum(d.si) AS si, sum(d.sc) AS sc, sum(d.sii) AS sii,
+                 sum(d.scc) AS scc, sum(d.sic) AS sic
+          FROM {_T['moments']} m2 JOIN ingest_moments_delta d
+            ON d.experiment_id = m2.experiment_id AND d.variant_id = m2.variant_id AND m2.day >= d.day
+          GROUP BY m2.id) a
+    WHERE m.id = a.id""",
+)
+
+_SETUP += (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_moments_delta (experiment_id bigint, variant_id bigint, day date, "
+    "users bigint, si bigint, sc bigint, sii bigint, scc bigint, sic bigint) ON COMMIT DELETE ROWS",
+)
+
+_CONFIRM = f"DELETE FROM {OUTBOX} o USING ingest_staging s WHERE o.id = s.id"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    received: int
+    impressions: int  # newly inserted
+    clicks: int  # newly inserted
+    seconds: float
+
+
+def _test_delay_s() -> float:
+    """Seconds to wait inside the transaction before the commit: lets tests kill a worker mid-batch."""
+    try:
+        return float(os.environ.get("EXPERIMENTS_INGEST_DELAY_S", "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+def ingest_copy_batch(copy_text: str) -> IngestResult:
+    """Land one batch of outbox rows (COPY text format, columns ``COPY_COLUMNS``)."""
+    started = time.perf_counter()
+    columns = ", ".join(COPY_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in _SETUP:
+            cursor.execute(statement)
+        with cursor.cursor.copy(f"COPY ingest_staging ({columns}) FROM STDIN") as copy:
+            copy.write(copy_text)
+        cursor.execute("SELECT count(*) FROM ingest_staging")
+        received = cursor.fetchone()[0]
+        for statement in _STEPS:
+            cursor.execute(statement)
+        cursor.execute(f"SELECT count(*) FILTER (WHERE kind = {IMPRESSION}), count(*) FILTER (WHERE kind = {CLICK}) "
+                       "FROM ingest_new")
+        impressions, clicks = cursor.fetchone()
+        delay = _test_delay_s()
+        if delay > 0:
+            cursor.execute("SELECT pg_sleep(%s)", [delay])
+        cursor.execute(_CONFIRM)
+    return IngestResult(received=received, impressions=impressions, clicks=clicks,
+                        seconds=time.perf_counter() - started)
+
+
+def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
+    """Up to ``limit`` outbox rows above ``after_id`` as COPY text, and the last id (0 when none)."""
+    columns = ", ".join(COPY_COLUMNS)
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY (SELECT {columns} FROM {OUTBOX} WHERE id > {int(after_id)} ORDER BY id LIMIT {int(limit)}) "
+        "TO STDOUT"
+    ) as copy:
+        text = b"".join(bytes(chunk) for chunk in copy).decode("utf-8")
+    last = int(text.rsplit("\n", 2)[-2].split("\t", 1)[0]) if text else 0
+    return text, last
+
+
+def drain_outbox(batch_size: int = 5000) -> int:
+    """Land everything in the outbox in this process (the worker's code path, without the broker).
+
+    For tests, demos and maintenance; the relay and the worker do this continuously.
+    """
+    total, after = 0, 0
+    while True:
+        text, last = outbox_copy_text(batch_size, after)
+        if not text:
+            return total
+        total += ingest_copy_batch(text).received
+        after = last

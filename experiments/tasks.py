@@ -1,0 +1,90 @@
+"""Celery side of the event pipeline: the batch-ingest task and the relay thread in each worker.
+
+Event batches travel on the queue ``EXPERIMENTS_EVENTS_QUEUE`` (default ``celery``, the
+queue a plain ``celery worker`` consumes). The relay starts with every worker that
+consumes that queue (``worker_ready``), so ``celery worker`` is all a deployment runs; a
+worker on other queues only (e.g. a test's private queue) runs no relay. Set
+``EXPERIMENTS_OUTBOX_RELAY=0`` for a worker that should only ingest. Tunables:
+``EXPERIMENTS_RELAY_BATCH`` (rows per task, default 2000), ``EXPERIMENTS_RELAY_RESEND_S``
+(re-send unconfirmed batches after, default 30 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.db import OperationalError
+
+from experiments.services_ingest import ingest_copy_batch
+
+logger = logging.getLogger(__name__)
+INGEST_TASK = "experiments.ingest_outbox_batch"
+
+
+def events_queue() -> str:
+    return os.environ.get("EXPERIMENTS_EVENTS_QUEUE", "celery")
+
+
+@shared_task(name=INGEST_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError,), retry_backoff=0.2, retry_backoff_max=5, max_retries=5)
+def ingest_outbox_batch(copy_text: str, count: int = 0) -> dict:
+    """Land one relay batch (PostgreSQL COPY text); idempotent, so a redelivery is harmless."""
+    result = ingest_copy_batch(copy_text)
+    return {"received": result.received, "impressions": result.impressions, "clicks": result.clicks}
+
+
+def send_batch(copy_text: str, count: int) -> None:
+    """The relay's way out: one task per batch; raises at once when the broker is down."""
+    ingest_outbox_batch.apply_async(args=[copy_text, count], queue=events_queue(), retry=False)
+
+
+def relay_conninfo() -> str:
+    from django.conf import settings
+    from psycopg.conninfo import make_conninfo
+
+    db = settings.DATABASES["default"]
+    params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
+              "host": db.get("HOST") or None, "port": db.get("PORT") or None}
+    return make_conninfo(**{k: v for k, v in params.items() if v})
+
+
+def relay_config_from_env():
+    from experiments.services_relay import RelayConfig
+
+    return RelayConfig(batch_size=int(os.environ.get("EXPERIMENTS_RELAY_BATCH", "2000")),
+                       resend_after_s=float(os.environ.get("EXPERIMENTS_RELAY_RESEND_S", "30")))
+
+
+_relay_stop = threading.Event()
+_relay_thread: threading.Thread | None = None
+
+
+@worker_ready.connect
+def start_outbox_relay(sender=None, **_kwargs) -> None:
+    global _relay_thread
+    if os.environ.get("EXPERIMENTS_OUTBOX_RELAY", "1") == "0" or _relay_thread is not None:
+        return
+    consumed = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
+    if events_queue() not in consumed:
+        logger.info("outbox relay off: this worker does not consume %r", events_queue())
+        return
+    from experiments.services_relay import OutboxRelay
+
+    relay = OutboxRelay(relay_conninfo(), send_batch, relay_config_from_env())
+    _relay_stop.clear()
+    _relay_thread = threading.Thread(target=relay.run_forever, args=(_relay_stop,), name="outbox-relay", daemon=True)
+    _relay_thread.start()
+    logger.info("outbox relay started")
+
+
+@worker_shutdown.connect
+def stop_outbox_relay(**_kwargs) -> None:
+    global _relay_thread
+    _relay_stop.set()
+    if _relay_thread is not None:
+        _relay_thread.join(timeout=5)
+        _relay_thread = None
