@@ -1,0 +1,270 @@
+"""GET /api/v1/recommendations and POST /api/v1/events: results, recording, auth and validation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+import pytest
+
+from experiments.assignment import ArmSpec, assign_variant, user_key
+from experiments.models import ApiKey, EventOutbox
+from experiments.services import experiment_pause
+from tests.experiments.serving_fixtures import build_world, exact_neighbours
+
+URL = "/api/v1/recommendations"
+EVENTS = "/api/v1/events"
+
+
+@pytest.fixture
+def world(db):
+    return build_world()
+
+
+def get(client, world, **params):
+    return client.get(URL, params, headers=world.headers)
+
+
+def post_events(client, world, events, **kwargs):
+    return client.post(EVENTS, {"events": events}, content_type="application/json", headers=world.headers, **kwargs)
+
+
+def click(body, position: int, event_id: str | None = None, track: int | None = None) -> dict:
+    return {"event_id": event_id or str(uuid.uuid4()), "type": "click", "request_id": body["request_id"],
+            "track": track if track is not None else body["items"][position - 1]["track"], "position": position,
+            "client_time": "2026-11-25T10:00:00Z"}
+
+
+def test_recommendations_are_the_exact_neighbours_of_the_users_arm(client, world):
+    seed, excluded = world.tracks[3].pk, (world.tracks[10].pk, world.tracks[11].pk)
+    response = get(client, world, user="alice", seed_track=seed, k=8, exclude=",".join(map(str, excluded)))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    expected_variant = assign_variant(world.experiment.salt, "alice",
+                                      [ArmSpec("control", 50, True), ArmSpec("treatment", 50)]).variant_key
+    assert body["variant"] == expected_variant
+    assert body["experiment"] == world.experiment.pk
+    model = world.baseline if expected_variant == "control" else world.treatment
+    assert body["model_id"] == model.pk
+    tracks = [item["track"] for item in body["items"]]
+    assert tracks == exact_neighbours(world, model, seed, 8, excluded)
+    assert [item["position"] for item in body["items"]] == list(range(1, 9))
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert seed not in tracks and not set(excluded) & set(tracks)
+    assert body["items"][0]["title"].startswith("tune ")
+
+
+def test_one_impression_per_item_goes_to_the_outbox(client, world):
+    body = get(client, world, user="bob", seed_track=world.tracks[0].pk, k=6).json()
+    rows = list(EventOutbox.objects.filter(request_id=body["request_id"]).order_by("position"))
+    assert len(rows) == 6
+    assert {r.kind for r in rows} == {EventOutbox.Kind.IMPRESSION}
+    assert [r.position for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r.track_id for r in rows] == [i["track"] for i in body["items"]]
+    assert {r.user_key for r in rows} == {user_key("bob")}
+    assert {r.user_id for r in rows} == {"bob"}
+    assert {r.experiment_id for r in rows} == {world.experiment.pk}
+    assert len({r.event_id for r in rows}) == 6
+
+
+def test_assignment_is_sticky_and_uses_both_arms(client, world):
+    first = {f"user{i}": get(client, world, user=f"user{i}", seed_track=world.tracks[0].pk, k=2).json()["variant"]
+             for i in range(60)}
+    again = {u: get(client, world, user=u, seed_track=world.tracks[5].pk, k=2).json()["variant"] for u in first}
+    assert first == again
+    counts = Counter(first.values())
+    assert set(counts) == {"control", "treatment"}
+
+
+def test_no_running_experiment_serves_the_baseline_and_records_nothing(client, db):
+    world = build_world(start_experiment=False)
+    body = get(client, world, user="carol", seed_track=world.tracks[0].pk, k=5).json()
+    assert body["experiment"] is None and body["variant"] is None
+    assert body["model_id"] == world.baseline.pk
+    assert len(body["items"]) == 5
+    assert EventOutbox.objects.count() == 0
+
+
+def test_paused_experiment_falls_back_to_the_baseline(client, world):
+    experiment_pause(experiment=world.experiment)
+    body = get(client, world, user="dave", seed_track=world.tracks[0].pk).json()
+    assert body["experiment"] is None and body["model_id"] == world.baseline.pk
+    assert EventOutbox.objects.count() == 0
+
+
+def test_users_outside_the_traffic_fraction_get_the_control_and_are_not_recorded(client, db):
+    world = build_world(traffic_fraction=0.0)
+    for i in range(20):
+        body = get(client, world, user=f"out{i}", seed_track=world.tracks[0].pk, k=3).json()
+        assert body["experiment"] is None and body["variant"] is None
+        assert body["model_id"] == world.baseline.pk  # the control arm
+    assert EventOutbox.objects.count() == 0
+
+
+def test_unindexed_seed_is_a_404_with_a_reason(client, world):
+    response = get(client, world, user="erin", seed_track=999_999_999)
+    assert response.status_code == 404
+    assert "999999999" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({}, "user"),
+    ({"seed_track": 1}, "user"),
+    ({"user": "u"}, "seed_track"),
+    ({"user": "", "seed_track": 1}, "user"),
+    ({"user": "   ", "seed_track": 1}, "user"),
+    ({"user": "x" * 201, "seed_track": 1}, "user"),
+    ({"user": "a\x00b", "seed_track": 1}, "user"),
+    ({"user": "u", "seed_track": "abc"}, "seed_track"),
+    ({"user": "u", "seed_track": "-4"}, "seed_track"),
+    ({"user": "u", "seed_track": "0"}, "seed_track"),
+    ({"user": "u", "seed_track": "1.5"}, "seed_track"),
+    ({"user": "u", "seed_track": "99999999999999999999999"}, "seed_track"),
+    ({"user": "u", "seed_track": "1", "k": "0"}, "k"),
+    ({"user": "u", "seed_track": "1", "k": "101"}, "k"),
+    ({"user": "u", "seed_track": "1", "k": "ten"}, "k"),
+    ({"user": "u", "seed_track": "1", "exclude": "a,b"}, "exclude"),
+    ({"user": "u", "seed_track": "1", "exclude": "1;2"}, "exclude"),
+    ({"user": "u", "seed_track": "1", "exclude": "-1"}, "exclude"),
+    ({"user": "u", "seed_track": "1", "exclude": "99999999999999999999"}, "exclude"),
+    ({"user": "u", "seed_track": "1", "exclude": ",".join(["1"] * 501)}, "exclude"),
+])
+def test_malformed_queries_are_400_with_a_reason(client, world, params, field):
+    response = get(client, world, **params)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert field in body["errors"] and body["detail"].startswith("invalid request")
+
+
+def test_authentication(client, world):
+    params = {"user": "u", "seed_track": world.tracks[0].pk}
+    missing = client.get(URL, params)
+    assert missing.status_code == 401 and "Api-Key" in missing.headers["WWW-Authenticate"]
+    wrong = client.get(URL, params, headers={"Authorization": "Api-Key " + world.key[:-3] + "xyz"})
+    assert wrong.status_code == 401
+    unknown_prefix = client.get(URL, params, headers={"Authorization": "Api-Key nope.nope"})
+    assert unknown_prefix.status_code == 401
+    no_dot = client.get(URL, params, headers={"Authorization": "Api-Key garbage"})
+    assert no_dot.status_code == 401
+    other_scheme = client.get(URL, params, headers={"Authorization": "Bearer " + world.key})
+    assert other_scheme.status_code == 401
+    assert client.get(URL, params, headers=world.headers).status_code == 200
+    ApiKey.objects.update(active=False)
+    from experiments.api.authentication import clear_api_key_cache
+
+    clear_api_key_cache()
+    assert client.get(URL, params, headers=world.headers).status_code == 401
+
+
+def test_staff_session_is_not_a_player(client, world, django_user_model):
+    staff = django_user_model.objects.create_user("staff", password="x" * 12, is_staff=True)
+    client.force_login(staff)
+    assert client.get(URL, {"user": "u", "seed_track": world.tracks[0].pk}).status_code in (401, 403)
+
+
+def test_keys_are_stored_hashed(world):
+    row = ApiKey.objects.get()
+    assert world.key not in (row.key_hash, row.prefix)
+    assert world.key.startswith(row.prefix + ".")
+    assert len(row.key_hash) == 64
+
+
+# --- events ------------------------------------------------------------------------------
+
+def test_clicks_are_validated_against_the_impressions_shown(client, world):
+    body = get(client, world, user="fay", seed_track=world.tracks[0].pk, k=5).json()
+    good = click(body, 2)
+    other_track = body["items"][3]["track"]
+    events = [
+        good,
+        {**click(body, 1), "request_id": str(uuid.uuid4())},  # unknown request
+        {**click(body, 5), "position": 7, "track": body["items"][4]["track"]},  # position not shown (k=5)
+        click(body, 1, track=other_track),  # wrong track at that position
+    ]
+    response = post_events(client, world, events)
+    assert response.status_code == 202, response.content
+    result = response.json()
+    assert result["accepted"] == 1 and result["duplicates"] == 0
+    reasons = {r["event_id"]: r["reason"] for r in result["rejected"]}
+    assert set(reasons) == {events[1]["event_id"], events[2]["event_id"], events[3]["event_id"]}
+    assert "no impression" in reasons[events[1]["event_id"]]
+    assert "position" in reasons[events[2]["event_id"]]
+    assert "track" in reasons[events[3]["event_id"]]
+    stored = EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK)
+    assert [str(e.event_id) for e in stored] == [good["event_id"]]
+    assert stored[0].variant_id == EventOutbox.objects.filter(request_id=body["request_id"], kind=1).first().variant_id
+
+
+def test_repeated_event_ids_are_accepted_and_counted_once(client, world):
+    body = get(client, world, user="gus", seed_track=world.tracks[0].pk, k=3).json()
+    event = click(body, 1)
+    first = post_events(client, world, [event, event]).json()
+    assert first == {"accepted": 1, "duplicates": 1, "rejected": []}
+    again = post_events(client, world, [event]).json()
+    assert again == {"accepted": 0, "duplicates": 1, "rejected": []}
+    assert EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK).count() == 1
+
+
+def test_clicks_for_users_outside_the_analysis_are_rejected(client, db):
+    world = build_world(start_experiment=False)
+    body = get(client, world, user="hal", seed_track=world.tracks[0].pk, k=3).json()
+    result = post_events(client, world, [click(body, 1)]).json()
+    assert result["accepted"] == 0 and len(result["rejected"]) == 1
+
+
+VALID_ID = "0b9f8d6c-3a52-4f0e-9a59-0f3bfe7a1c11"
+
+
+def one_event(**override) -> str:
+    event = {"event_id": VALID_ID, "type": "click", "request_id": VALID_ID, "track": 1, "position": 1, **override}
+    return json.dumps({"events": [event]})
+
+
+@pytest.mark.parametrize("payload", [
+    "not json",
+    "[]",
+    "{}",
+    '{"events": []}',
+    '{"events": {}}',
+    '{"events": "click"}',
+    '{"events": [1, 2]}',
+    '{"events": [null]}',
+    '{"events": [{}]}',
+    one_event(event_id="nope"),
+    one_event(type="view"),
+    one_event(track="x"),
+    one_event(track=-1),
+    one_event(position=0),
+    one_event(position=1000),
+    one_event(client_time="yesterday"),
+    one_event(request_id="\u0000"),
+    one_event(request_id=None),
+    one_event(track=2**70),
+    one_event().replace('"track": 1', '"track": 1e400'),
+    json.dumps({"events": [json.loads(one_event())["events"][0]] * 1001}),
+])
+def test_malformed_event_batches_are_400_with_a_reason(client, world, payload):
+    response = client.post(EVENTS, payload, content_type="application/json", headers=world.headers)
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"]
+    assert EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK).count() == 0
+
+
+def test_event_transport_errors_are_4xx(client, world):
+    assert client.post(EVENTS, "a=b", content_type="application/x-www-form-urlencoded",
+                       headers=world.headers).status_code in (400, 415)
+    assert client.post(EVENTS, "<xml/>", content_type="application/xml", headers=world.headers).status_code == 415
+    assert client.get(EVENTS, headers=world.headers).status_code == 405
+    assert client.post(URL, {}, headers=world.headers).status_code == 405
+    assert client.post(EVENTS, "{}", content_type="application/json").status_code == 401
+
+
+def test_openapi_schema_documents_the_serving_api(client, db):
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/recommendations" in paths and "/api/v1/events" in paths
+    params = {p["name"] for p in paths["/api/v1/recommendations"]["get"]["parameters"]}
+    assert {"user", "seed_track", "k", "exclude"} <= params
