@@ -17,7 +17,7 @@ from torch import nn
 @dataclass
 class ScratchCNNConfig:
     n_mels: int = 96
-    channels: tuple[int, ...] = (16, 32, 64, 64)
+    channels: tuple[int, ...] = (8, 16, 32, 64)
     out_dim: int = 128
     crop_frames: int = 188  # about 3 s at hop 256 / 16 kHz, like one musicnn patch
 

@@ -1,0 +1,479 @@
+"""Retrieval quality of CrossMuSim against every audio-only option, on held-out tracks.
+
+    .venv/bin/python bench/retrieval_quality.py [--seeds 0 1 2] [--splits default heldout_styles]
+    .venv/bin/python bench/retrieval_quality.py --synthetic      # no database: the synthetic catalog
+
+Loads the catalog, its named splits and the kept descriptions from the database, the
+pretrained backbone's patch features from the feature cache (extracting what is missing),
+and log-mels for the from-scratch CNN rows. For every seed and split it trains each row on
+the train part, makes every choice (best step) on the validation part, and scores the test
+part once. Prints one table per split (mean ± std over seeds), the per-seed lift of
+CrossMuSim over the best audio-only row, and writes the JSON to var/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from recommender.crossmusim.augment import AugmentConfig  # noqa: E402
+from recommender.crossmusim.baselines import (  # noqa: E402
+    baseline_embeddings,
+    chance_embeddings,
+    log_mel_embeddings,
+    untrained_cnn_embeddings,
+)
+from recommender.crossmusim.evaluate import METRIC_COLUMNS, EvalLabels, evaluate_embeddings  # noqa: E402
+from recommender.crossmusim.features import pool_many  # noqa: E402
+from recommender.crossmusim.scratch_cnn import ScratchCNNConfig  # noqa: E402
+from recommender.crossmusim.textprep import label_vocabulary, strip_label_words  # noqa: E402
+from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig  # noqa: E402
+from recommender.crossmusim.train import (  # noqa: E402
+    TrainConfig,
+    TrainingData,
+    embed_audio,
+    embed_text,
+    retrieval_validator,
+    train_crossmusim,
+)
+
+AUDIO_ONLY_ROWS = ("mean-pooled log-mel", "untrained small CNN", "SimCLR small CNN", "pretrained features",
+                   "pretrained features (z-scored)", "projection + SimCLR")
+BASELINE_ROW = "pretrained features"
+MAIN_ROW = "CrossMuSim"
+SCRATCH_MELS = 48
+
+
+@dataclass
+class Description:
+    text: str
+    score: float
+    source: str
+    perspective: str = ""
+
+
+@dataclass
+class BenchCatalog:
+    """Everything the bench needs, aligned by row (one row per track)."""
+
+    track_ids: np.ndarray
+    labels: list[dict]
+    patches: list[np.ndarray]
+    logmels: list[np.ndarray]
+    descriptions: list[list[Description]]
+    documents: list[str]
+    splits: dict[str, dict[str, np.ndarray]]
+    encoder: Callable[[list[str]], np.ndarray]
+    label_words: set[str] = field(default_factory=set)
+
+    def eval_labels(self, rows: np.ndarray) -> EvalLabels:
+        return EvalLabels(style=[str(self.labels[i].get("style", "")) for i in rows],
+                          ensemble=[str(self.labels[i].get("ensemble", "")) for i in rows],
+                          mode=[str(self.labels[i].get("mode", "")) for i in rows],
+                          work_id=[str(self.labels[i].get("work_id", self.track_ids[i])) for i in rows])
+
+
+# --- settings of the rows (tuned on the validation part only; see --tune) ----------------------
+
+@dataclass
+class BenchSettings:
+    text_steps: int = 600
+    text_lr: float = 1e-3
+    embed_dim: int = 128
+    hidden_dim: int = 512
+    batch_size: int = 64
+    feature_noise: float = 0.1
+    input_dropout: float = 0.1
+    window_min_frac: float = 0.5
+    init_temperature: float = 0.07
+    use_score_weights: bool = True
+    sample_by_score: bool = False
+    duplicate_threshold: float = 0.95
+    perspectives: tuple[str, ...] = ()  # empty = every perspective
+    sources: tuple[str, ...] = ()  # empty = every source
+    audio_steps: int = 600
+    scratch_steps: int = 250
+    scratch_batch: int = 32
+    eval_every: int = 50
+
+
+def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: int | None = None) -> TrainConfig:
+    import math
+
+    return TrainConfig(
+        objective=objective, seed=seed, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr,
+        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
+        model=CrossMuSimConfig(embed_dim=s.embed_dim, init_logit_scale=math.log(1 / s.init_temperature),
+                               audio=AudioTowerConfig(hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
+        augment=AugmentConfig(patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
+                              sample_by_score=s.sample_by_score),
+    )
+
+
+def _scratch_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
+    return TrainConfig(
+        objective=objective, seed=seed, steps=s.scratch_steps, batch_size=s.scratch_batch, lr=2e-3,
+        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
+        model=CrossMuSimConfig(embed_dim=s.embed_dim, audio=AudioTowerConfig(
+            kind="scratch_cnn", hidden_dim=256, scratch=ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128))),
+    )
+
+
+# --- text of the rows --------------------------------------------------------------------------
+
+def captions_for(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSettings):
+    """(texts, scores) per track: kept descriptions, label-free descriptions, or document text only."""
+    texts, scores = [], []
+    for i in rows:
+        chosen = [d for d in cat.descriptions[i]
+                  if (not s.perspectives or d.perspective in s.perspectives or d.source != "metadata")
+                  and (not s.sources or d.source in s.sources)]
+        if kind == "documents":
+            chosen = [d for d in cat.descriptions[i] if d.source == "document"]
+            if not chosen and cat.documents[i].strip():
+                chosen = [Description(cat.documents[i].strip()[:1000], 1.0, "document")]
+        pairs = [(d.text, d.score) for d in chosen]
+        if kind == "label_free":
+            pairs = [(strip_label_words(t, cat.label_words), sc) for t, sc in pairs]
+            pairs = [(t, sc) for t, sc in pairs if len(t.split()) >= 3]
+        texts.append([t for t, _ in pairs])
+        scores.append([float(sc) for _, sc in pairs])
+    return texts, scores
+
+
+_text_cache: dict[str, np.ndarray] = {}
+
+
+def text_data(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSettings) -> TrainingData:
+    texts, scores = captions_for(cat, rows, kind, s)
+    missing = sorted({t for ts in texts for t in ts} - set(_text_cache))
+    if missing:
+        _text_cache.update(zip(missing, cat.encoder(missing), strict=True))
+    return TrainingData.from_texts(texts, scores, encoder=lambda xs: np.stack([_text_cache[x] for x in xs]),
+                                   patches=[cat.patches[i] for i in rows], logmels=[cat.logmels[i] for i in rows])
+
+
+def text_queries(cat: BenchCatalog, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One query per test track that has a description: its best-scored kept description."""
+    queries, targets = [], []
+    for position, i in enumerate(rows):
+        if cat.descriptions[i]:
+            best = max(cat.descriptions[i], key=lambda d: d.score)
+            queries.append(best.text)
+            targets.append(position)
+    missing = sorted(set(queries) - set(_text_cache))
+    if missing:
+        _text_cache.update(zip(missing, cat.encoder(missing), strict=True))
+    vectors = np.stack([_text_cache[q] for q in queries]) if queries else np.zeros((0, 384), np.float32)
+    return vectors, np.array(targets, dtype=np.int64)
+
+
+# --- one split, one seed -----------------------------------------------------------------------
+
+def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_wanted: set[str] | None = None,
+              part_to_score: str = "test", log=print) -> dict[str, dict]:
+    parts = cat.splits[split]
+    train, val = parts["train"], parts["val"]
+    scored = parts[part_to_score]
+    labels_val, labels_scored = cat.eval_labels(val), cat.eval_labels(scored)
+    query_vectors, query_targets = text_queries(cat, scored)
+    styles = sorted({cat.labels[i].get("style", "") for i in train})
+    style_index = {name: k for k, name in enumerate(styles)}
+    results: dict[str, dict] = {}
+
+    def want(name: str) -> bool:
+        return rows_wanted is None or name in rows_wanted
+
+    def record(name: str, embeddings: np.ndarray, seconds: float = 0.0, model=None, extra: dict | None = None):
+        text = embed_text(model, query_vectors) if model is not None and len(query_vectors) else None
+        metrics = evaluate_embeddings(embeddings, labels_scored, text, query_targets if text is not None else None)
+        results[name] = {**metrics, "train_seconds": round(seconds, 2), **(extra or {})}
+        log(f"  [{split} seed {seed}] {name:34s} xinst P@10 {metrics['xinst_style_p10']:.3f}  "
+            f"style P@10 {metrics['style_p10']:.3f}  ({seconds:.1f} s)")
+
+    pooled_train = pool_many([cat.patches[i] for i in train])
+    pooled_scored = pool_many([cat.patches[i] for i in scored])
+    if want("chance"):
+        record("chance", chance_embeddings(len(scored), seed=seed))
+    if want("mean-pooled log-mel"):
+        record("mean-pooled log-mel", log_mel_embeddings([cat.logmels[i] for i in scored]))
+    if want("untrained small CNN"):
+        record("untrained small CNN", untrained_cnn_embeddings(
+            [cat.logmels[i] for i in scored], ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128), seed=seed))
+    if want("pretrained features"):
+        record("pretrained features", baseline_embeddings(pooled_scored))
+    if want("pretrained features (z-scored)"):
+        record("pretrained features (z-scored)",
+               baseline_embeddings(pooled_scored, pooled_train.mean(0), pooled_train.std(0)))
+
+    def trained(name: str, data: TrainingData, val_data: TrainingData, config: TrainConfig, scored_inputs):
+        torch.manual_seed(seed)
+        result = train_crossmusim(data, config, validator=retrieval_validator(val_data, labels_val))
+        embeddings = embed_audio(result.model, scored_inputs)
+        record(name, embeddings, result.train_seconds, result.model if config.objective == "text" else None,
+               {"best_step": result.best_step, "val_xinst_style_p10": result.best_val_score})
+        return result
+
+    audio_train = TrainingData(patches=[cat.patches[i] for i in train], logmels=[cat.logmels[i] for i in train],
+                               labels=np.array([style_index[cat.labels[i].get("style", "")] for i in train]))
+    audio_val = TrainingData(patches=[cat.patches[i] for i in val], logmels=[cat.logmels[i] for i in val])
+    scored_logmels = [cat.logmels[i] for i in scored]
+    if want("SimCLR small CNN"):
+        trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), scored_logmels)
+    if want("projection + SimCLR"):
+        trained("projection + SimCLR", audio_train, audio_val,
+                _text_config(s, seed, "simclr", s.audio_steps), pooled_scored)
+    if want("supervised style classifier (ceiling)"):
+        trained("supervised style classifier (ceiling)", audio_train, audio_val,
+                _text_config(s, seed, "supervised", s.audio_steps), pooled_scored)
+    if want(MAIN_ROW):
+        trained(MAIN_ROW, text_data(cat, train, "all", s), audio_val, _text_config(s, seed), pooled_scored)
+    if want("CrossMuSim, scratch CNN tower"):
+        trained("CrossMuSim, scratch CNN tower", text_data(cat, train, "all", s), audio_val,
+                _scratch_config(s, seed, "text"), scored_logmels)
+    if want("CrossMuSim, label-free text"):
+        trained("CrossMuSim, label-free text", text_data(cat, train, "label_free", s), audio_val,
+                _text_config(s, seed), pooled_scored)
+    if want("CrossMuSim, document text only"):
+        data = text_data(cat, train, "documents", s)
+        if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
+            trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_scored)
+    return results
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+def summarise(per_seed: list[dict[str, dict]]) -> dict:
+    names = list(per_seed[0])
+    table = {}
+    for name in names:
+        table[name] = {}
+        for column in (*METRIC_COLUMNS, "train_seconds"):
+            values = [run[name][column] for run in per_seed if name in run and column in run[name]]
+            if values:
+                table[name][column] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                       "values": [float(v) for v in values]}
+    lifts = []
+    for run in per_seed:
+        audio_only = [run[n]["xinst_style_p10"] for n in AUDIO_ONLY_ROWS if n in run]
+        if MAIN_ROW in run and audio_only:
+            best = max(audio_only)
+            lifts.append(run[MAIN_ROW]["xinst_style_p10"] / best if best > 0 else float("inf"))
+    summary = {"table": table, "lift_over_best_audio_only": lifts}
+    if MAIN_ROW in table and "supervised style classifier (ceiling)" in table:
+        summary["fraction_of_ceiling"] = (table[MAIN_ROW]["xinst_style_p10"]["mean"]
+                                          / table["supervised style classifier (ceiling)"]["xinst_style_p10"]["mean"])
+    if MAIN_ROW in table and BASELINE_ROW in table:
+        summary["mode_p10_gap"] = table[MAIN_ROW]["mode_p10"]["mean"] - table[BASELINE_ROW]["mode_p10"]["mean"]
+    return summary
+
+
+def print_table(split: str, summary: dict) -> None:
+    columns = ("style_p1", "style_p10", "style_map", "style_ndcg10", "xinst_style_p10", "xinst_style_map",
+               "instrument_p10", "mode_p10", "t2a_r1", "t2a_r5", "t2a_r10", "train_seconds")
+    heads = ("style P@1", "style P@10", "style mAP", "nDCG@10", "x-inst P@10", "x-inst mAP", "instr P@10",
+             "mode P@10", "t2a R@1", "t2a R@5", "t2a R@10", "train s")
+    print(f"\n### split: {split}\n")
+    print("| row | " + " | ".join(heads) + " |")
+    print("|---|" + "---|" * len(heads))
+    for name, cells in summary["table"].items():
+        row = []
+        for column in columns:
+            cell = cells.get(column)
+            if cell is None:
+                row.append("–")
+            elif column == "train_seconds":
+                row.append(f"{cell['mean']:.1f}")
+            else:
+                row.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}")
+        print(f"| {name} | " + " | ".join(row) + " |")
+    lifts = ", ".join(f"{x:.2f}x" for x in summary["lift_over_best_audio_only"])
+    print(f"\nCrossMuSim cross-instrument style P@10 over the best audio-only row, per seed: {lifts}")
+    if "fraction_of_ceiling" in summary:
+        print(f"fraction of the supervised ceiling: {summary['fraction_of_ceiling']:.1%}")
+    if "mode_p10_gap" in summary:
+        print(f"mode P@10, CrossMuSim minus baseline: {summary['mode_p10_gap']:+.3f}")
+
+
+# --- data sources ------------------------------------------------------------------------------
+
+def _cached_encoder(cache_path: Path) -> Callable[[list[str]], np.ndarray]:
+    """MiniLM with an on-disk cache keyed by text hash (the frozen tower never changes)."""
+    from recommender.crossmusim.text_encoder import encode_texts
+
+    stored: dict[str, np.ndarray] = {}
+    if cache_path.exists():
+        with np.load(cache_path) as data:
+            stored = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    def encode(texts: list[str]) -> np.ndarray:
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in stored}.items())
+        if todo:
+            vectors = encode_texts([t for _, t in todo])
+            stored.update(zip([k for k, _ in todo], vectors, strict=True))
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache_path, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+        return np.stack([stored[k] for k in keys])
+
+    return encode
+
+
+def load_database_catalog(backbone: str = "MTT_musicnn") -> BenchCatalog:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+    django.setup()
+    from tqdm import tqdm
+
+    from recommender.crossmusim.audio_io import load_mono
+    from recommender.crossmusim.logmel import log_mel_spectrogram
+    from recommender.models import DatasetSplit, Track
+    from recommender.models import Description as DescriptionRow
+    from recommender.services.embedding_runtime import backbone_extractor
+    from recommender.services.embeddings import cached_features, feature_cache
+
+    tracks = list(Track.objects.filter(splits__isnull=False).distinct().order_by("id"))
+    if not tracks:
+        raise SystemExit("no tracks with a dataset split: build the demo catalog first (build_demo_catalog)")
+    kept, patches, report = cached_features(
+        tracks=tracks, cache=feature_cache(backbone), extractor_factory=lambda: backbone_extractor(backbone),
+        progress=lambda items: tqdm(items, desc=f"features {backbone}", unit="track"))
+    for name, reason in report.failed:
+        print(f"skipped {name}: {reason}")
+    tracks = kept
+    row_of = {t.pk: i for i, t in enumerate(tracks)}
+    logmel_cache = ROOT / "var" / "bench" / f"logmel{SCRATCH_MELS}"
+    logmels = []
+    for track in tqdm(tracks, desc="log-mel", unit="track"):
+        path = logmel_cache / f"{track.checksum}.npy"
+        if path.exists():
+            logmels.append(np.load(path))
+            continue
+        wave, _ = load_mono(Path(track.audio_path), target_rate=16000)
+        logmel = log_mel_spectrogram(wave, n_mels=SCRATCH_MELS).astype(np.float16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, logmel)
+        logmels.append(logmel)
+    logmels = [m.astype(np.float32) for m in logmels]
+    descriptions: list[list[Description]] = [[] for _ in tracks]
+    for row in DescriptionRow.objects.filter(kept=True, track_id__in=row_of).order_by("id"):
+        descriptions[row_of[row.track_id]].append(
+            Description(row.text, float(row.score if row.score is not None else 1.0), row.source, row.perspective))
+    splits: dict[str, dict[str, list[int]]] = {}
+    for entry in DatasetSplit.objects.filter(track_id__in=row_of).values("name", "track_id", "part"):
+        splits.setdefault(entry["name"], {"train": [], "val": [], "test": []})[entry["part"]].append(
+            row_of[entry["track_id"]])
+    labels = [t.labels or {} for t in tracks]
+    values = [str(label.get(key, "")) for label in labels for key in ("style", "tune_type", "collection", "composer")]
+    values += [t.artist for t in tracks] + [t.album for t in tracks]
+    return BenchCatalog(
+        track_ids=np.array([t.pk for t in tracks]), labels=labels, patches=patches, logmels=logmels,
+        descriptions=descriptions, documents=[t.document_text or "" for t in tracks],
+        splits={n: {p: np.array(sorted(r), dtype=np.int64) for p, r in parts.items()} for n, parts in splits.items()},
+        encoder=_cached_encoder(ROOT / "var" / "bench" / "text_embeddings.npz"),
+        label_words=label_vocabulary(v for v in values if v),
+    )
+
+
+def load_synthetic_catalog(n_tracks: int = 480) -> BenchCatalog:
+    from recommender.crossmusim.synthetic import make_synthetic_catalog
+
+    syn = make_synthetic_catalog(n_tracks=n_tracks, n_styles=8, n_mels=SCRATCH_MELS, n_frames=400, seed=0)
+    lookup = {t: v for texts, vecs in zip(syn.captions, syn.caption_embeddings, strict=True)
+              for t, v in zip(texts, vecs, strict=True)}
+
+    def encoder(texts: list[str]) -> np.ndarray:
+        rng = [np.random.default_rng(int(hashlib.sha1(t.encode()).hexdigest()[:8], 16)) for t in texts]
+        return np.stack([lookup.get(t, r.normal(size=384).astype(np.float32)) for t, r in zip(texts, rng,
+                                                                                               strict=True)])
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(n_tracks)
+    cut1, cut2 = int(0.7 * n_tracks), int(0.85 * n_tracks)
+    held = np.isin(syn.style, ["s0", "s1", "s2"])
+    seen = rng.permutation(np.flatnonzero(~held))
+    splits = {
+        "default": {"train": np.sort(order[:cut1]), "val": np.sort(order[cut1:cut2]), "test": np.sort(order[cut2:])},
+        "heldout_styles": {"train": np.sort(seen[: int(0.8 * len(seen))]), "val": np.sort(seen[int(0.8 * len(seen)):]),
+                           "test": np.flatnonzero(held)},
+    }
+    labels = [{"style": syn.style[i], "ensemble": syn.ensemble[i], "mode": syn.mode[i], "work_id": syn.work_id[i]}
+              for i in range(n_tracks)]
+    descriptions = [[Description(t, float(w), "metadata") for t, w in zip(texts, weights, strict=True)]
+                    for texts, weights in zip(syn.captions, syn.caption_weights, strict=True)]
+    return BenchCatalog(track_ids=np.arange(n_tracks), labels=labels, patches=syn.patches, logmels=syn.logmels,
+                        descriptions=descriptions, documents=["" for _ in range(n_tracks)], splits=splits,
+                        encoder=encoder, label_words={"style"})
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--splits", nargs="+", default=["default", "heldout_styles"])
+    parser.add_argument("--rows", nargs="+", help="only these rows (names as printed)")
+    parser.add_argument("--synthetic", action="store_true", help="use the synthetic catalog (no database)")
+    parser.add_argument("--backbone", default="MTT_musicnn")
+    parser.add_argument("--score-part", default="test", choices=["val", "test"],
+                        help="'val' scores the validation part (for tuning); the report uses 'test'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a BenchSettings field")
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    settings = BenchSettings()
+    for item in args.set:
+        key, value = item.split("=", 1)
+        current = getattr(settings, key)
+        parsed = tuple(v for v in value.split(",") if v) if isinstance(current, tuple) else \
+            (value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
+        settings = replace(settings, **{key: parsed})
+    began = time.perf_counter()
+    cat = load_synthetic_catalog() if args.synthetic else load_database_catalog(args.backbone)
+    print(f"catalog: {len(cat.track_ids)} tracks, {sum(map(len, cat.descriptions))} kept descriptions, "
+          f"splits {sorted(cat.splits)}, loaded in {time.perf_counter() - began:.0f} s")
+    report = {"settings": settings.__dict__, "seeds": args.seeds, "scored_part": args.score_part,
+              "synthetic": args.synthetic, "splits": {}}
+    for split in args.splits:
+        if split not in cat.splits:
+            print(f"no split named {split!r}; skipped")
+            continue
+        sizes = {p: len(r) for p, r in cat.splits[split].items()}
+        print(f"\nsplit {split}: {sizes}")
+        per_seed = [run_split(cat, split, seed, settings, set(args.rows) if args.rows else None, args.score_part)
+                    for seed in args.seeds]
+        summary = summarise(per_seed)
+        summary["sizes"] = sizes
+        summary["per_seed"] = per_seed
+        report["splits"][split] = summary
+        print_table(f"{split} ({args.score_part} part, seeds {args.seeds})", summary)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = "synthetic" if args.synthetic else args.score_part
+    for path in (out / f"retrieval_quality-{tag}-{stamp}.json", out / f"retrieval_quality-{tag}-latest.json"):
+        path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\nwrote {out}/retrieval_quality-{tag}-latest.json ({time.perf_counter() - began:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
