@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from recommender.models import DatasetSplit, Description, EmbeddingModel, Track
+from recommender.models import DatasetSplit, Description, DescriptionFetch, EmbeddingModel, Track
 
 
 @admin.register(Track)
@@ -17,9 +17,25 @@ class DatasetSplitAdmin(admin.ModelAdmin):
 
 @admin.register(Description)
 class DescriptionAdmin(admin.ModelAdmin):
-    list_display = ("track", "source", "perspective", "kept", "score", "reason")
-    list_filter = ("source", "kept", "reason")
-    search_fields = ("text",)
+    list_display = ("id", "track", "source", "perspective", "kept", "score", "reason", "short_text", "origin")
+    list_filter = ("source", "kept", "reason", "perspective")
+    search_fields = ("text", "origin", "track__title")
+    list_select_related = ("track",)
+    raw_id_fields = ("track",)
+    readonly_fields = ("created_at", "text_hash")
+
+    @admin.display(description="text")
+    def short_text(self, obj: Description) -> str:
+        return obj.text if len(obj.text) <= 90 else obj.text[:87] + "..."
+
+
+@admin.register(DescriptionFetch)
+class DescriptionFetchAdmin(admin.ModelAdmin):
+    list_display = ("track", "source", "origin", "ok", "error", "found", "attempts", "updated_at")
+    list_filter = ("source", "ok", "error")
+    search_fields = ("origin", "track__title")
+    list_select_related = ("track",)
+    raw_id_fields = ("track",)
 
 
 @admin.register(EmbeddingModel)

@@ -1,7 +1,7 @@
 """Models of the recommender app, one module per domain area."""
 
 from .catalog import DatasetSplit, Track
-from .descriptions import Description
+from .descriptions import Description, DescriptionFetch
 from .embeddings import EmbeddingModel, TrackEmbedding
 
-__all__ = ["DatasetSplit", "Description", "EmbeddingModel", "Track", "TrackEmbedding"]
+__all__ = ["DatasetSplit", "Description", "DescriptionFetch", "EmbeddingModel", "Track", "TrackEmbedding"]

@@ -28,3 +28,26 @@ class Description(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["track", "source", "origin", "text_hash"], name="unique_description")
         ]
+
+
+class DescriptionFetch(models.Model):
+    """One unit of sourcing work (a URL, a prompt, a track's document) and how it went.
+
+    It makes sourcing resumable (a unit that succeeded is not run again unless forced)
+    and keeps every failure with its reason for the summary table and the admin.
+    """
+
+    track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="description_fetches")
+    source = models.CharField(max_length=20, choices=Description.Source.choices, db_index=True)
+    origin = models.CharField(max_length=1000, help_text="URL, prompt id or document unit")
+    ok = models.BooleanField(db_index=True)
+    error = models.CharField(max_length=200, blank=True)
+    found = models.PositiveIntegerField(default=0, help_text="Descriptions this unit produced")
+    details = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["track", "source", "origin"], name="unique_description_fetch")
+        ]
