@@ -188,7 +188,6 @@ def track_embeddings_write(
     table = TrackEmbedding._meta.db_table
     with transaction.atomic():
         started = time.perf_counter()
-        drop_hnsw_index(model)
         TrackEmbedding.objects.filter(model=model).delete()
         copy_sql = f"COPY {table} (model_id, track_id, embedding) FROM STDIN"
         with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
@@ -196,6 +195,9 @@ def track_embeddings_write(
                 copy.write_row((model.pk, int(track_id), _vector_literal(vector)))
         report.write_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        # Dropping an index locks the whole table (serving reads too) until commit: do it last, just before
+        # the rebuild, so re-indexing a live model blocks readers only for the build itself.
+        drop_hnsw_index(model)
         try:
             with transaction.atomic():
                 create_hnsw_index(model)
