@@ -10,8 +10,8 @@ Features (``features``)::
 
     pool_patches(patches [n, D]) -> [2D]            # mean ‖ max over 3-s patches
     pool_many(list_of_patches) -> [N, 2D]
-    save_patch_features(path, {track_id: [n, D]}); load_patch_features(path) -> dict
-    feature_cache_path(cache_dir, model_name) -> Path   # <cache_dir>/<model>.npz
+    pad_patches(list) -> ([N, P, D], mask [N, P]); pool_masked(padded, mask) -> [N, 2D]   (torch twins)
+    (patch features are cached per audio checksum by recommender.services.embeddings.FeatureCache)
 
 Training (``train``)::
 

@@ -1,4 +1,4 @@
-"""Pretrained audio features: pooling per-patch features and a small on-disk cache.
+"""Pretrained audio features: pooling per-patch features into model inputs.
 
 The backbone (musicnn) gives one vector per 3-s patch. A track is represented by the
 mean and the max over its patches (mean ‖ max): the mean says what the track is like on
@@ -6,15 +6,12 @@ average, the max keeps short salient events. Training pools a *different subset*
 patches at each step (online augmentation), so the cache keeps every patch, not only the
 pooled vector.
 
-Cache format: one ``<model>.npz`` per backbone in a cache directory with three arrays,
-``track_ids`` [N] int64, ``offsets`` [N+1] int64 and ``patches`` [sum n_i, D] float32
-(track i owns rows offsets[i]:offsets[i+1]). It loads in one read and appends cheaply.
+The per-patch features themselves are cached by the Django side, one ``.npy`` per audio
+checksum and backbone (``recommender.services.embeddings.FeatureCache``), so that a rebuilt
+database finds them again; this module only turns them into model inputs.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,33 +48,3 @@ def pool_masked(padded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mean = (padded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
     maximum = padded.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
     return torch.cat([mean, maximum], dim=-1)
-
-
-def feature_cache_path(cache_dir: Path | str, model_name: str) -> Path:
-    return Path(cache_dir) / f"{model_name}.npz"
-
-
-def save_patch_features(path: Path | str, features: Mapping[int, np.ndarray]) -> Path:
-    """Write {track_id: [n_i, D]} atomically (tmp file + rename, so a crash never leaves half a cache)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = np.array(sorted(features), dtype=np.int64)
-    arrays = [np.asarray(features[int(i)], dtype=np.float32) for i in ids]
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([a.shape[0] for a in arrays])
-    dim = arrays[0].shape[1] if arrays else 0
-    patches = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, track_ids=ids, offsets=offsets, patches=patches)
-    tmp.replace(path)
-    return path
-
-
-def load_patch_features(path: Path | str) -> dict[int, np.ndarray]:
-    """Read a cache written by :func:`save_patch_features`; a missing file is an empty cache."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    with np.load(path) as data:
-        ids, offsets, patches = data["track_ids"], data["offsets"], data["patches"]
-    return {int(t): patches[offsets[i]: offsets[i + 1]] for i, t in enumerate(ids)}

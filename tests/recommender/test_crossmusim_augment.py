@@ -12,11 +12,9 @@ from recommender.crossmusim.augment import (
     sample_patch_windows,
 )
 from recommender.crossmusim.features import (
-    load_patch_features,
     pad_patches,
     pool_masked,
     pool_patches,
-    save_patch_features,
 )
 from recommender.crossmusim.logmel import log_mel_spectrogram
 from recommender.crossmusim.textprep import strip_label_words
@@ -36,14 +34,6 @@ def test_masked_pooling_matches_numpy_pooling():
     pooled = pool_masked(padded, mask).numpy()
     for i, patches in enumerate(tracks):
         np.testing.assert_allclose(pooled[i], pool_patches(patches), rtol=1e-6)
-
-
-def test_feature_cache_round_trip(tmp_path):
-    features = {7: np.ones((3, 4), np.float32), 2: np.zeros((5, 4), np.float32)}
-    path = save_patch_features(tmp_path / "MTT_musicnn.npz", features)
-    loaded = load_patch_features(path)
-    assert sorted(loaded) == [2, 7] and loaded[2].shape == (5, 4) and loaded[7].sum() == 12
-    assert load_patch_features(tmp_path / "missing.npz") == {}
 
 
 def test_patch_windows_are_contiguous_non_empty_and_seeded():
