@@ -169,6 +169,7 @@ def _vector_literal(vector: np.ndarray) -> str:
 class IndexReport:
     written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    feature_seconds: float = 0.0  # loading (and extracting missing) backbone features
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
     index_seconds: float = 0.0
@@ -253,9 +254,10 @@ def catalog_index(
     started = time.perf_counter()
     kept, features, extraction = cached_features(tracks=tracks, cache=cache, extractor_factory=extractor_factory,
                                                  progress=progress)
-    report = IndexReport(skipped=list(extraction.failed))
+    report = IndexReport(skipped=list(extraction.failed), feature_seconds=time.perf_counter() - started)
     if not kept:
         raise ValueError(f"no track of {len(tracks)} has features to embed with {model}")
+    started = time.perf_counter()
     chunks = [audio_embed(model, features[i:i + batch_size]) for i in range(0, len(kept), batch_size)]
     vectors = np.concatenate(chunks)
     report.embed_seconds = time.perf_counter() - started

@@ -40,8 +40,8 @@ class Command(BaseCommand):
             self.stderr.write(f"no HNSW index for {embedding_model} ({report.index_error}); KNN is exact")
         self.stdout.write(
             f"{embedding_model} (id {embedding_model.pk}): {report.written} vectors of dim {embedding_model.dim} "
-            f"(embed {report.embed_seconds:.2f} s, write {report.write_seconds:.2f} s, "
-            f"HNSW {report.index_seconds:.2f} s), {len(report.skipped)} skipped"
+            f"(features {report.feature_seconds:.2f} s, embed {report.embed_seconds:.2f} s, "
+            f"write {report.write_seconds:.2f} s, HNSW {report.index_seconds:.2f} s), {len(report.skipped)} skipped"
         )
         if activate_arm:
             try:
