@@ -8,11 +8,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DEMO_SIZE ?= 1200
+SIM_USERS ?= 3000
+SIM_RATE ?= 100
+SIM_DURATION ?= 120
+BASE_URL := http://$(HOST):$(PORT)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test install system-deps services migrate web worker stop lint bench
+.PHONY: run demo test install system-deps services migrate web worker stop lint bench
 
 install: system-deps $(STAMP)
 
@@ -47,10 +52,21 @@ worker: migrate
 	$(VENV)/bin/celery -A abplatform worker --detach --concurrency 2 --pidfile var/celery.pid \
 	  --logfile var/celery.log --loglevel INFO; echo "worker: started (log in var/celery.log)"; fi
 
-run: web worker
-	@for i in $$(seq 1 60); do curl -sf http://$(HOST):$(PORT)/healthz >/dev/null && break; sleep 1; done
-	@curl -s http://$(HOST):$(PORT)/healthz; echo
-	@echo "platform up: http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
+demo: migrate
+	$(PY) manage.py prepare_demo --size $(DEMO_SIZE)
+
+run: demo web worker
+	@echo "==> waiting for $(BASE_URL)/healthz"
+	@for i in $$(seq 1 60); do curl -sf $(BASE_URL)/healthz >/dev/null && break; sleep 1; done
+	@curl -s $(BASE_URL)/healthz; echo
+	@echo "==> simulated players: $(SIM_USERS) users at $(SIM_RATE) req/s for $(SIM_DURATION) s"
+	$(PY) manage.py simulate_players --users $(SIM_USERS) --rate $(SIM_RATE) --duration $(SIM_DURATION) \
+	  --api-key "$$(cat var/player_api_key)" --base-url $(BASE_URL)
+	@if [ -f var/simulator.pid ] && kill -0 $$(cat var/simulator.pid) 2>/dev/null; then :; else \
+	  nohup $(PY) manage.py simulate_players --users $(SIM_USERS) --rate 20 --duration 1800 --seed 1 --no-progress \
+	    --api-key "$$(cat var/player_api_key)" --base-url $(BASE_URL) > var/simulator.log 2>&1 & echo $$! > var/simulator.pid; \
+	  echo "players keep coming for 30 min in the background (var/simulator.log)"; fi
+	@$(PY) manage.py demo_info --base-url $(BASE_URL)
 
 test: install services
 	$(PY) -m pytest
@@ -59,6 +75,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 stop:
+	@-[ -f var/simulator.pid ] && kill $$(cat var/simulator.pid) 2>/dev/null && echo "simulator: stopped"; rm -f var/simulator.pid
 	@-[ -f var/gunicorn.pid ] && kill $$(cat var/gunicorn.pid) 2>/dev/null && echo "web: stopped"; rm -f var/gunicorn.pid
 	@-[ -f var/celery.pid ] && kill $$(cat var/celery.pid) 2>/dev/null && echo "worker: stopped"; rm -f var/celery.pid
 	@-[ -x $(PY) ] && $(PY) -m abplatform.embedded stop

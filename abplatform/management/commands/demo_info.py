@@ -1,0 +1,27 @@
+"""``manage.py demo_info``: where to look once ``make run`` is up."""
+
+import os
+
+from django.core.management.base import BaseCommand
+
+from abplatform.management.commands.prepare_demo import ADMIN_PASSWORD_FILE, ADMIN_USERNAME, EXPERIMENT_NAME
+from experiments.models import Experiment
+
+
+class Command(BaseCommand):
+    help = "Print the dashboard URL and the admin login of the demo."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+
+    def handle(self, *args, base_url: str, **options):
+        password = os.environ.get("ADMIN_PASSWORD") or (
+            ADMIN_PASSWORD_FILE.read_text().strip() if ADMIN_PASSWORD_FILE.exists() else "(see ADMIN_PASSWORD)")
+        experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
+        self.stdout.write(self.style.SUCCESS("\nCrossMuSim platform is running"))
+        if experiment is not None:
+            self.stdout.write(f"  dashboard:   {base_url}/experiments/{experiment.pk}/")
+        self.stdout.write(f"  experiments: {base_url}/experiments/")
+        self.stdout.write(f"  admin:       {base_url}/admin/   login {ADMIN_USERNAME} / {password}")
+        self.stdout.write(f"  API docs:    {base_url}/api/docs/")
+        self.stdout.write(f"  health:      {base_url}/healthz")

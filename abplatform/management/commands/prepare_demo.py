@@ -1,0 +1,111 @@
+"""``manage.py prepare_demo``: the offline half of ``make run``, resumable step by step.
+
+Catalog -> descriptions -> backbone features -> baseline and CrossMuSim models -> pgvector
+indexes -> admin login, player API key and the running experiment. Each step looks at
+what already exists and does only what is missing, so a second ``make run`` resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from abplatform import embedded
+from experiments.models import ApiKey, Experiment
+from experiments.services import api_key_create, hash_api_key
+from recommender.models import Description, EmbeddingModel, Track
+
+EXPERIMENT_NAME = "cross-modal vs baseline"
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD_FILE = embedded.VAR_DIR / "admin_password"
+PLAYER_KEY_FILE = embedded.VAR_DIR / "player_api_key"
+
+
+def _secret_file(path, make) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Command(BaseCommand):
+    help = "Build the demo catalog, descriptions, both arms and the experiment; resumes from what exists."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--size", type=int, default=int(os.environ.get("DEMO_SIZE", "1200")))
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--steps", type=int, default=None, help="CrossMuSim training steps (core default)")
+
+    def _step(self, title: str) -> float:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"\n==> {title}"))
+        return time.monotonic()
+
+    def _done(self, started: float, what: str = "done") -> None:
+        self.stdout.write(f"    {what} ({time.monotonic() - started:.1f} s)")
+
+    def handle(self, *args, size: int, seed: int, steps: int | None, **options):
+        started = self._step(f"demo catalog ({size} tracks)")
+        if Track.objects.count() >= size:
+            self._done(started, f"{Track.objects.count()} tracks already in the catalog")
+        else:
+            call_command("build_demo_catalog", size=size, seed=seed)
+            self._done(started)
+
+        started = self._step("text descriptions (document + metadata templates" +
+                             (" + LLM" if os.environ.get("LLM_BASE_URL") else "") + ")")
+        sources = "document,metadata" + (",llm" if os.environ.get("LLM_BASE_URL") else "")
+        call_command("source_descriptions", sources=sources)
+        call_command("mine_descriptions")
+        self._done(started, f"{Description.objects.filter(kept=True).count()} kept descriptions")
+
+        started = self._step("pretrained audio features (musicnn, cached)")
+        call_command("extract_audio_features")
+        self._done(started)
+
+        for arm, train in (("baseline", "train_baseline"), ("crossmusim", "train_crossmusim")):
+            started = self._step(f"{arm} arm")
+            active = EmbeddingModel.objects.filter(active_for_arm=arm).first()
+            if active is not None and active.indexed_at is not None:
+                self._done(started, f"{active} already trained, indexed and active")
+                continue
+            if not EmbeddingModel.objects.filter(kind=arm).exists():
+                kwargs = {"seed": seed} if arm == "crossmusim" else {}
+                if arm == "crossmusim" and steps:
+                    kwargs["steps"] = steps
+                call_command(train, **kwargs)
+            model = EmbeddingModel.objects.filter(kind=arm).order_by("-created_at").first()
+            call_command("index_embeddings", str(model.pk), activate_arm=arm)
+            self._done(started, f"{model} indexed and active for the {arm} arm")
+
+        started = self._step("admin login, player API key, experiment")
+        password = os.environ.get("ADMIN_PASSWORD") or _secret_file(
+            ADMIN_PASSWORD_FILE, lambda: secrets.token_urlsafe(12))
+        user_model = get_user_model()
+        admin = user_model.objects.filter(username=ADMIN_USERNAME).first()
+        if admin is None:
+            user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.invalid", password)
+        elif not admin.check_password(password):
+            admin.set_password(password)
+            admin.save(update_fields=["password"])
+
+        key = PLAYER_KEY_FILE.read_text().strip() if PLAYER_KEY_FILE.exists() else ""
+        if not key or not ApiKey.objects.filter(key_hash=hash_api_key(key), active=True).exists():
+            _, key = api_key_create(name="demo player simulator")
+            PLAYER_KEY_FILE.write_text(key)
+            PLAYER_KEY_FILE.chmod(0o600)
+
+        experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
+        if experiment is None:
+            call_command(
+                "create_experiment", name=EXPERIMENT_NAME,
+                variant=["control=baseline", "treatment=crossmusim"], weights="50,50",
+                hypothesis="Text-guided (cross-modal) embeddings raise the CTR of 'more like this'.",
+                start=True,
+            )
+            experiment = Experiment.objects.get(name=EXPERIMENT_NAME)
+        self._done(started, f"experiment #{experiment.pk} '{experiment.name}' is {experiment.status}")
