@@ -105,6 +105,8 @@ class BenchSettings:
     use_score_weights: bool = True
     sample_by_score: bool = False
     duplicate_threshold: float = 0.95
+    duplicates: str = "mask"
+    drop_perspectives: tuple[str, ...] = ()  # perspectives left out of training (e.g. instrumentation)
     perspectives: tuple[str, ...] = ()  # empty = every perspective
     sources: tuple[str, ...] = ()  # empty = every source
     audio_steps: int = 600
@@ -119,6 +121,7 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
     return TrainConfig(
         objective=objective, seed=seed, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr,
         duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
+        duplicates=s.duplicates,
         model=CrossMuSimConfig(embed_dim=s.embed_dim, init_logit_scale=math.log(1 / s.init_temperature),
                                audio=AudioTowerConfig(hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
         augment=AugmentConfig(patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
@@ -130,6 +133,7 @@ def _scratch_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
     return TrainConfig(
         objective=objective, seed=seed, steps=s.scratch_steps, batch_size=s.scratch_batch, lr=2e-3,
         duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
+        duplicates=s.duplicates,
         model=CrossMuSimConfig(embed_dim=s.embed_dim, audio=AudioTowerConfig(
             kind="scratch_cnn", hidden_dim=256, scratch=ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128))),
     )
@@ -143,7 +147,7 @@ def captions_for(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSetting
     for i in rows:
         chosen = [d for d in cat.descriptions[i]
                   if (not s.perspectives or d.perspective in s.perspectives or d.source != "metadata")
-                  and (not s.sources or d.source in s.sources)]
+                  and (not s.sources or d.source in s.sources) and d.perspective not in s.drop_perspectives]
         if kind == "documents":
             chosen = [d for d in cat.descriptions[i] if d.source == "document"]
             if not chosen and cat.documents[i].strip():

@@ -37,23 +37,44 @@ def duplicate_caption_mask(raw_text_embeddings: torch.Tensor, threshold: float =
 
 
 class CrossModalInfoNCE(nn.Module):
-    """Symmetric InfoNCE between L2-normalised audio and text features, with masking and weights."""
+    """Symmetric InfoNCE between L2-normalised audio and text features, with masking and weights.
+
+    ``duplicates="mask"`` drops duplicate-caption pairs from the negatives; ``"positive"``
+    counts them as further positives (multi-positive InfoNCE, log of the summed positive
+    probability), which pulls tracks described alike together instead of merely not
+    pushing them apart.
+    """
+
+    def __init__(self, duplicates: str = "mask"):
+        super().__init__()
+        if duplicates not in ("mask", "positive"):
+            raise ValueError(f"duplicates must be 'mask' or 'positive', not {duplicates!r}")
+        self.duplicates = duplicates
 
     def forward(self, audio_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 duplicate_mask: torch.Tensor | None = None, weights: torch.Tensor | None = None,
                 output_dict: bool = False):
         logits = logit_scale * audio_features @ text_features.T
-        if duplicate_mask is not None:
-            logits = logits.masked_fill(duplicate_mask, float("-inf"))
         labels = torch.arange(logits.shape[0], device=logits.device)
-        per_pair = 0.5 * (F.cross_entropy(logits, labels, reduction="none")
-                          + F.cross_entropy(logits.T, labels, reduction="none"))
+        if duplicate_mask is not None and self.duplicates == "positive":
+            positives = duplicate_mask | torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+            per_pair = 0.5 * (_multi_positive_nll(logits, positives) + _multi_positive_nll(logits.T, positives.T))
+        else:
+            if duplicate_mask is not None:
+                logits = logits.masked_fill(duplicate_mask, float("-inf"))
+            per_pair = 0.5 * (F.cross_entropy(logits, labels, reduction="none")
+                              + F.cross_entropy(logits.T, labels, reduction="none"))
         if weights is None:
             loss = per_pair.mean()
         else:
             weights = weights.to(per_pair.dtype)
             loss = (per_pair * weights).sum() / weights.sum().clamp_min(1e-8)
         return {"contrastive_loss": loss} if output_dict else loss
+
+
+def _multi_positive_nll(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-log(sum of softmax probability over each row's positives)."""
+    return torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=1)
 
 
 class SimCLRLoss(nn.Module):

@@ -91,6 +91,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     duplicate_threshold: float = 0.95  # captions this similar (cosine of MiniLM embeddings) are not negatives
+    duplicates: str = "mask"  # "mask": not negatives; "positive": further positives (see CrossModalInfoNCE)
     use_score_weights: bool = True
     simclr_temperature: float = 0.1
     eval_every: int = 50
@@ -221,7 +222,7 @@ def train_crossmusim(data: TrainingData, config: TrainConfig, progress: Progress
         usable = np.arange(len(data))
     padded, mask = pad_patches(data.patches) if config.model.audio.kind == "pretrained" else (None, None)
     batcher = _Batcher(usable, config.batch_size, rng)
-    text_loss, simclr_loss = CrossModalInfoNCE(), SimCLRLoss(config.simclr_temperature)
+    text_loss, simclr_loss = CrossModalInfoNCE(config.duplicates), SimCLRLoss(config.simclr_temperature)
 
     start_step, losses, val_history = 0, [], []
     best_score, best_step, best_state, stale = None, 0, None, 0

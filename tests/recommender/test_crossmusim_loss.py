@@ -45,6 +45,22 @@ def test_duplicate_captions_are_not_negatives():
     assert abs(masked - loss(audio[keep], text[keep], scale)) < 0.05
 
 
+def test_duplicates_as_positives_reward_matching_either_duplicate():
+    audio, text = _pairs()
+    text = text.clone()
+    text[1] = audio[0]  # track 1's caption fits track 0's audio best
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[0, 1] = mask[1, 0] = True
+    scale = torch.tensor(1 / 0.07)
+    masked = CrossModalInfoNCE("mask")(audio, text, scale, duplicate_mask=mask)
+    positive = CrossModalInfoNCE("positive")(audio, text, scale, duplicate_mask=mask)
+    plain = CrossModalInfoNCE("positive")(audio, text, scale)
+    assert positive < plain and torch.isfinite(masked) and torch.isfinite(positive)
+    # without duplicates both modes are the plain loss
+    assert torch.isclose(CrossModalInfoNCE("positive")(audio, text, scale, duplicate_mask=torch.zeros_like(mask)),
+                         plain)
+
+
 def test_template_groups_mark_duplicates_whatever_the_cosine():
     raw = torch.eye(4, 384)
     mask = duplicate_caption_mask(raw, groups=torch.tensor([3, 3, -1, -1]))
