@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import numpy as np
 from scipy.stats import norm
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from experiments.stats.statistics import Number, RatioStatistic, _safe_divide
 
@@ -121,8 +122,6 @@ def naive_impression_ztest(control_clicks: Number, control_impressions: Number, 
     p-value: pooled z-test ``proportions_ztest``; CI of p_t - p_c: Wald ``confint_proportions_2indep``.
     Works on arrays (elementwise) as well as scalars.
     """
-    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
-
     args = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in
                                  (control_clicks, control_impressions, treatment_clicks, treatment_impressions)))
     c_clicks, c_imps, t_clicks, t_imps = (a.ravel() for a in args)

@@ -36,9 +36,13 @@ class PowerResult:
     days_to_decision: int | None  # at today's new-user rate; None when unknown or beyond max_days
 
 
-def minimum_detectable_effect(variance: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """MDE = (z_{1-alpha/2} + z_{power}) sqrt(V)  for a two-sided fixed-horizon z-test."""
-    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(variance))
+def _scalar_or_array(x):
+    return float(x) if np.ndim(x) == 0 else np.asarray(x)
+
+
+def minimum_detectable_effect(variance, alpha: float = 0.05, power: float = 0.8):
+    """MDE = (z_{1-alpha/2} + z_{power}) sqrt(V)  for a two-sided fixed-horizon z-test (scalar or array)."""
+    return _scalar_or_array((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(variance))
 
 
 def power_at(effect: float, variance: float, alpha: float = 0.05) -> float:
@@ -48,13 +52,14 @@ def power_at(effect: float, variance: float, alpha: float = 0.05) -> float:
     return float(norm.cdf(abs(effect) / se - z) + norm.cdf(-abs(effect) / se - z))
 
 
-def sequential_minimum_detectable_effect(variance: float, n: float, alpha: float = 0.05, power: float = 0.8,
-                                         n_star: float = 10_000) -> float:
+def sequential_minimum_detectable_effect(variance, n, alpha: float = 0.05, power: float = 0.8,
+                                         n_star: float = 10_000):
     """Effect at which the confidence sequence excludes 0 with probability ~power at this look:
 
-    MDE_seq = half-width(V, n) + z_{power} sqrt(V).
+    MDE_seq = half-width(V, n) + z_{power} sqrt(V).   (scalar or array)
     """
-    return float(confidence_sequence_half_width(variance, n, alpha, n_star) + norm.ppf(power) * np.sqrt(variance))
+    return _scalar_or_array(confidence_sequence_half_width(variance, n, alpha, n_star)
+                            + norm.ppf(power) * np.sqrt(variance))
 
 
 def users_needed(variance_now: float, n_now: float, config: PowerConfig) -> float | None:

@@ -22,7 +22,13 @@ from experiments.stats.frequentist import (
     relative_difference,
 )
 from experiments.stats.multiple import holm_adjust
-from experiments.stats.power import PowerConfig, PowerResult, power_analysis
+from experiments.stats.power import (
+    PowerConfig,
+    PowerResult,
+    minimum_detectable_effect,
+    power_analysis,
+    sequential_minimum_detectable_effect,
+)
 from experiments.stats.sequential import (
     SequentialConfig,
     SequentialRatioTest,
@@ -84,13 +90,39 @@ class Comparison:
     power: PowerResult
 
 
+@dataclass(frozen=True)
+class SequentialState:
+    """The always-valid p-value (running minimum) and confidence sequence (running intersection)
+    after the earlier looks, e.g. the last point of ``cumulative_series``."""
+
+    p_value: float
+    ci_lower: float
+    ci_upper: float
+
+
+def fold_in(look: TestResult, earlier: SequentialState | None) -> TestResult:
+    """Today's look combined with the earlier ones: p = min, CI = intersection.
+
+    If the intersection is empty (the effect moved more than the sequence allows: drift, a
+    novelty effect, or a broken assumption), today's interval is kept and the error says so.
+    """
+    if earlier is None or math.isnan(look.p_value):
+        return look
+    lower, upper = max(look.ci_lower, earlier.ci_lower), min(look.ci_upper, earlier.ci_upper)
+    message = look.error_message
+    if lower > upper:
+        lower, upper = look.ci_lower, look.ci_upper
+        message = "the confidence sequence became empty: the effect changed over time"
+    return TestResult(look.effect, look.standard_error, lower, upper, min(look.p_value, earlier.p_value), message)
+
+
 def compare_arms(arms: Sequence[Arm], config: AnalysisConfig = AnalysisConfig(),
-                 new_users_per_day: float = 0.0, always_valid_p_so_far: dict[str, float] | None = None
+                 new_users_per_day: float = 0.0, sequential_so_far: dict[str, SequentialState] | None = None
                  ) -> list[Comparison]:
     """Every treatment against the control, Holm-adjusted across treatments.
 
-    ``always_valid_p_so_far``: the running-minimum always-valid p-value per arm from earlier
-    looks (the time series); today's look is folded in with min().
+    ``sequential_so_far``: per treatment arm, the always-valid state after the earlier looks
+    (the daily time series); today's look is folded in.
     """
     control = next(arm for arm in arms if arm.is_control)
     treatments = [arm for arm in arms if not arm.is_control]
@@ -99,9 +131,7 @@ def compare_arms(arms: Sequence[Arm], config: AnalysisConfig = AnalysisConfig(),
         relative = RatioZTest(control.statistic, arm.statistic, config.frequentist).compute_result()
         absolute = RatioZTest(control.statistic, arm.statistic, config.absolute).compute_result()
         sequential = SequentialRatioTest(control.statistic, arm.statistic, config.sequential).compute_result()
-        if always_valid_p_so_far and arm.key in always_valid_p_so_far and not math.isnan(sequential.p_value):
-            sequential = TestResult(sequential.effect, sequential.standard_error, sequential.ci_lower,
-                                    sequential.ci_upper, min(sequential.p_value, always_valid_p_so_far[arm.key]))
+        sequential = fold_in(sequential, (sequential_so_far or {}).get(arm.key))
         c, t = control.statistic, arm.statistic
         naive = (naive_impression_ztest(c.sum_m, c.sum_d, t.sum_m, t.sum_d, config.alpha)
                  if min(c.sum_d, t.sum_d) > 0 and c.sum_m + t.sum_m > 0 else _nan_result("no impressions"))
@@ -172,15 +202,25 @@ def experiment_verdict(arms: Sequence[Arm], comparisons: Sequence[Comparison], s
 
 def cumulative_series(control: RatioStatistic, treatment: RatioStatistic, config: AnalysisConfig) -> dict:
     """Per-look arrays (one entry per day of cumulative per-user moments) for the time-series charts:
-    the lift with its fixed-horizon CI, the confidence sequence (running intersection) and the
-    always-valid p-value (running minimum)."""
+    the lift with its fixed-horizon CI, the confidence sequence (running intersection), the
+    always-valid p-value (running minimum) and the minimum detectable lift (fixed and sequential).
 
+    Looks with fewer than ``config.min_users`` users in an arm do not count towards the running
+    minimum and intersection: the normal approximation behind both is poor on a handful of users.
+    """
     lift, variance = relative_difference(control, treatment)
     fixed = normal_test(lift, variance, config.alpha)
     n = control.n + treatment.n
+    counted = np.minimum(control.n, treatment.n) >= config.min_users
     half = confidence_sequence_half_width(variance, n, config.alpha, config.n_star)
-    cs_lower, cs_upper = running_intersection(np.asarray(lift - half), np.asarray(lift + half))
-    p_av = running_minimum(np.asarray(always_valid_p_value(lift, variance, n, config.alpha, config.n_star)))
+    lower = np.where(counted, np.asarray(lift - half), np.nan)
+    upper = np.where(counted, np.asarray(lift + half), np.nan)
+    cs_lower, cs_upper = running_intersection(lower, upper)
+    p_look = np.where(counted, np.asarray(always_valid_p_value(lift, variance, n, config.alpha, config.n_star)), 1.0)
+    p_av = running_minimum(p_look)
     return {"lift": np.asarray(lift), "ci_lower": np.asarray(fixed.ci_lower), "ci_upper": np.asarray(fixed.ci_upper),
             "cs_lower": cs_lower, "cs_upper": cs_upper, "p_value": np.asarray(fixed.p_value),
-            "always_valid_p": p_av}
+            "always_valid_p": p_av,
+            "mde": np.asarray(minimum_detectable_effect(variance, config.alpha, config.power)),
+            "mde_sequential": np.asarray(sequential_minimum_detectable_effect(variance, n, config.alpha, config.power,
+                                                                              config.n_star))}

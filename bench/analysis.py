@@ -1,0 +1,158 @@
+"""Time a full experiment analysis (variant table, tests, verdict and every chart's data).
+
+    .venv/bin/python bench/analysis.py                 # load once (kept), then time 7 runs
+    .venv/bin/python bench/analysis.py --reload        # rebuild the data set
+    .venv/bin/python bench/analysis.py --users 100000  # a smaller one
+
+The data set lives in its own database (``bench_analysis``) so it never touches the
+platform's or a test's: one experiment, two arms, 1M users with 10M impressions in
+UserAggregate (written straight by SQL ``generate_series``, the shape the worker keeps:
+users differ in propensity and in how many impressions they see), 14 days of
+VariantDailyMoments and 10 positions of PositionRollup. Raw events are not generated: the
+analysis never reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_analysis")
+
+from abplatform import embedded  # noqa: E402
+
+DB_NAME = os.environ["DJANGO_DB_NAME"]
+EXPERIMENT_NAME = "bench-analysis"
+DAYS = 14
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    location = embedded.ensure_postgres()
+    with psycopg.connect(host=location.socket_dir, port=location.port, user=location.user, dbname="postgres",
+                         autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def load(users: int, mean_impressions: float, lift: float) -> int:
+    """Create the experiment and fill its aggregate tables; returns the experiment id."""
+    from django.db import connection, transaction
+
+    from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
+    from recommender.models import EmbeddingModel
+
+    Experiment.objects.filter(name=EXPERIMENT_NAME).delete()
+    models = [EmbeddingModel.objects.get_or_create(name=f"bench-{kind}", version=1,
+                                                   defaults={"kind": kind, "dim": 8})[0]
+              for kind in ("baseline", "crossmusim")]
+    start = time.perf_counter()
+    with transaction.atomic():
+        experiment = Experiment.objects.create(name=EXPERIMENT_NAME, status=Experiment.Status.RUNNING,
+                                               hypothesis="bench: 1M users, 10M impressions")
+        Experiment.objects.filter(pk=experiment.pk).update(started_at=experiment.created_at)
+        control = Variant.objects.create(experiment=experiment, key="a", name="A", embedding_model=models[0],
+                                         weight=50, is_control=True)
+        treatment = Variant.objects.create(experiment=experiment, key="b", name="B", embedding_model=models[1],
+                                           weight=50)
+        ua, vdm, pr = (m._meta.db_table for m in (UserAggregate, VariantDailyMoments, PositionRollup))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {ua} WHERE experiment_id NOT IN (SELECT id FROM experiments_experiment)")
+            # Per user: arm by parity, arrival day, impressions 1 + geometric-like (mean ~ mean_impressions),
+            # propensity exponential with mean 0.1 (x (1 + lift) in the treatment), clicks rounded at random.
+            cursor.execute(f"""
+                CREATE TEMP TABLE bench_users AS
+                SELECT g AS user_key, CASE WHEN g %% 2 = 0 THEN %s ELSE %s END AS variant_id,
+                       floor(random() * {DAYS})::int AS arrival,
+                       1 + floor(-ln(1 - random()) * %s)::bigint AS impressions,
+                       least(1.0, -ln(1 - random()) * 0.1 * CASE WHEN g %% 2 = 0 THEN 1.0 ELSE %s END) AS p
+                FROM generate_series(1, %s) g""", [control.pk, treatment.pk, mean_impressions - 1, 1 + lift, users])
+            cursor.execute(f"""
+                INSERT INTO {ua} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
+                SELECT %s, variant_id, user_key, impressions,
+                       least(impressions, floor(impressions * p + random())::bigint),
+                       now() - make_interval(days => {DAYS} - arrival), now()
+                FROM bench_users""", [experiment.pk])
+            # Cumulative moments per day: a user who arrived on day a has seen a share (k - a + 1)/(DAYS - a)
+            # of their impressions and clicks by the end of day k.
+            cursor.execute(f"""
+                INSERT INTO {vdm} (experiment_id, variant_id, day, users, sum_impressions, sum_clicks,
+                                   sum_impressions_sq, sum_clicks_sq, sum_impressions_clicks)
+                SELECT %s, variant_id, current_date - ({DAYS - 1} - k), count(*), sum(i), sum(c), sum(i * i),
+                       sum(c * c), sum(i * c)
+                FROM (SELECT u.variant_id, k,
+                             ceil(a.impressions * (k - u.arrival + 1)::float8 / ({DAYS} - u.arrival))::bigint AS i,
+                             least(ceil(a.impressions * (k - u.arrival + 1)::float8 / ({DAYS} - u.arrival)),
+                                   round(a.clicks * (k - u.arrival + 1)::float8 / ({DAYS} - u.arrival)))::bigint AS c
+                      FROM bench_users u JOIN {ua} a ON a.user_key = u.user_key AND a.experiment_id = %s
+                      CROSS JOIN generate_series(0, {DAYS - 1}) k WHERE u.arrival <= k) t
+                GROUP BY variant_id, k""", [experiment.pk, experiment.pk])
+            # Position effect: CTR falls with rank; impressions spread evenly over 10 positions.
+            cursor.execute(f"""
+                INSERT INTO {pr} (experiment_id, variant_id, position, impressions, clicks)
+                SELECT %s, a.variant_id, pos, sum(a.impressions) / 10,
+                       round(sum(a.clicks) / 10 * 1.9 * (11 - pos) / 10.45)
+                FROM {ua} a CROSS JOIN generate_series(1, 10) pos WHERE a.experiment_id = %s
+                GROUP BY a.variant_id, pos""", [experiment.pk, experiment.pk])
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {ua}")
+        cursor.execute(f"VACUUM ANALYZE {vdm}")
+    print(f"loaded {users:,} users in {time.perf_counter() - start:.1f} s")
+    return experiment.pk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--mean-impressions", type=float, default=10.0)
+    parser.add_argument("--lift", type=float, default=0.02, help="true relative CTR lift of arm B")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--reload", action="store_true")
+    args = parser.parse_args()
+
+    ensure_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db.models import Count, Sum
+
+    from experiments.analysis import experiment_results
+    from experiments.models import Experiment, UserAggregate
+
+    call_command("migrate", verbosity=0)
+    experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
+    loaded = experiment and UserAggregate.objects.filter(experiment=experiment).count() == args.users
+    experiment_id = experiment.pk if loaded and not args.reload else load(args.users, args.mean_impressions,
+                                                                           args.lift)
+    totals = UserAggregate.objects.filter(experiment_id=experiment_id).aggregate(
+        users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks"))
+    print(f"experiment {experiment_id}: {totals['users']:,} users, {totals['impressions']:,} impressions, "
+          f"{totals['clicks']:,} clicks")
+
+    timings = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        results = experiment_results(experiment_id)
+        results.to_dict()  # the JSON the dashboard and API serve is part of the cost
+        timings.append(time.perf_counter() - started)
+    ms = [t * 1000 for t in timings]
+    print(f"full analysis ({args.runs} runs): min {min(ms):.0f} ms, median {statistics.median(ms):.0f} ms, "
+          f"max {max(ms):.0f} ms (first {ms[0]:.0f} ms)")
+    print(f"days in series: {len(results.lift_series['b']['day'])}, "
+          f"positions: {len(results.positions['b']['position'])}")
+    print(f"verdict: {results.verdict}")
+    target = 0.5
+    print(f"target <= {target} s: {'met' if statistics.median(timings) <= target else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Staff dashboard of experiment results: HTML pages, the CSV export and the results JSON API."""

@@ -1,0 +1,82 @@
+"""Staff-only HTML pages: the experiments list, one experiment's results, and its CSV export.
+
+Thin: every figure comes from ``experiments.analysis``; the page embeds the same JSON the
+API serves and plotly.js (served from our static files) draws the charts from it.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from experiments.analysis import ExperimentResults, experiment_results, experiment_summaries, variant_table_rows
+from experiments.dashboard import formatting as fmt
+from experiments.models import Experiment
+
+
+def _results_or_404(pk: int) -> ExperimentResults:
+    experiment = get_object_or_404(Experiment, pk=pk)
+    try:
+        return experiment_results(experiment)
+    except ValueError as error:  # e.g. no control variant: a reason, not a 500
+        raise Http404(str(error)) from error
+
+
+def _variant_cells(results: ExperimentResults) -> list[dict]:
+    rows = []
+    for v in results.variants:
+        rows.append({
+            "key": v.key, "name": v.name, "is_control": v.is_control,
+            "users": fmt.count(v.users), "impressions": fmt.count(v.impressions), "clicks": fmt.count(v.clicks),
+            "ctr": fmt.ctr(v.ctr), "ctr_ci": fmt.interval(v.ctr_ci_lower, v.ctr_ci_upper, fmt.ctr),
+            "lift": "control" if v.is_control else fmt.lift(v.lift),
+            "lift_ci": "" if v.is_control else fmt.interval(v.lift_ci_lower, v.lift_ci_upper),
+            "p_value": "" if v.is_control else fmt.p_value(v.p_value),
+            "always_valid_p_value": "" if v.is_control else fmt.p_value(v.always_valid_p_value),
+            "always_valid_ci": "" if v.is_control else fmt.interval(v.always_valid_ci_lower, v.always_valid_ci_upper),
+            "naive_p_value": "" if v.is_control else fmt.p_value(v.naive_p_value),
+            "chance_to_win": "" if v.is_control else fmt.probability(v.chance_to_win),
+            "error": v.error or "",
+        })
+    return rows
+
+
+def _power_cells(results: ExperimentResults) -> list[dict]:
+    return [{"key": p.key, "mde": fmt.lift(p.mde).lstrip("+"), "mde_sequential": fmt.lift(p.mde_sequential).lstrip("+"),
+             "power_at_target": fmt.probability(p.power_at_target), "target": fmt.lift(p.target_effect).lstrip("+"),
+             "days": fmt.days(p.days_to_decision), "new_users_per_day": fmt.count(round(p.new_users_per_day))}
+            for p in results.power]
+
+
+@staff_member_required
+def experiment_list(request):
+    summaries = [{"id": s.experiment_id, "name": s.name, "status": s.status,
+                  "age": "—" if s.age_days is None else f"{s.age_days:.1f} days", "users": fmt.count(s.users),
+                  "verdict": s.verdict} for s in experiment_summaries()]
+    return render(request, "experiments/list.html", {"experiments": summaries})
+
+
+@staff_member_required
+def experiment_detail(request, pk: int):
+    results = _results_or_404(pk)
+    srm = results.srm
+    return render(request, "experiments/detail.html", {
+        "results": results, "data": results.to_dict(), "variants": _variant_cells(results),
+        "power": _power_cells(results),
+        "srm": {"flagged": srm.flagged, "message": srm.message, "p_value": fmt.p_value(srm.p_value),
+                "observed": ", ".join(fmt.count(x) for x in srm.observed),
+                "expected": ", ".join(fmt.count(round(x)) for x in srm.expected)},
+        "age": "—" if results.age_days is None else f"{results.age_days:.1f} days",
+    })
+
+
+@staff_member_required
+def experiment_csv(request, pk: int):
+    results = _results_or_404(pk)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}-variants.csv"'
+    csv.writer(response).writerows(variant_table_rows(results))
+    return response

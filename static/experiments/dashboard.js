@@ -1,0 +1,78 @@
+// Draws the experiment page's charts from the results JSON embedded in the page (the API's JSON).
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("results-data").textContent);
+  const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+  const keys = data.variants.map((v) => v.key);
+  const colour = (key) => palette[keys.indexOf(key) % palette.length];
+  const name = (key) => { const v = data.variants.find((x) => x.key === key); return v ? `${v.name} (${key})` : key; };
+  const rgba = (hex, a) => {
+    const n = parseInt(hex.slice(1), 16);
+    return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
+  };
+  const layout = (extra) => Object.assign({
+    margin: { l: 60, r: 16, t: 10, b: 40 }, legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
+    font: { size: 12 },
+  }, extra);
+  const config = { displaylogo: false, responsive: true };
+  const band = (x, lower, upper, fill, label, group) => [
+    { x: x, y: upper, mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false, legendgroup: group },
+    { x: x, y: lower, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: fill, name: label,
+      hoverinfo: "skip", legendgroup: group },
+  ];
+  const pct = { tickformat: ".1%" };
+
+  // 1. Cumulative CTR per arm with its 95% CI band.
+  const ctrTraces = [];
+  Object.entries(data.series).forEach(([key, s]) => {
+    ctrTraces.push(...band(s.day, s.ctr_lower, s.ctr_upper, rgba(colour(key), 0.18), `${key} 95% CI`, key));
+    ctrTraces.push({ x: s.day, y: s.ctr, mode: "lines+markers", name: name(key), line: { color: colour(key) },
+                     legendgroup: key });
+  });
+  Plotly.newPlot("chart-ctr", ctrTraces, layout({ yaxis: Object.assign({ title: "CTR" }, { tickformat: ".2%" }) }), config);
+
+  // 2. Lift and its intervals over time; 3. p-values over time; 4. MDE over time.
+  const liftTraces = [], pTraces = [], mdeTraces = [];
+  let days = [];
+  Object.entries(data.lift_series).forEach(([key, s]) => {
+    days = s.day;
+    liftTraces.push(...band(s.day, s.cs_lower, s.cs_upper, rgba(colour(key), 0.12), `${key} always-valid CS`, key + "cs"));
+    liftTraces.push(...band(s.day, s.ci_lower, s.ci_upper, rgba(colour(key), 0.28), `${key} 95% CI`, key + "ci"));
+    liftTraces.push({ x: s.day, y: s.lift, mode: "lines+markers", name: `lift ${name(key)}`, line: { color: colour(key) } });
+    pTraces.push({ x: s.day, y: s.always_valid_p, mode: "lines+markers", name: `always-valid p ${key}`,
+                   line: { color: colour(key) } });
+    pTraces.push({ x: s.day, y: s.p_value, mode: "lines", name: `fixed-horizon p ${key}`,
+                   line: { color: colour(key), dash: "dot" } });
+    mdeTraces.push({ x: s.day, y: s.mde_sequential, mode: "lines+markers", name: `always-valid MDE ${key}`,
+                     line: { color: colour(key) } });
+    mdeTraces.push({ x: s.day, y: s.mde, mode: "lines", name: `fixed-horizon MDE ${key}`,
+                     line: { color: colour(key), dash: "dot" } });
+  });
+  const hline = (y, label) => ({ x: [days[0], days[days.length - 1]], y: [y, y], mode: "lines", name: label,
+                                 line: { color: "#555", dash: "dash", width: 1 } });
+  if (days.length) { liftTraces.push(hline(0, "no effect")); }
+  Plotly.newPlot("chart-lift", liftTraces, layout({ yaxis: Object.assign({ title: "relative lift" }, pct) }), config);
+  if (days.length) { pTraces.push(hline(data.config.alpha, `alpha = ${data.config.alpha}`)); }
+  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [-4, 0.05] } }), config);
+  if (days.length) { mdeTraces.push(hline(data.config.target_effect, "target lift")); }
+  Plotly.newPlot("chart-mde", mdeTraces, layout({ yaxis: Object.assign({ title: "minimum detectable lift", rangemode: "tozero" }, pct) }), config);
+
+  // 5. CTR by position, one bar per arm.
+  const posTraces = Object.entries(data.positions).map(([key, p]) => ({
+    x: p.position, y: p.ctr, type: "bar", name: name(key), marker: { color: colour(key) },
+  }));
+  Plotly.newPlot("chart-position", posTraces, layout({ barmode: "group", hovermode: "closest",
+    xaxis: { title: "position", dtick: 1 }, yaxis: Object.assign({ title: "CTR" }, { tickformat: ".1%" }) }), config);
+
+  // 6. Per-user CTR histogram, as the share of each arm's users.
+  const edges = data.histogram.edges;
+  const centres = edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2);
+  const histTraces = Object.entries(data.histogram.counts).map(([key, counts]) => {
+    const total = counts.reduce((a, b) => a + b, 0) || 1;
+    return { x: centres, y: counts.map((c) => c / total), type: "bar", name: name(key), opacity: 0.7,
+             marker: { color: colour(key) }, width: (edges[1] - edges[0]) * 0.9 };
+  });
+  Plotly.newPlot("chart-histogram", histTraces, layout({ barmode: "overlay", hovermode: "closest",
+    xaxis: { title: "per-user CTR", tickformat: ".0%" }, yaxis: { title: "share of users", tickformat: ".0%" } }), config);
+  document.body.dataset.chartsReady = "1";
+})();

@@ -1,0 +1,97 @@
+"""An experiment with aggregate rows written straight into the tables the worker keeps.
+
+Per-user (impressions, clicks) are simulated day by day with numpy (clustered users, as in
+stats_fixtures), then written as UserAggregate rows (final per-user sums), VariantDailyMoments
+(moments of the cumulative per-user values at the end of each day) and PositionRollup. The
+arrays are kept so tests can compute the expected figures independently of the SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.utils import timezone
+
+from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
+from recommender.models import EmbeddingModel
+from tests.experiments.stats_fixtures import propensities
+
+DAYS = 14
+
+
+@dataclass
+class SeededExperiment:
+    experiment: Experiment
+    variants: dict[str, Variant]
+    clicks: dict[str, np.ndarray]  # final per-user clicks per variant key
+    impressions: dict[str, np.ndarray]
+
+
+def _embedding_model(kind: str) -> EmbeddingModel:
+    return EmbeddingModel.objects.get_or_create(name=f"dashboard-test-{kind}", version=1,
+                                                defaults={"kind": kind, "dim": 8})[0]
+
+
+def seed_experiment(name: str = "crossmusim-vs-baseline", users: int = 2000, lift: float = 0.3, seed: int = 1,
+                    days: int = DAYS) -> SeededExperiment:
+    rng = np.random.default_rng(seed)
+    now = timezone.now()
+    today = now.date()
+    experiment = Experiment.objects.create(name=name, status=Experiment.Status.RUNNING,
+                                           hypothesis="Text-trained embeddings recommend tracks users click more")
+    Experiment.objects.filter(pk=experiment.pk).update(started_at=now - timedelta(days=days - 0.5))
+    experiment.refresh_from_db()
+    variants = {
+        "a": Variant.objects.create(experiment=experiment, key="a", name="Baseline", is_control=True, weight=50,
+                                    embedding_model=_embedding_model("baseline")),
+        "b": Variant.objects.create(experiment=experiment, key="b", name="CrossMuSim", weight=50,
+                                    embedding_model=_embedding_model("crossmusim")),
+    }
+    aggregates, moments, positions = [], [], []
+    clicks_out, imps_out = {}, {}
+    for index, (key, variant) in enumerate(variants.items()):
+        arrival = rng.integers(0, days, size=users)
+        rate = rng.gamma(1.0, 1.0, size=users)
+        p = propensities(rng, users, lift if key == "b" else 0.0)
+        clicks = np.zeros(users, dtype=np.int64)
+        imps = np.zeros(users, dtype=np.int64)
+        for day in range(days):
+            active = arrival <= day
+            new = np.where(active, rng.poisson(rate) + (arrival == day), 0)
+            imps += new
+            clicks += rng.binomial(new, p)
+            a = active
+            moments.append(VariantDailyMoments(
+                experiment=experiment, variant=variant, day=today - timedelta(days=days - 1 - day),
+                users=int(a.sum()), sum_impressions=int(imps[a].sum()), sum_clicks=int(clicks[a].sum()),
+                sum_impressions_sq=int((imps[a] ** 2).sum()), sum_clicks_sq=int((clicks[a] ** 2).sum()),
+                sum_impressions_clicks=int((imps[a] * clicks[a]).sum())))
+        for i in range(users):
+            first = now - timedelta(days=int(days - arrival[i]))
+            aggregates.append(UserAggregate(experiment=experiment, variant=variant,
+                                            user_key=(index + 1) * 10**9 + i, impressions=int(imps[i]),
+                                            clicks=int(clicks[i]), first_seen=first, last_seen=now))
+        # CTR falls with the position; the position totals add up to the arm's totals.
+        weights = 1.0 / np.arange(1, 11)
+        shares = np.full(10, 0.1)
+        pos_imps = np.floor(imps.sum() * shares).astype(int)
+        pos_clicks = np.floor(clicks.sum() * weights / weights.sum()).astype(int)
+        positions += [PositionRollup(experiment=experiment, variant=variant, position=k + 1,
+                                     impressions=int(pos_imps[k]), clicks=int(min(pos_clicks[k], pos_imps[k])))
+                      for k in range(10)]
+        clicks_out[key], imps_out[key] = clicks, imps
+    UserAggregate.objects.bulk_create(aggregates, batch_size=5000)
+    VariantDailyMoments.objects.bulk_create(moments)
+    PositionRollup.objects.bulk_create(positions)
+    return SeededExperiment(experiment, variants, clicks_out, imps_out)
+
+
+def seed_empty_experiment(name: str = "not-started") -> Experiment:
+    experiment = Experiment.objects.create(name=name)
+    Variant.objects.create(experiment=experiment, key="a", name="A", is_control=True, weight=50,
+                           embedding_model=_embedding_model("baseline"))
+    Variant.objects.create(experiment=experiment, key="b", name="B", weight=50,
+                           embedding_model=_embedding_model("crossmusim"))
+    return experiment

@@ -1,0 +1,93 @@
+"""GET /api/v1/experiments/<id>/results: numbers, authentication and errors."""
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from experiments.api.authentication import clear_api_key_cache
+from experiments.services import api_key_create
+from experiments.stats.frequentist import RatioZTest
+from experiments.stats.statistics import RatioStatistic
+from tests.experiments.dashboard_fixtures import seed_empty_experiment, seed_experiment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def seeded():
+    return seed_experiment(users=1500)
+
+
+@pytest.fixture
+def staff_client():
+    client = APIClient()
+    client.force_login(User.objects.create_user("analyst", password="pw-analyst-1", is_staff=True))
+    return client
+
+
+def url(pk):
+    return f"/api/v1/experiments/{pk}/results"
+
+
+def test_results_match_an_independent_computation(seeded, staff_client):
+    response = staff_client.get(url(seeded.experiment.pk))
+    assert response.status_code == 200
+    data = response.json()
+    rows = {v["key"]: v for v in data["variants"]}
+    for key in ("a", "b"):
+        assert rows[key]["users"] == seeded.clicks[key].size
+        assert rows[key]["impressions"] == int(seeded.impressions[key].sum())
+        assert rows[key]["clicks"] == int(seeded.clicks[key].sum())
+        assert rows[key]["ctr"] == pytest.approx(seeded.clicks[key].sum() / seeded.impressions[key].sum(), rel=1e-12)
+    expected = RatioZTest(RatioStatistic.from_units(seeded.clicks["a"], seeded.impressions["a"]),
+                          RatioStatistic.from_units(seeded.clicks["b"], seeded.impressions["b"])).compute_result()
+    assert rows["b"]["lift"] == pytest.approx(expected.effect, rel=1e-9)
+    assert rows["b"]["lift_ci_lower"] == pytest.approx(expected.ci_lower, rel=1e-9)
+    assert rows["b"]["p_value"] == pytest.approx(expected.p_value, rel=1e-6, abs=1e-12)
+    comparison = data["comparisons"][0]
+    assert comparison["key"] == "b" and comparison["relative"]["effect"] == pytest.approx(expected.effect)
+    assert comparison["sequential"]["p_value"] == rows["b"]["always_valid_p_value"]
+    # the always-valid p is never below the fixed-horizon one at the last look
+    assert rows["b"]["always_valid_p_value"] >= rows["b"]["p_value"] or rows["b"]["always_valid_p_value"] < 0.05
+    assert data["srm"]["observed"] == [1500, 1500] and not data["srm"]["flagged"]
+
+
+def test_charts_data_is_complete(seeded, staff_client):
+    data = staff_client.get(url(seeded.experiment.pk)).json()
+    assert len(data["series"]["a"]["day"]) == 14
+    # the last day's cumulative moments are the per-user totals
+    assert data["series"]["b"]["ctr"][-1] == pytest.approx(data["variants"][1]["ctr"], rel=1e-12)
+    lift = data["lift_series"]["b"]
+    assert set(lift) >= {"lift", "ci_lower", "ci_upper", "cs_lower", "cs_upper", "always_valid_p", "mde"}
+    assert all(b <= a + 1e-15 for a, b in zip(lift["always_valid_p"], lift["always_valid_p"][1:], strict=False))
+    assert data["positions"]["a"]["position"] == list(range(1, 11))
+    hist = data["histogram"]
+    assert len(hist["edges"]) == 21 and sum(hist["counts"]["a"]) == 1500
+    # per-user CTR histogram, computed here from the arrays
+    ctr = seeded.clicks["a"] / seeded.impressions["a"]
+    expected = np.bincount(np.minimum((ctr * 20).astype(int), 19), minlength=20)
+    assert hist["counts"]["a"] == expected.tolist()
+    assert data["verdict"].startswith("CrossMuSim beats Baseline: +")
+
+
+def test_api_key_and_permissions(seeded):
+    clear_api_key_cache()
+    _, key = api_key_create(name="player")
+    client = APIClient()
+    assert client.get(url(seeded.experiment.pk)).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert client.get(url(seeded.experiment.pk)).status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Api-Key nope.nope")
+    assert client.get(url(seeded.experiment.pk)).status_code == 401
+    user_client = APIClient()
+    user_client.force_login(User.objects.create_user("listener", password="pw-listener-1"))
+    assert user_client.get(url(seeded.experiment.pk)).status_code == 403
+
+
+def test_missing_and_empty_experiments(staff_client):
+    assert staff_client.get(url(987654)).status_code == 404
+    empty = seed_empty_experiment()
+    data = staff_client.get(url(empty.pk)).json()
+    assert data["verdict"] == "no data yet"
+    assert data["variants"][1]["lift"] is None and data["variants"][0]["users"] == 0
