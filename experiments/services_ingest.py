@@ -196,6 +196,9 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
     with transaction.atomic(), connection.cursor() as cursor:
         for statement in _SETUP:
             cursor.execute(statement)
+        # empty after every commit (ON COMMIT DELETE ROWS), but not between batches of one outer transaction
+        cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_new; DELETE FROM ingest_user_days; "
+                       "DELETE FROM ingest_moments_delta")
         with cursor.cursor.copy(f"COPY ingest_staging ({columns}) FROM STDIN") as copy:
             copy.write(copy_text)
         cursor.execute("SELECT count(*) FROM ingest_staging")

@@ -159,6 +159,8 @@ class OutboxRelay:
             if self._send(text, ids):
                 batch.sent_at, batch.sends = now, batch.sends + 1
                 self.stats.resent_batches += 1
+                logger.warning("outbox relay: re-sent %d unconfirmed events (ids %d..%d, send #%d)",
+                               len(ids), ids[0], ids[-1], batch.sends)
 
     def _sweep(self, now: float) -> None:
         """Rows well behind the cursor that no batch in flight covers: late commits and strays."""

