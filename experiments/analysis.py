@@ -321,7 +321,7 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
     verdict = experiment_verdict(arms, comparisons, srm, config)
 
     now = timezone.now()
-    since = experiment.started_at or experiment.created_at
+    since = experiment.started_at
     end = experiment.stopped_at or now
     results = ExperimentResults(
         experiment_id=experiment.pk, name=experiment.name, hypothesis=experiment.hypothesis,

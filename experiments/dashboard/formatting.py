@@ -37,7 +37,5 @@ def probability(x) -> str:
     return "—" if _missing(x) else f"{x * 100:.1f}%"
 
 
-def days(x) -> str:
-    if x is None:
-        return "unknown (no traffic, or more than a year)"
+def days(x: int) -> str:
     return "now" if x == 0 else f"about {x} day{'s' if x != 1 else ''}"

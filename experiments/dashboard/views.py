@@ -44,17 +44,28 @@ def _variant_cells(results: ExperimentResults) -> list[dict]:
     return rows
 
 
+def _time_to_decision(results: ExperimentResults, key: str, days: int | None, new_users_per_day: float) -> str:
+    variant = next(v for v in results.variants if v.key == key)
+    p = variant.always_valid_p_value
+    if p is not None and p < results.config["alpha"]:
+        return "decided"
+    if days is None:
+        return "no new users lately" if new_users_per_day <= 0 else "more than a year"
+    return fmt.days(days)
+
+
 def _power_cells(results: ExperimentResults) -> list[dict]:
     return [{"key": p.key, "mde": fmt.lift(p.mde).lstrip("+"), "mde_sequential": fmt.lift(p.mde_sequential).lstrip("+"),
              "power_at_target": fmt.probability(p.power_at_target), "target": fmt.lift(p.target_effect).lstrip("+"),
-             "days": fmt.days(p.days_to_decision), "new_users_per_day": fmt.count(round(p.new_users_per_day))}
+             "days": _time_to_decision(results, p.key, p.days_to_decision, p.new_users_per_day),
+             "new_users_per_day": fmt.count(round(p.new_users_per_day))}
             for p in results.power]
 
 
 @staff_member_required
 def experiment_list(request):
     summaries = [{"id": s.experiment_id, "name": s.name, "status": s.status,
-                  "age": "—" if s.age_days is None else f"{s.age_days:.1f} days", "users": fmt.count(s.users),
+                  "age": "not started" if s.age_days is None else f"{s.age_days:.1f} days", "users": fmt.count(s.users),
                   "verdict": s.verdict} for s in experiment_summaries()]
     return render(request, "experiments/list.html", {"experiments": summaries})
 
@@ -69,7 +80,7 @@ def experiment_detail(request, pk: int):
         "srm": {"flagged": srm.flagged, "message": srm.message, "p_value": fmt.p_value(srm.p_value),
                 "observed": ", ".join(fmt.count(x) for x in srm.observed),
                 "expected": ", ".join(fmt.count(round(x)) for x in srm.expected)},
-        "age": "—" if results.age_days is None else f"{results.age_days:.1f} days",
+        "age": "not started" if results.age_days is None else f"{results.age_days:.1f} days",
     })
 
 

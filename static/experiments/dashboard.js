@@ -53,7 +53,7 @@
   if (days.length) { liftTraces.push(hline(0, "no effect")); }
   Plotly.newPlot("chart-lift", liftTraces, layout({ yaxis: Object.assign({ title: "relative lift" }, pct) }), config);
   if (days.length) { pTraces.push(hline(data.config.alpha, `alpha = ${data.config.alpha}`)); }
-  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [-4, 0.05] } }), config);
+  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [-4, 0.05], dtick: 1, exponentformat: "power" } }), config);
   if (days.length) { mdeTraces.push(hline(data.config.target_effect, "target lift")); }
   Plotly.newPlot("chart-mde", mdeTraces, layout({ yaxis: Object.assign({ title: "minimum detectable lift", rangemode: "tozero" }, pct) }), config);
 
