@@ -51,11 +51,30 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("moving_mean", torch.zeros(channels))
         self.register_buffer("moving_variance", torch.ones(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel affine map this batch-norm applies: ``x * scale + shift``."""
         scale = self.gamma * torch.rsqrt(self.moving_variance + self.eps)
-        shift = self.beta - self.moving_mean * scale
+        return scale, self.beta - self.moving_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift()
         view = (1, -1) + (1,) * (x.dim() - 2)
         return x * scale.view(view) + shift.view(view)
+
+
+def conv_relu_bn_max_over_freq(x: torch.Tensor, conv: nn.Conv2d, bn: FrozenBatchNorm) -> torch.Tensor:
+    """``max_freq(bn(relu(conv(x))))`` -> ``[B, C, T]``, with bias, ReLU and batch-norm applied after the max.
+
+    Equal to the original order because all three are monotonic per channel: the bias and
+    the ReLU keep the maximum where it is, and the batch-norm's affine map keeps it too
+    when its scale is positive, or turns the minimum into the maximum when it is negative.
+    The minimum is taken as the maximum of the negated conv (negating the kernel is exact),
+    so one max over the large ``[B, C, T, F]`` conv output replaces three passes over it.
+    """
+    scale, shift = bn.scale_shift()
+    sign = torch.where(scale >= 0, 1.0, -1.0).to(scale.dtype)
+    extreme = F.conv2d(x, conv.weight * sign.view(-1, 1, 1, 1)).amax(dim=3) * sign.view(1, -1, 1)
+    return F.relu(extreme + conv.bias.view(1, -1, 1)) * scale.view(1, -1, 1) + shift.view(1, -1, 1)
 
 
 @dataclass
@@ -110,12 +129,13 @@ class Musicnn(nn.Module):
         x = self.input_bn(patches.unsqueeze(1))  # [B, 1, T, F]
         padded = F.pad(x, (0, 0, 3, 3))
         timbral = [
-            bn(F.relu(conv(padded))).amax(dim=3) for conv, bn in zip(self.timbral_convs, self.timbral_bns, strict=True)
+            conv_relu_bn_max_over_freq(padded, conv, bn)
+            for conv, bn in zip(self.timbral_convs, self.timbral_bns, strict=True)
         ]
         temporal = []
         for conv, bn, length in zip(self.temporal_convs, self.temporal_bns, TEMPORAL_KERNELS, strict=True):
             same = F.pad(x, (0, 0, (length - 1) // 2, length // 2))
-            temporal.append(bn(F.relu(conv(same))).amax(dim=3))
+            temporal.append(conv_relu_bn_max_over_freq(same, conv, bn))
         return torch.cat(timbral, dim=1), torch.cat(temporal, dim=1)
 
     def midend(self, frontend: torch.Tensor) -> list[torch.Tensor]:
