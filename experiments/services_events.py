@@ -24,6 +24,11 @@ IMPRESSION_KIND = int(EventOutbox.Kind.IMPRESSION)
 CLICK_KIND = int(EventOutbox.Kind.CLICK)
 
 
+def impression_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
+    """The id of the impression at ``position`` of a request: derived, so a click can find it by unique key."""
+    return uuid.uuid5(request_id, str(position))
+
+
 class NoArmAvailableError(LookupError):
     """Nothing to serve: no experiment runs and no model is active for the baseline arm."""
 
@@ -84,7 +89,8 @@ def _impressions_record(request_id: uuid.UUID, experiment_id: int, variant_id: i
         cursor.execute(_IMPRESSIONS_SQL, {
             "request": request_id, "experiment": experiment_id, "variant": variant_id,
             "user_key": user_key(user_id), "user_id": user_id, "now": timezone.now(),
-            "events": [uuid.uuid4() for _ in items], "tracks": [item.track_id for item in items],
+            "events": [impression_event_id(request_id, p) for p in range(1, len(items) + 1)],
+            "tracks": [item.track_id for item in items],
             "positions": list(range(1, len(items) + 1)), "scores": [item.score for item in items],
         })
 
@@ -114,10 +120,10 @@ class RejectReason:
 
 
 _SHOWN_SQL = (
-    f"SELECT request_id, position, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
-    f"WHERE kind = {IMPRESSION_KIND} AND request_id = ANY(%(requests)s::uuid[]) "
-    f"UNION ALL SELECT request_id, position, track_id, experiment_id, variant_id, user_key "
-    f"FROM {Impression._meta.db_table} WHERE request_id = ANY(%(requests)s::uuid[])"
+    f"SELECT event_id, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"WHERE event_id = ANY(%(impressions)s::uuid[]) AND kind = {IMPRESSION_KIND} "
+    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key "
+    f"FROM {Impression._meta.db_table} WHERE event_id = ANY(%(impressions)s::uuid[])"
 )
 _KNOWN_SQL = (
     f"SELECT event_id FROM {OUTBOX} WHERE event_id = ANY(%(events)s::uuid[]) "
@@ -136,28 +142,32 @@ _CLICKS_SQL = (
 def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
-    A statement sees one snapshot, and the worker moves an impression from the outbox to
-    ``Impression`` in one transaction, so the UNION finds every shown impression exactly once.
+    The impression a click points at has a derived id (``impression_event_id``), looked up by
+    unique key in the outbox and in ``Impression``: a statement sees one snapshot, and the
+    worker moves an impression from one to the other in one transaction, so the UNION finds
+    every shown impression exactly once.
     """
     result = ClickBatchResult()
     if not events:
         return result
+    # every recorded request has a position 1, which tells "unknown request" from "position not shown"
+    wanted = {impression_event_id(e.request_id, e.position) for e in events if e.position >= 1}
+    wanted |= {impression_event_id(e.request_id, 1) for e in events}
     with connection.cursor() as cursor:
         cursor.execute(_KNOWN_SQL, {"events": [e.event_id for e in events]})
         known = {row[0] for row in cursor.fetchall()}
-        cursor.execute(_SHOWN_SQL, {"requests": list({e.request_id for e in events})})
-        shown = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
-    shown_requests = {request_id for request_id, _ in shown}
+        cursor.execute(_SHOWN_SQL, {"impressions": list(wanted)})
+        shown = {row[0]: row[1:] for row in cursor.fetchall()}
     fresh: list[tuple[ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
     for event in events:
         if event.event_id in known or event.event_id in seen:
             result.duplicates += 1
             continue
-        impression = shown.get((event.request_id, event.position))
+        impression = shown.get(impression_event_id(event.request_id, event.position))
         if impression is None:
-            reason = RejectReason.POSITION_NOT_SHOWN if event.request_id in shown_requests else \
-                RejectReason.UNKNOWN_REQUEST
+            known_request = impression_event_id(event.request_id, 1) in shown
+            reason = RejectReason.POSITION_NOT_SHOWN if known_request else RejectReason.UNKNOWN_REQUEST
             result.rejected.append((str(event.event_id), reason))
             continue
         if impression[0] != event.track_id:

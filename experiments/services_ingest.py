@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -170,7 +171,11 @@ _SETUP += (
     "users bigint, si bigint, sc bigint, sii bigint, scc bigint, sic bigint) ON COMMIT DELETE ROWS",
 )
 
-_CONFIRM = f"DELETE FROM {OUTBOX} o USING ingest_staging s WHERE o.id = s.id"
+# An id array keeps this an index probe per row (the temp table has no statistics to plan a join with).
+_CONFIRM = f"DELETE FROM {OUTBOX} WHERE id = ANY(ARRAY(SELECT id FROM ingest_staging))"
+
+
+_prepared_sessions: weakref.WeakSet = weakref.WeakSet()  # connections that have the temp tables
 
 
 @dataclass(frozen=True)
@@ -193,12 +198,19 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
     """Land one batch of outbox rows (COPY text format, columns ``COPY_COLUMNS``)."""
     started = time.perf_counter()
     columns = ", ".join(COPY_COLUMNS)
+    nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        for statement in _SETUP:
-            cursor.execute(statement)
-        # empty after every commit (ON COMMIT DELETE ROWS), but not between batches of one outer transaction
-        cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_new; DELETE FROM ingest_user_days; "
-                       "DELETE FROM ingest_moments_delta")
+        if connection.connection not in _prepared_sessions:
+            for statement in _SETUP:
+                cursor.execute(statement)
+            if not nested:
+                _prepared_sessions.add(connection.connection)
+        # Safe to skip the WAL flush wait: a batch lost in a crash is lost whole, with its outbox deletion,
+        # so the relay sends it again.
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        if nested:  # emptied by every commit (ON COMMIT DELETE ROWS), but not inside an outer transaction
+            cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_new; DELETE FROM ingest_user_days; "
+                           "DELETE FROM ingest_moments_delta")
         with cursor.cursor.copy(f"COPY ingest_staging ({columns}) FROM STDIN") as copy:
             copy.write(copy_text)
         cursor.execute("SELECT count(*) FROM ingest_staging")

@@ -1,0 +1,223 @@
+"""Event pipeline throughput, end to end: accepted (outbox) -> relay -> Celery -> worker -> PostgreSQL -> aggregates.
+
+    .venv/bin/python bench/ingest.py                       # 500k events, then a run with a SIGKILLed worker
+    .venv/bin/python bench/ingest.py --events 200000 --concurrency 2
+
+Each run loads N accepted events into the outbox (COPY: the API's own write is measured
+by bench/serve_load.py), starts a real Celery worker (its relay thread reads the outbox,
+sends batches through the embedded Redis, its pool lands them), and times until the
+outbox is empty. It then counts: every event must be in Impression/Click exactly once
+and in the aggregates exactly once (lost = accepted - landed; duplicates = aggregate sum -
+landed). The second run SIGKILLs the worker's whole process group part-way and restarts it.
+
+Runs in its own database (``bench_ingest``), on a queue of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_ingest")
+QUEUE = f"bench-ingest-{uuid.uuid4().hex[:6]}"
+
+from abplatform import embedded  # noqa: E402
+
+DB_NAME = os.environ["DJANGO_DB_NAME"]
+
+
+def ensure_database() -> None:
+    location = embedded.ensure_postgres()
+    if embedded._psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
+        embedded._psql(location, f"CREATE DATABASE {DB_NAME}")
+
+
+def setup_django() -> None:
+    ensure_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def reset_tables() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE experiments_eventoutbox, experiments_impression, experiments_click, experiments_assignment, "
+            "experiments_useraggregate, experiments_dailyuserrollup, experiments_positionrollup, "
+            "experiments_variantdailymoments"
+        )
+        cursor.execute("VACUUM ANALYZE experiments_eventoutbox")
+
+
+def ensure_experiment() -> tuple[int, list[int]]:
+    from experiments.models import Experiment
+    from experiments.services import VariantSpec, experiment_create, experiment_start
+    from recommender.models import EmbeddingModel
+
+    experiment = Experiment.objects.filter(name="bench-ingest").first()
+    if experiment is None:
+        models = [EmbeddingModel.objects.get_or_create(name=f"bench-ingest-{kind}", version=1,
+                                                       defaults={"kind": kind, "dim": 8})[0]
+                  for kind in ("baseline", "crossmusim")]
+        experiment = experiment_create(name="bench-ingest", variants=[
+            VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)])
+        Experiment.objects.filter(pk=experiment.pk).update(status="paused")  # rows only; nothing serves here
+        experiment.refresh_from_db()
+        del experiment_start
+    return experiment.pk, list(experiment.variants.order_by("id").values_list("id", flat=True))
+
+
+def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float) -> tuple:
+    """COPY ``n_events`` accepted events (requests of 10 impressions, some clicks) into the outbox."""
+    import numpy as np
+    from django.db import connection
+    from django.utils import timezone
+
+    from experiments.assignment import user_key
+
+    rng = np.random.default_rng(0)
+    now = timezone.now().isoformat()
+    buffer = io.StringIO()
+    impressions = clicks = written = 0
+    while written < n_events:
+        user = int(rng.integers(users))
+        uid = f"bench-user-{user}"
+        variant = variant_ids[user % len(variant_ids)]
+        request = uuid.uuid4()
+        key = user_key(uid)
+        for position in range(1, 11):
+            if written >= n_events:
+                break
+            track = int(rng.integers(1, 100_000))
+            buffer.write(f"1\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t{track}\t"
+                         f"{position}\t0.5\t\\N\t{now}\n")
+            written += 1
+            impressions += 1
+            if written < n_events and rng.random() < click_rate:
+                buffer.write(f"2\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
+                             f"{position}\t\\N\t{now}\t{now}\n")
+                written += 1
+                clicks += 1
+    columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
+               "score, client_time, created_at")
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY experiments_eventoutbox ({columns}) FROM STDIN") as copy:
+        copy.write(buffer.getvalue())
+    return impressions, clicks
+
+
+def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Popen:
+    env = {**os.environ, "CELERY_QUEUE": QUEUE, "EXPERIMENTS_EVENTS_QUEUE": QUEUE,
+           "EXPERIMENTS_RELAY_RESEND_S": str(resend_s), "EXPERIMENTS_RELAY_BATCH": str(batch)}
+    log = open(ROOT / "var" / f"bench-ingest-worker.log", "ab")  # noqa: SIM115
+    pool = ["--pool", "solo"] if concurrency == 0 else ["--pool", "prefork", "--concurrency", str(concurrency)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, *pool, "--loglevel", "WARNING",
+         "-n", f"{QUEUE}-{uuid.uuid4().hex[:4]}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def scalar(sql: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return int(cursor.fetchone()[0] or 0)
+
+
+def landed() -> int:
+    return scalar("SELECT (SELECT count(*) FROM experiments_impression) + (SELECT count(*) FROM experiments_click)")
+
+
+def run(args, kill_at: float | None) -> dict:
+    reset_tables()
+    experiment_id, variant_ids = ensure_experiment()
+    started = time.perf_counter()
+    impressions, clicks = load_outbox(args.events, experiment_id, variant_ids, args.users, args.click_rate)
+    total = impressions + clicks
+    load_s = time.perf_counter() - started
+    print(f"  loaded {total:,} accepted events into the outbox in {load_s:.1f} s ({total / load_s:,.0f}/s)")
+    worker = start_worker(args.concurrency, args.resend_s, args.batch)
+    t0 = time.perf_counter()
+    killed_at = None
+    try:
+        while scalar("SELECT count(*) FROM (SELECT 1 FROM experiments_eventoutbox LIMIT 1) x"):
+            if kill_at is not None and killed_at is None and landed() >= kill_at * total:
+                kill_group(worker)
+                killed_at = landed()
+                print(f"  SIGKILLed the worker with {killed_at:,} events landed; restarting it")
+                worker = start_worker(args.concurrency, args.resend_s, args.batch)
+            if time.perf_counter() - t0 > args.timeout:
+                raise SystemExit("timed out waiting for the outbox to drain")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+    finally:
+        kill_group(worker, signal.SIGTERM)
+    got = landed()
+    agg_i = scalar("SELECT sum(impressions) FROM experiments_useraggregate")
+    agg_c = scalar("SELECT sum(clicks) FROM experiments_useraggregate")
+    pos_i = scalar("SELECT sum(impressions) FROM experiments_positionrollup")
+    daily_i = scalar("SELECT sum(impressions) FROM experiments_dailyuserrollup")
+    moments_i = scalar("SELECT sum(sum_impressions) FROM experiments_variantdailymoments")
+    result = {
+        "events": total, "impressions": impressions, "clicks": clicks, "seconds": round(elapsed, 2),
+        "events_per_s": round(total / elapsed), "lost": total - got, "duplicates_raw": got - total,
+        "duplicates_in_aggregates": (agg_i + agg_c) - got,
+        "aggregates_consistent": agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks,
+        "killed_with_landed": killed_at,
+    }
+    print(f"  drained in {elapsed:.2f} s: {result['events_per_s']:,} events/s end to end; lost {result['lost']}, "
+          f"duplicates {result['duplicates_raw']} raw / {result['duplicates_in_aggregates']} in aggregates; "
+          f"aggregates consistent: {result['aggregates_consistent']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--click-rate", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
+    parser.add_argument("--batch", type=int, default=2000, help="events per Celery task")
+    parser.add_argument("--resend-s", type=float, default=5.0)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--skip-kill", action="store_true")
+    args = parser.parse_args()
+    setup_django()
+    print(f"bench/ingest.py  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  {os.cpu_count()} cores  "
+          f"db={DB_NAME}  worker: {'solo' if args.concurrency == 0 else f'prefork x{args.concurrency}'}, "
+          f"{args.batch} events/task")
+    print(f"run 1: {args.events:,} events, undisturbed")
+    run(args, kill_at=None)
+    if not args.skip_kill:
+        print(f"run 2: {args.events:,} events, worker SIGKILLed at 40% and restarted")
+        run(args, kill_at=0.4)
+
+
+if __name__ == "__main__":
+    main()
