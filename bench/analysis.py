@@ -65,7 +65,9 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
                                            weight=50)
         ua, vdm, pr = (m._meta.db_table for m in (UserAggregate, VariantDailyMoments, PositionRollup))
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {ua} WHERE experiment_id NOT IN (SELECT id FROM experiments_experiment)")
+            for table in (ua, vdm, pr):  # event tables carry no FK constraint: clear a previous load's rows
+                cursor.execute(f"DELETE FROM {table} WHERE experiment_id NOT IN "
+                               f"(SELECT id FROM {Experiment._meta.db_table})")
             # Per user: arm by parity, arrival day, impressions 1 + geometric-like (mean ~ mean_impressions),
             # propensity exponential with mean 0.1 (x (1 + lift) in the treatment), clicks rounded at random.
             cursor.execute(f"""
@@ -125,7 +127,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db.models import Count, Sum
 
-    from experiments.analysis import experiment_results
+    from experiments.analysis import _user_aggregate_sums, experiment_results
     from experiments.models import Experiment, UserAggregate
 
     call_command("migrate", verbosity=0)
@@ -147,6 +149,12 @@ def main() -> None:
     ms = [t * 1000 for t in timings]
     print(f"full analysis ({args.runs} runs): min {min(ms):.0f} ms, median {statistics.median(ms):.0f} ms, "
           f"max {max(ms):.0f} ms (first {ms[0]:.0f} ms)")
+    scan = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        _user_aggregate_sums(experiment_id)
+        scan.append(time.perf_counter() - started)
+    print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
     print(f"days in series: {len(results.lift_series['b']['day'])}, "
           f"positions: {len(results.positions['b']['position'])}")
     print(f"verdict: {results.verdict}")

@@ -34,27 +34,32 @@ def _embedding_model(kind: str) -> EmbeddingModel:
                                                 defaults={"kind": kind, "dim": 8})[0]
 
 
-def seed_experiment(name: str = "crossmusim-vs-baseline", users: int = 2000, lift: float = 0.3, seed: int = 1,
-                    days: int = DAYS) -> SeededExperiment:
+ARM_NAMES = {"a": "Baseline", "b": "CrossMuSim", "c": "CrossMuSim-large"}
+
+
+def seed_experiment(name: str = "crossmusim-vs-baseline", users: int | dict[str, int] = 2000, lift: float = 0.3,
+                    seed: int = 1, days: int = DAYS, lifts: dict[str, float] | None = None) -> SeededExperiment:
+    """Arms a (control), b (+lift) by default; ``users``/``lifts`` as dicts choose the arms and their sizes."""
     rng = np.random.default_rng(seed)
     now = timezone.now()
     today = now.date()
+    arm_users = users if isinstance(users, dict) else {"a": users, "b": users}
+    lifts = lifts or {"b": lift}
     experiment = Experiment.objects.create(name=name, status=Experiment.Status.RUNNING,
                                            hypothesis="Text-trained embeddings recommend tracks users click more")
     Experiment.objects.filter(pk=experiment.pk).update(started_at=now - timedelta(days=days - 0.5))
     experiment.refresh_from_db()
-    variants = {
-        "a": Variant.objects.create(experiment=experiment, key="a", name="Baseline", is_control=True, weight=50,
-                                    embedding_model=_embedding_model("baseline")),
-        "b": Variant.objects.create(experiment=experiment, key="b", name="CrossMuSim", weight=50,
-                                    embedding_model=_embedding_model("crossmusim")),
-    }
+    variants = {key: Variant.objects.create(experiment=experiment, key=key, name=ARM_NAMES[key], is_control=key == "a",
+                                            weight=50, embedding_model=_embedding_model(
+                                                "baseline" if key == "a" else "crossmusim"))
+                for key in arm_users}
     aggregates, moments, positions = [], [], []
     clicks_out, imps_out = {}, {}
     for index, (key, variant) in enumerate(variants.items()):
+        users = arm_users[key]
         arrival = rng.integers(0, days, size=users)
         rate = rng.gamma(1.0, 1.0, size=users)
-        p = propensities(rng, users, lift if key == "b" else 0.0)
+        p = propensities(rng, users, lifts.get(key, 0.0))
         clicks = np.zeros(users, dtype=np.int64)
         imps = np.zeros(users, dtype=np.int64)
         for day in range(days):

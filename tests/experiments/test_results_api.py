@@ -91,3 +91,36 @@ def test_missing_and_empty_experiments(staff_client):
     data = staff_client.get(url(empty.pk)).json()
     assert data["verdict"] == "no data yet"
     assert data["variants"][1]["lift"] is None and data["variants"][0]["users"] == 0
+
+
+def test_sample_ratio_mismatch_overrides_the_verdict(staff_client):
+    seeded = seed_experiment(name="lost-users", users={"a": 1500, "b": 1200}, seed=4)
+    data = staff_client.get(url(seeded.experiment.pk)).json()
+    assert data["srm"]["flagged"] and data["srm"]["p_value"] < 0.001
+    assert data["verdict"].startswith("do not trust these results: sample ratio mismatch")
+
+
+def test_three_arms_are_holm_adjusted(staff_client):
+    seeded = seed_experiment(name="three-arms", users={"a": 800, "b": 800, "c": 800}, lifts={"b": 0.3, "c": 0.0},
+                             seed=5)
+    data = staff_client.get(url(seeded.experiment.pk)).json()
+    stats = {k: RatioStatistic.from_units(seeded.clicks[k], seeded.impressions[k]) for k in "abc"}
+    raw = [RatioZTest(stats["a"], stats[k]).compute_result().p_value for k in "bc"]
+    adjusted = [v["p_value"] for v in data["variants"][1:]]
+    # Holm with two comparisons: the smaller p doubles, the larger is max(itself, the first adjusted)
+    assert min(adjusted) == pytest.approx(min(1.0, 2 * min(raw)), rel=1e-6)
+    assert max(adjusted) == pytest.approx(max(min(1.0, 2 * min(raw)), max(raw)), rel=1e-6)
+    assert set(data["lift_series"]) == {"b", "c"} and len(data["power"]) == 2
+
+
+def test_days_without_a_row_carry_the_cumulative_values_forward(seeded, staff_client):
+    from experiments.models import VariantDailyMoments
+
+    rows = VariantDailyMoments.objects.filter(experiment=seeded.experiment, variant=seeded.variants["b"])
+    gap = rows.order_by("day")[5]
+    before = staff_client.get(url(seeded.experiment.pk)).json()["series"]["b"]
+    gap.delete()
+    after = staff_client.get(url(seeded.experiment.pk)).json()["series"]["b"]
+    assert after["day"] == before["day"]
+    assert after["users"][5] == before["users"][4] and after["ctr"][5] == before["ctr"][4]
+    assert after["ctr"][6:] == before["ctr"][6:]
