@@ -163,3 +163,55 @@ def test_bad_command_input_is_a_clear_error():
         call_command("source_descriptions", "--sources", "web,telepathy")
     with pytest.raises(CommandError, match="SITE=TEMPLATE"):
         call_command("source_descriptions", "--url-template", "nonsense")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_tasks_run_the_same_services_in_a_real_worker(celery_worker_process):
+    from recommender.tasks import mine_descriptions_task, source_descriptions_task
+
+    tracks = catalog()
+    ids = [t.id for t in tracks]
+    sourced = source_descriptions_task.delay(["document", "metadata"], ids).get(timeout=120)
+    assert sourced["report"]["per_source"]["metadata"]["units_run"] == 4
+    assert Description.objects.filter(track_id__in=ids, source="metadata").count() >= 12
+    # Mining through the worker too would load MiniLM a second time (~10 s of CPU); the task is the same thin
+    # wrapper, so its body runs here, in-process, on the rows the worker wrote.
+    mined = mine_descriptions_task(ids, False, 3)
+    assert mined["report"]["tracks"] == 4 and mined["report"]["kept"] >= 4
+    assert {row["source"]: row["unmined"] for row in mined["summary"]} == {
+        "document": 0, "web": 0, "metadata": 0, "llm": 0}
+    assert tracks_without_kept_description(ids) == []
+    assert all(Description.objects.filter(track=t, kept=True).count() <= 3 for t in tracks)
+
+
+@pytest.mark.django_db
+def test_done_when_on_the_tiny_demo_catalog(tiny_demo_catalog, monkeypatch, capsys):
+    monkeypatch.delenv("LLM_BASE_URL", raising=False)
+    ids = [t.id for t in tiny_demo_catalog.tracks]
+    call_command("source_descriptions", "--sources", "document,metadata,llm")
+    call_command("mine_descriptions")
+    out = capsys.readouterr().out
+    print(out)
+    assert "every track has at least one kept description" in out
+    assert tracks_without_kept_description(ids) == []
+    summary = {row["source"]: row for row in descriptions_summary(ids)}
+    assert summary["metadata"]["kept"] >= len(ids) and summary["document"]["fetched"] > 0
+    assert summary["llm"]["fetched"] == 0
+
+
+@pytest.mark.django_db
+def test_admin_lists_descriptions_filtered_by_source_kept_and_reason(admin_client):
+    track = make_track("Admin Tune", labels={"style": "reel", "meter": "4/4"})
+    Description.objects.create(track=track, text="A driving reel in 4/4 for fiddle.", source="metadata",
+                               origin="template:style:v1", kept=True, score=0.8, text_hash="a" * 64)
+    Description.objects.create(track=track, text="We use cookies on this site, accept all cookies.", source="web",
+                               origin="http://example.org/a", kept=False, reason="boilerplate: cookie banner",
+                               text_hash="b" * 64)
+    url = "/admin/recommender/description/"
+    page = admin_client.get(url, {"source": "web", "kept__exact": "0", "reason": "boilerplate: cookie banner"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "We use cookies on this site" in body and "A driving reel" not in body
+    page = admin_client.get(url, {"kept__exact": "1"})
+    assert "A driving reel" in page.content.decode() and "We use cookies" not in page.content.decode()
+    assert admin_client.get("/admin/recommender/descriptionfetch/", {"ok__exact": "0"}).status_code == 200

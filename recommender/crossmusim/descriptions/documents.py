@@ -2,8 +2,9 @@
 
 Scores carry prose in known places: ABC headers (N: notes, H: history, with +:
 continuations; O: origin, R: rhythm, S: source, B: book, W:/w: words), Humdrum reference
-records (!!!ONB, !!!RNB, !!!HAO notes; !!!AGN genre, !!!AST style, !!!OCY country…),
-and catalogs add free-text columns (notes, description, history…). Prose fields become
+records (!!!ONB, !!!RNB, !!!HAO notes; !!!AGN genre, !!!AST style, !!!OCY country…; also
+without the !!! as the demo catalog writes them), "Title: …"/"Notes: …" lines, and
+catalogs add free-text columns (notes, description, history…). Prose fields become
 one description each; short structured fields are gathered into one factual sentence;
 words (lyrics) are kept as their own candidate so that mining can reject them with
 "lyrics only" rather than silently losing them.
@@ -16,19 +17,36 @@ import re
 from .text import normalise_text, split_paragraphs, words
 from .types import SerialFetchMixin, SourcedDescription, SourceName, SourceResult, TrackInfo
 
-ABC_PROSE = {"N": "notes", "H": "history", "D": "discography", "F": "file notes"}
-ABC_FACTS = {"R": "rhythm", "O": "origin", "S": "source", "B": "book", "A": "area", "G": "group", "C": "composer",
-             "M": "meter", "K": "key", "Q": "tempo", "T": "title"}
-ABC_WORDS = {"W", "w"}
-ABC_FIELD = re.compile(r"^([A-Za-z+]):\s?(.*)$")
-
-HUMDRUM_PROSE = {"ONB": "notes", "RNB": "notes", "HAO": "history", "ODE": "dedication", "OCL": "collector",
-                 "ODT": "date", "PPP": "publication"}
-HUMDRUM_FACTS = {"AGN": "genre", "AST": "style", "AMD": "mode", "AMT": "meter", "AIN": "instruments",
-                 "OCY": "country", "ARE": "region", "ARL": "location", "GTL": "group", "GCO": "collection",
-                 "COM": "composer", "OTL": "title", "OPR": "parent work"}
-HUMDRUM_WORDS = {"HTX", "TXO", "TXL"}
-HUMDRUM_RECORD = re.compile(r"^!!!\s*([A-Za-z0-9@-]+?)(?:@[\w-]+)?\s*:\s*(.*)$")
+# Field roles: ("prose", kind) becomes a description of its own, ("fact", name) joins the facts
+# sentence, ("words", "") is sung text. ABC single letters are case-sensitive (w: and W: are
+# both words); Humdrum reference codes and spelled-out names are matched upper-cased.
+ABC_ROLES = {
+    "N": ("prose", "notes"), "H": ("prose", "history"), "D": ("prose", "discography"),
+    "R": ("fact", "tune type"), "O": ("fact", "origin"), "S": ("fact", "source"), "B": ("fact", "book"),
+    "A": ("fact", "area"), "G": ("fact", "group"), "C": ("fact", "composer"), "M": ("fact", "meter"),
+    "K": ("fact", "key"), "Q": ("fact", "tempo"), "T": ("fact", "title"), "W": ("words", ""), "w": ("words", ""),
+}
+NAMED_ROLES = {
+    # Humdrum reference records (with or without the leading !!!)
+    "ONB": ("prose", "notes"), "RNB": ("prose", "notes"), "HAO": ("prose", "history"), "ODE": ("prose", "dedication"),
+    "AGN": ("fact", "genre"), "AST": ("fact", "style"), "AMD": ("fact", "mode"), "AMT": ("fact", "meter"),
+    "AIN": ("fact", "instruments"), "OCY": ("fact", "country"), "ARE": ("fact", "region"), "ARL": ("fact", "location"),
+    "GTL": ("fact", "group"), "GCO": ("fact", "collection"), "COM": ("fact", "composer"), "OTL": ("fact", "title"),
+    "OPR": ("fact", "parent work"), "ODT": ("fact", "date"), "OCL": ("fact", "collector"),
+    "HTX": ("words", ""), "TXO": ("words", ""), "TXL": ("words", ""),
+    # spelled-out names used by catalogs
+    "TITLE": ("fact", "title"), "MOVEMENT": ("fact", "title"), "COMPOSER": ("fact", "composer"),
+    "COLLECTION": ("fact", "collection"), "ORIGIN": ("fact", "origin"), "RHYTHM": ("fact", "tune type"),
+    "GENRE": ("fact", "genre"), "STYLE": ("fact", "style"), "KEY": ("fact", "key"), "METER": ("fact", "meter"),
+    "TEMPO": ("fact", "tempo"), "INSTRUMENTS": ("fact", "instruments"), "REGION": ("fact", "region"),
+    "NOTES": ("prose", "notes"), "NOTE": ("prose", "notes"), "DESCRIPTION": ("prose", "notes"),
+    "HISTORY": ("prose", "history"), "COMMENT": ("prose", "notes"), "COMMENTS": ("prose", "notes"),
+    "LYRICS": ("words", ""), "WORDS": ("words", ""), "TEXT": ("words", ""),
+}
+# "KEY: value", key of one to three words (Humdrum's "!!!" prefix and "@lang" suffix allowed)
+FIELD_LINE = re.compile(
+    r"^(?:!!!\s*)?([A-Za-z+][A-Za-z0-9_-]{0,15}(?: [A-Za-z0-9_-]{1,15}){0,2})(?:@[\w-]+)?\s*:\s?(.*)$")
+CONTEXT_KINDS = {"history", "dedication"}
 
 FREE_TEXT_KEYS = ("description", "notes", "note", "comment", "comments", "history", "about", "summary",
                   "programme_note", "program_note")
@@ -36,105 +54,84 @@ MIN_FREE_TEXT_WORDS = 8
 
 
 def parse_document(text: str) -> list[tuple[str, str, str]]:
-    """``(field, perspective, text)`` candidates from a document (ABC, Humdrum, or plain prose)."""
+    """``(field, perspective, text)`` candidates from a document: field records (ABC, Humdrum, "Name: value"
+    lines, in any mix) or plain prose split into paragraphs."""
     lines = normalise_text(text).split("\n") if text else []
     if not lines:
         return []
-    if any(HUMDRUM_RECORD.match(line) for line in lines):
-        return _parse_humdrum(lines)
-    if sum(bool(ABC_FIELD.match(line)) for line in lines) >= max(2, len(lines) // 3):
-        return _parse_abc(lines)
-    return [(f"paragraph:{i}", "", chunk) for i, chunk in enumerate(split_paragraphs(text))]
-
-
-def _parse_abc(lines: list[str]) -> list[tuple[str, str, str]]:
-    prose: list[tuple[str, list[str]]] = []
+    records = [FIELD_LINE.match(line) for line in lines]
+    if sum(bool(m) for m in records) < max(2, len(lines) // 3):
+        return [(f"paragraph:{i}", "", chunk) for i, chunk in enumerate(split_paragraphs(text))]
+    prose: list[tuple[str, str, list[str]]] = []
     facts: dict[str, list[str]] = {}
     lyrics: list[str] = []
     last_prose = False
-    for line in lines:
-        match = ABC_FIELD.match(line)
-        if not match:
+    for line, match in zip(lines, records, strict=True):
+        if match is None:
+            comment = line.lstrip("!").strip() if line.startswith("!!") else ""
+            if comment and len(words(comment)) >= 4:
+                prose.append(("comment", "notes", [comment]))
             last_prose = False
             continue
-        key, value = match.group(1), match.group(2).strip()
-        if key == "+" and last_prose and prose:
-            prose[-1][1].append(value)
+        key, value = match.group(1).strip(), match.group(2).strip()
+        if key == "+" and last_prose:
+            prose[-1][2].append(value)
             continue
         last_prose = False
         if not value or value.startswith("%"):
             continue
-        if key in ABC_PROSE:
-            prose.append((key, [value]))
+        role, name = ABC_ROLES.get(key) or NAMED_ROLES.get(key.upper()) or ("", "")
+        if not role and len(words(value)) >= MIN_FREE_TEXT_WORDS:
+            role, name = "prose", key.lower()  # an unknown field that holds a sentence or more
+        if role == "prose":
+            prose.append((key, name, [value]))
             last_prose = True
-        elif key in ABC_WORDS:
+        elif role == "fact":
+            facts.setdefault(name, []).append(value)
+        elif role == "words":
             lyrics.append(value)
-        elif key in ABC_FACTS:
-            facts.setdefault(ABC_FACTS[key], []).append(value)
-    return _assemble(prose, ABC_PROSE, facts, lyrics, prefix="abc")
-
-
-def _parse_humdrum(lines: list[str]) -> list[tuple[str, str, str]]:
-    prose: list[tuple[str, list[str]]] = []
-    facts: dict[str, list[str]] = {}
-    lyrics: list[str] = []
-    for line in lines:
-        match = HUMDRUM_RECORD.match(line)
-        if match:
-            key, value = match.group(1).upper(), match.group(2).strip()
-            if not value:
-                continue
-            if key in HUMDRUM_PROSE:
-                prose.append((key, [value]))
-            elif key in HUMDRUM_WORDS:
-                lyrics.append(value)
-            elif key in HUMDRUM_FACTS:
-                facts.setdefault(HUMDRUM_FACTS[key], []).append(value)
-        elif line.startswith("!!") and not line.startswith("!!!"):
-            comment = line.lstrip("!").strip()
-            if len(words(comment)) >= 4:
-                prose.append(("comment", [comment]))
-    return _assemble(prose, HUMDRUM_PROSE, facts, lyrics, prefix="humdrum")
-
-
-def _assemble(prose, prose_names, facts, lyrics, *, prefix: str) -> list[tuple[str, str, str]]:
     out = []
-    for index, (key, parts) in enumerate(prose):
-        text = " ".join(parts)
-        out.append((f"{prefix}:{key}:{index}", _perspective_of(prose_names.get(key, key)), text))
+    for index, (key, kind, parts) in enumerate(prose):
+        out.append((f"{key}:{index}", "context" if kind in CONTEXT_KINDS else "", " ".join(parts)))
     fact_text = facts_sentence(facts)
     if fact_text:
-        out.append((f"{prefix}:facts", "style", fact_text))
+        out.append(("facts", "style", fact_text))
     if lyrics:
-        out.append((f"{prefix}:words", "lyrics", "\n".join(lyrics)))
+        out.append(("words", "lyrics", "\n".join(lyrics)))
     return out
 
 
-def _perspective_of(kind: str) -> str:
-    return {"history": "context", "dedication": "context", "collector": "context", "date": "context"}.get(kind, "")
-
-
 def facts_sentence(facts: dict[str, list[str]]) -> str:
-    """One factual sentence from short score fields, e.g. "Rhythm: reel. Origin: Ireland. Key: D."."""
-    order = ("genre", "style", "rhythm", "origin", "country", "region", "area", "location", "meter", "key", "mode",
-             "tempo", "instruments", "book", "source", "collection", "group")
+    """One factual sentence from short score fields, e.g. "Tune type: reel. Origin: Ireland. Key: D."."""
+    musical = ("genre", "style", "tune type", "origin", "country", "region", "area", "location", "meter", "key", "mode",
+               "tempo", "instruments")
+    order = musical + ("composer", "collector", "book", "source", "collection", "group", "date")
     parts = []
     for name in order:
         values = [v for v in dict.fromkeys(facts.get(name, [])) if v]
         if values:
             parts.append(f"{name.capitalize()}: {'; '.join(values)}.")
-    # Facts alone (a meter, a key) say little; require at least two of them.
-    return " ".join(parts) if len(parts) >= 2 else ""
+    # A composer and a title say nothing about the sound: require a musical fact and two facts in all.
+    has_musical = any(facts.get(name) for name in musical)
+    return " ".join(parts) if has_musical and len(parts) >= 2 else ""
+
+
+NOT_PROSE_KEYS = {"source", "path", "file", "audio_path", "checksum", "work_id", "url", "urls", "web_url",
+                  "source_url", "source_urls", "license", "licence", "copyright"}
+PATH_LIKE = re.compile(r"\S+/\S+|\S+\.(?:xml|mxl|krn|abc|mid|midi|wav|mp3|flac|ogg|pdf)\b", re.IGNORECASE)
 
 
 def free_text_columns(metadata: dict) -> list[tuple[str, str]]:
-    """Prose from catalog metadata columns: the known note columns, and any other string of a sentence or more."""
+    """Prose from catalog metadata columns: the known note columns, and any other string that reads as a sentence.
+
+    Identifiers are not prose: file paths, corpus keys, URLs and licence columns are skipped.
+    """
     out = []
     for key, value in metadata.items():
-        if not isinstance(value, str) or value.strip().startswith(("http://", "https://")):
+        if not isinstance(value, str) or key.lower() in NOT_PROSE_KEYS or PATH_LIKE.search(value):
             continue
-        known = key.lower() in FREE_TEXT_KEYS
-        if known or len(words(value)) >= MIN_FREE_TEXT_WORDS:
+        prose_words = re.findall(r"[^\W\d_]{2,}", value)
+        if key.lower() in FREE_TEXT_KEYS or len(prose_words) >= MIN_FREE_TEXT_WORDS:
             out.append((key, value))
     return out
 

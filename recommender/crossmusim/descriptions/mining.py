@@ -114,7 +114,8 @@ MUSIC_TERMS: set[str] = set().union(*ASPECT_TERMS.values()) | {
     "recording", "recorded", "album", "track", "singing", "sing", "sings", "play", "playing", "plays",
     "harmonised", "harmonized", "notation", "abc", "transcribed", "setting", "variations", "verse", "chorus",
     "refrain", "strain", "part", "parts", "piper", "fiddler", "player", "players", "collected", "collector",
-    "dancer", "dancers", "choral", "instrumental"}
+    "dancer", "dancers", "choral", "instrumental", "quartet", "koto", "marimba", "woodwinds", "recorders",
+    "trecento", "medieval", "chorales", "madrigals", "motets", "masses", "reels", "jigs", "hornpipes"}
 # Words too generic to count as "about music" on their own.
 WEAK_TERMS = {"time", "work", "piece", "part", "parts", "form", "service", "setting", "sound", "character",
               "feeling", "evening", "occasion", "background", "study", "court", "dark", "warm", "key", "notes",

@@ -19,8 +19,8 @@ from .types import Perspective, SerialFetchMixin, SourcedDescription, SourceName
 WRITER_ID = "metadata-templates-v1"
 
 TUNE_RHYTHM = {
-    "jig": "lilting triplets in 6/8",
-    "double jig": "lilting triplets in 6/8",
+    "jig": "lilting triplets",
+    "double jig": "lilting triplets",
     "slip jig": "a flowing 9/8 lilt in three groups of three",
     "single jig": "skipping long-short pairs in 6/8",
     "reel": "a driving, even stream of quavers in 4/4",
@@ -54,6 +54,8 @@ STYLE_CONTEXT = {
     "renaissance": "early-music concerts and contemplative listening",
     "classical": "a chamber concert",
     "string quartet": "an evening chamber concert",
+    "trecento": "an early-music concert of medieval Italian song",
+    "medieval": "an early-music concert",
 }
 INSTRUMENT_TIMBRE = {
     "fiddle": "bright, bowed", "violin": "singing, bowed", "viola": "warm, bowed", "cello": "deep, resonant bowed",
@@ -61,10 +63,13 @@ INSTRUMENT_TIMBRE = {
     "piano": "percussive, ringing", "harpsichord": "crisp, plucked", "organ": "sustained, reedy",
     "church organ": "sustained, majestic", "accordion": "reedy, breathing", "concertina": "reedy",
     "guitar": "plucked, warm", "acoustic guitar": "plucked, warm", "harp": "shimmering, plucked",
-    "choir": "blended vocal", "voice": "sung", "voices": "sung", "clarinet": "smooth, woody",
+    "choir": "rich, choral", "voice": "sung", "voices": "sung", "clarinet": "smooth, woody",
     "oboe": "nasal, plaintive", "bassoon": "dark, reedy", "trumpet": "brilliant, brassy", "horn": "mellow, brassy",
     "strings": "lush, bowed", "string ensemble": "lush, bowed", "recorder": "pure, soft", "bagpipes": "droning",
     "banjo": "twangy, bright", "mandolin": "tremolo, bright", "bass": "deep", "contrabass": "deep, bowed",
+    "string orchestra": "lush, bowed", "woodwinds": "woody, breathy", "recorders": "pure, soft",
+    "pan flute": "breathy, hollow", "koto": "plucked, bright", "marimba": "warm, mallet-struck",
+    "brass": "bold, brassy", "xylophone": "dry, mallet-struck", "vibraphone": "shimmering, mallet-struck",
 }
 MOODS = {
     ("major", "fast"): ["bright", "cheerful", "lively", "buoyant", "joyful"],
@@ -91,12 +96,27 @@ def tempo_band(bpm: float | None) -> tuple[str, str]:
     return "very fast (presto)", "fast"
 
 
+PROPER_WORDS = {"bach", "chinese", "german", "irish", "scottish", "english", "french", "italian", "luxembourg",
+                "lorraine", "palestrina", "monteverdi", "haydn", "mozart", "beethoven", "celtic", "american"}
+GENRE_NOUNS = {"chorale", "mass", "madrigal", "motet", "quartet", "song", "jig", "reel", "hornpipe", "strathspey",
+               "dance", "tune", "piece", "hymn", "polka", "waltz", "march", "air", "ballad", "sonata", "fugue",
+               "minuet", "slide", "mazurka", "barndance", "fling"}
+ANONYMOUS = {"traditional", "trad", "trad.", "anonymous", "anon", "anon.", "unknown"}
+
+
 def _human(value: str) -> str:
-    return value.replace("_", " ").replace("-", " ").strip()
+    """A label as words: underscores to spaces, proper adjectives capitalised ("bach_chorale" -> "Bach chorale")."""
+    return " ".join(word.capitalize() if word in PROPER_WORDS else word
+                    for word in value.replace("_", " ").split())
 
 
 def _article(phrase: str) -> str:
     return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
+def _cap(phrase: str) -> str:
+    """Capitalise the first letter only (str.capitalize would lower-case "Bach")."""
+    return phrase[:1].upper() + phrase[1:]
 
 
 def _join(items: list[str]) -> str:
@@ -124,8 +144,8 @@ class TemplateFacts:
     def __init__(self, track: TrackInfo):
         labels = track.labels
         self.title = track.title
-        self.composer = _human(track.composer or track.label("composer"))
-        self.collection = _human(track.collection or track.label("collection"))
+        self.composer = (track.composer or track.label("composer")).strip()
+        self.collection = (track.collection or track.label("collection")).strip()
         self.style = _human(track.label("style"))
         self.tune_type = _human(track.label("tune_type"))
         self.region = _human(track.label("region"))
@@ -144,26 +164,40 @@ class TemplateFacts:
     @property
     def kind(self) -> str:
         """What the piece is, e.g. "Irish reel" or "baroque chorale"."""
-        kind = self.tune_type or ""
-        if self.style and self.style.lower() not in kind.lower():
-            kind = f"{self.style} {kind}".strip() if kind else self.style
-        return kind or "piece"
+        style, tune = self.style.lower(), self.tune_type.lower()
+        if style and tune:
+            if tune in style:
+                return self.style
+            if style in tune:
+                return self.tune_type
+            kind = f"{self.style} {self.tune_type}"
+        else:
+            kind = self.style or self.tune_type or "piece"
+        return kind if kind.lower().split()[-1] in GENRE_NOUNS else f"{kind} piece"
+
+    @property
+    def by(self) -> str:
+        if not self.composer:
+            return ""
+        if self.composer.lower() in ANONYMOUS:
+            return " of traditional origin" if self.composer.lower().startswith("trad") else " by an unknown composer"
+        return f" by {self.composer}"
 
 
 def _style(f: TemplateFacts, rng: random.Random) -> str | None:
     if not (f.style or f.tune_type or f.composer):
         return None
-    by = f" by {f.composer}" if f.composer else ""
+    by = f.by
     where = f" from {f.region}" if f.region else ""
     coll = f", from the collection {f.collection}" if f.collection else ""
     options = [
-        f"{_article(f.kind).capitalize()}{by}{where}{coll}.",
+        f"{_cap(_article(f.kind))}{by}{where}{coll}.",
         f"This is {_article(f.kind)}{by}{where}{coll}.",
     ]
     if f.style:
         options.append(f"A {f.tune_type or 'piece'} in the {f.style} tradition{by}{where}{coll}.")
     if f.key:
-        options.append(f"{_article(f.kind).capitalize()} in {f.key}{by}{where}{coll}.")
+        options.append(f"{_cap(_article(f.kind))} in {f.key}{by}{where}{coll}.")
     return rng.choice(options)
 
 
@@ -174,9 +208,9 @@ def _mood(f: TemplateFacts, rng: random.Random) -> str | None:
     first, second = rng.sample(words, 2)
     key = f" in {f.key}" if f.key else (f" in a {f.mode} key" if f.mode in ("major", "minor") else "")
     options = [
-        f"A {first}, {second} {f.kind}{key}.",
+        f"{_cap(_article(first))}, {second} {f.kind}{key}.",
         f"The mood is {first} and {second}: {_article(f.kind)}{key}.",
-        f"{first.capitalize()} and {second} in character, this {f.kind}{key} sets a {first} tone.",
+        f"{_cap(first)} and {second} in character: {_article(f.kind)}{key}.",
     ]
     return rng.choice(options)
 
@@ -192,7 +226,7 @@ def _instrumentation(f: TemplateFacts, rng: random.Random) -> str | None:
     options = [
         f"Played on {names}{colour}.",
         f"The instrumentation is {names}{colour}.",
-        f"{_article(f.kind).capitalize()} performed by {names}{colour}.",
+        f"{_cap(_article(f.kind))} performed by {names}{colour}.",
     ]
     return rng.choice(options)
 
@@ -205,7 +239,7 @@ def _rhythm(f: TemplateFacts, rng: random.Random) -> str | None:
     tempo = f"at a {f.tempo_word} tempo of about {round(f.bpm)} beats per minute" if f.bpm is not None else ""
     body = " ".join(part for part in (meter, tempo) if part)
     options = [
-        f"{_article(f.kind).capitalize()} {body}{', with ' + feel if feel else ''}.",
+        f"{_cap(_article(f.kind))} {body}{', with ' + feel if feel else ''}.",
         f"Its rhythm: {feel or 'a steady pulse'}; it moves {body or 'at an even pace'}.",
         f"Rhythmically it is {_article(f.kind)} {body or 'with a clear pulse'}{', built on ' + feel if feel else ''}.",
     ]
@@ -221,7 +255,7 @@ def _context(f: TemplateFacts, rng: random.Random) -> str | None:
     options = [
         f"Music for {setting}: {_article(f.kind)}{' in ' + f.key if f.key else ''}.",
         f"This {f.kind} suits {setting}.",
-        f"Best heard in {setting}; {_article(f.kind)}{' by ' + f.composer if f.composer else ''}.",
+        f"Best heard in {setting}; {_article(f.kind)}{f.by}.",
     ]
     return rng.choice(options)
 
@@ -249,7 +283,7 @@ def write_template_descriptions(track: TrackInfo, perspectives: tuple[str, ...] 
                 text=" ".join(text.split()), source=SourceName.METADATA, origin=f"template:{perspective}:v1",
                 perspective=perspective, details={"template": True, "writer": WRITER_ID}))
     if not out:  # labels too thin for any perspective: still say what the catalog knows
-        by = f" by {facts.composer}" if facts.composer else ""
+        by = facts.by
         out.append(SourcedDescription(
             text=f"A piece of music titled {track.title}{by}.", source=SourceName.METADATA,
             origin="template:title:v1", perspective=Perspective.STYLE,
