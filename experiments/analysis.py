@@ -333,7 +333,8 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
                                    _num(c.chance_to_win)) for c in comparisons],
         srm=Srm(srm.p_value, srm.flagged, srm.message, list(srm.observed), list(srm.expected)),
         power=[PowerRow(c.key, _num(c.power.mde), _num(c.power.mde_sequential), _num(c.power.power_at_target),
-                        c.power.target_effect, c.power.days_to_decision, new_per_day) for c in comparisons],
+                        c.power.target_effect, c.power.days_to_decision, c.power.new_users_per_day)
+               for c in comparisons],
         verdict=verdict, series=series, lift_series=lift_series,
         positions=_positions(_position_rows(experiment.pk), variants),
         histogram={"edges": np.linspace(0, 1, HISTOGRAM_BINS + 1).round(4).tolist(),

@@ -34,6 +34,7 @@ class PowerResult:
     target_effect: float
     users_needed: float | None  # users (both arms) at which the sequential MDE reaches target_effect
     days_to_decision: int | None  # at today's new-user rate; None when unknown or beyond max_days
+    new_users_per_day: float = 0.0
 
 
 def _scalar_or_array(x):
@@ -84,7 +85,7 @@ def power_analysis(variance_now: float, n_now: float, new_users_per_day: float,
                    config: PowerConfig = PowerConfig()) -> PowerResult:
     """MDEs and power for today's variance of the relative lift, and days until the target is detectable."""
     if not (n_now > 0 and np.isfinite(variance_now) and variance_now > 0):
-        return PowerResult(math.nan, math.nan, math.nan, config.target_effect, None, None)
+        return PowerResult(math.nan, math.nan, math.nan, config.target_effect, None, None, new_users_per_day)
     needed = users_needed(variance_now, n_now, config)
     days = None
     if needed is not None and needed <= n_now:
@@ -97,4 +98,5 @@ def power_analysis(variance_now: float, n_now: float, new_users_per_day: float,
         mde_sequential=sequential_minimum_detectable_effect(variance_now, n_now, config.alpha, config.power,
                                                             config.n_star),
         power_at_target=power_at(config.target_effect, variance_now, config.alpha),
-        target_effect=config.target_effect, users_needed=needed, days_to_decision=days)
+        target_effect=config.target_effect, users_needed=needed, days_to_decision=days,
+        new_users_per_day=new_users_per_day)

@@ -182,8 +182,9 @@ def arm_verdict(control: Arm, treatment: Arm, comparison: Comparison, config: An
                 f"±{config.target_effect * 100:.0f}% ({detail})")
     days = comparison.power.days_to_decision
     if days is None:
-        more = "more than a year at today's traffic" if comparison.power.users_needed else "traffic unknown"
-        return f"not enough data yet ({more}): {t_name} vs {c_name} {detail}"
+        why = ("no new users lately" if comparison.power.new_users_per_day <= 0 else
+               f"more than a year at today's traffic to detect a {config.target_effect * 100:.0f}% lift")
+        return f"not enough data yet ({why}): {t_name} vs {c_name}: {detail}"
     return (f"not enough data yet: about {max(days, 1)} more day{'s' if max(days, 1) != 1 else ''} at today's "
             f"traffic to detect a {config.target_effect * 100:.0f}% lift ({t_name} vs {c_name}: {detail})")
 

@@ -54,6 +54,14 @@ def test_undecided_experiment_says_how_many_more_days():
     assert verdict.startswith(f"not enough data yet: about {days} more days at today's traffic")
 
 
+def test_undecided_without_traffic_says_why():
+    rng = np.random.default_rng(3)
+    arms = [arm("a", one(simulate_final(rng, 1, 1000)), control=True), arm("b", one(simulate_final(rng, 1, 1000)))]
+    assert verdict_for(arms, new_users_per_day=0)[1].startswith("not enough data yet (no new users lately): B vs A: ")
+    assert verdict_for(arms, new_users_per_day=1)[1].startswith(
+        "not enough data yet (more than a year at today's traffic to detect a 5% lift): B vs A: ")
+
+
 def test_too_few_users_and_srm():
     rng = np.random.default_rng(4)
     small = [arm("a", one(simulate_final(rng, 1, 50)), control=True), arm("b", one(simulate_final(rng, 1, 50)))]
