@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -74,3 +76,23 @@ def wait_for_aggregates(experiment, impressions: int, clicks: int, timeout: floa
         if landed == (impressions, clicks) or time.monotonic() > deadline:
             return by_variant
         time.sleep(0.3)
+
+
+
+@contextmanager
+def relaying_worker():
+    """A real Celery worker on a private queue that is also the events queue, so its outbox relay runs
+    (the shared ``celery_worker_process`` consumes a private queue with no relay: events would never land)."""
+    from django.conf import settings
+
+    from abplatform.celery import app
+    from tests.conftest import start_celery_worker, stop_worker, wait_for_worker
+
+    queue = f"test-sim-{uuid.uuid4().hex[:8]}"
+    process = start_celery_worker(queue, settings.DATABASES["default"]["NAME"],
+                                  extra_env={"EXPERIMENTS_EVENTS_QUEUE": queue})
+    try:
+        wait_for_worker(app, queue)
+        yield process
+    finally:
+        stop_worker(process)

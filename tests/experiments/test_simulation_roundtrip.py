@@ -1,0 +1,103 @@
+"""Simulated players against the real platform: live HTTP server, real worker, real tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from experiments.models import Assignment, UserAggregate
+from experiments.services import api_key_create
+from experiments.simulation import PlatformClient, SimulationConfig, run_simulation
+from tests.experiments.simulation_fixtures import (
+    arm_models,
+    label_catalog,
+    relaying_worker,
+    running_experiment,
+    wait_for_aggregates,
+)
+
+
+@pytest.fixture(scope="module")
+def events_worker(django_db_setup, django_db_blocker):
+    with relaying_worker() as process:
+        yield process
+
+
+@pytest.mark.django_db(transaction=True)
+def test_players_clicks_land_in_user_aggregates(live_server, events_worker):
+    tracks = label_catalog()
+    timbre, style = arm_models(tracks)
+    experiment = running_experiment("sim round trip", control=timbre, treatment=style)
+    _, key = api_key_create(name="simulator test")
+    config = SimulationConfig(users=40, rate=100.0, duration_s=20.0, max_requests=200, seed=3, workers=4,
+                              event_batch_size=50, event_flush_s=0.3)
+
+    with PlatformClient(live_server.url, key) as client:
+        summary = run_simulation(config, client)
+    # Land first, assert after: an ingest still running at teardown would race the test database's flush.
+    landed = wait_for_aggregates(experiment, summary.impressions, summary.events_accepted)
+
+    assert summary.catalog_tracks == len(tracks)
+    assert summary.request_errors == 0 and summary.event_post_errors == 0, summary.format()
+    assert summary.requests == 200 and summary.stop_reason == "max_requests"
+    assert 0.9 * 200 * config.k < summary.impressions <= 200 * config.k  # long sessions exhaust 48 tracks
+    assert summary.clicks > 0
+    assert (summary.events_accepted, summary.events_duplicate, summary.events_rejected) == (summary.clicks, 0, 0)
+    assert set(summary.variants) == {"control", "treatment"}
+
+    for variant, counts in summary.variants.items():
+        assert landed[variant]["impressions"] == counts.impressions, variant
+        assert landed[variant]["clicks"] == counts.clicks, variant
+        assert landed[variant]["users"] == counts.users, variant
+    assert Assignment.objects.filter(experiment=experiment).count() == summary.users_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_arm_users_vanish_after_their_first_request(live_server, events_worker, tmp_path):
+    tracks = label_catalog(prefix="drop")
+    timbre, style = arm_models(tracks, seed=1)
+    experiment = running_experiment("sim drop arm", control=timbre, treatment=style)
+    _, key = api_key_create(name="simulator drop test")
+    out = tmp_path / "summary.json"
+
+    call_command(
+        "simulate_players", "--users", "30", "--rate", "100", "--duration", "20", "--seed", "5", "--workers", "4",
+        "--api-key", key, "--base-url", live_server.url, "--drop-arm", "treatment", "--drop-fraction", "1.0",
+        "--no-progress", "--summary-json", str(out),
+    )
+    summary = json.loads(out.read_text())
+    wait_for_aggregates(experiment, summary["impressions"], summary["events_accepted"])
+    assert summary["request_errors"] == 0 and summary["stop_reason"] == "all sessions played"
+    treatment, control = summary["variants"]["treatment"], summary["variants"]["control"]
+    assert treatment["vanished"] == treatment["users"] > 0 and control["vanished"] == 0
+    assert treatment["requests"] == treatment["users"] and treatment["clicks"] == 0
+    assert control["requests"] > control["users"]  # the other arm keeps playing
+
+    rows = UserAggregate.objects.filter(experiment=experiment).values_list("variant__key", "impressions", "clicks")
+    dropped = [(impressions, clicks) for variant, impressions, clicks in rows if variant == "treatment"]
+    assert len(dropped) == treatment["users"] and set(dropped) == {(10, 0)}  # one page of 10, never a click
+
+
+@pytest.mark.django_db(transaction=True)
+def test_users_lost_before_their_first_request_never_reach_the_platform(live_server, events_worker, tmp_path):
+    """The SRM proof's mode: the arm is computed from the experiment's salt, and exactly that arm goes missing."""
+    tracks = label_catalog(prefix="early")
+    timbre, style = arm_models(tracks, seed=2)
+    experiment = running_experiment("sim early drop", control=timbre, treatment=style)
+    _, key = api_key_create(name="simulator early drop test")
+    out = tmp_path / "summary.json"
+
+    call_command(
+        "simulate_players", "--users", "40", "--rate", "100", "--duration", "20", "--seed", "6", "--workers", "4",
+        "--max-requests", "60", "--api-key", key, "--base-url", live_server.url, "--drop-arm", "treatment",
+        "--drop-fraction", "1.0", "--drop-when", "before_first_request", "--no-progress", "--summary-json", str(out),
+    )
+    summary = json.loads(out.read_text())
+    wait_for_aggregates(experiment, summary["impressions"], summary["events_accepted"])
+    assert summary["request_errors"] == 0 and summary["users_vanished"] > 5
+    assert set(summary["variants"]) == {"control", "treatment"}
+    assert summary["variants"]["treatment"]["requests"] == 0  # only the vanished count lives under treatment
+    assert set(Assignment.objects.filter(experiment=experiment).values_list("variant__key", flat=True)) == {"control"}
+    assert Assignment.objects.filter(experiment=experiment).count() == summary["users_active"]
