@@ -165,6 +165,10 @@ def test_bad_input_is_refused_with_a_reason(weights_cache):
         extractor.patch_features(np.zeros(0, np.float32))
     with pytest.raises(ValueError, match="mono"):
         extractor.patch_features(np.zeros((2, 16000), np.float32))
+    with pytest.raises(ValueError, match="float samples"):
+        extractor.patch_features(np.zeros(16000, np.int16))
+    with pytest.raises(ValueError, match="NaN"):
+        extractor.patch_features(np.full(16000, np.nan, np.float32))
     with pytest.raises(ValueError, match="unknown musicnn layer"):
         MusicnnExtractor(layer="pool5", cache_dir=weights_cache)
     with pytest.raises(ValueError, match="unknown musicnn model"):

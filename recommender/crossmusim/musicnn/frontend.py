@@ -121,8 +121,13 @@ def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, float16_mel: b
     """The whole input representation ``[frames, 96]`` float32 of a 16 kHz mono waveform."""
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"musicnn expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz: resample first")
-    if len(waveform) == 0:
+    waveform = np.asarray(waveform)
+    if not np.issubdtype(waveform.dtype, np.floating):
+        raise ValueError(f"expected float samples in [-1, 1], got dtype {waveform.dtype}: convert PCM first")
+    if waveform.size == 0:
         raise ValueError("empty waveform")
+    if not np.isfinite(waveform).all():
+        raise ValueError("waveform contains NaN or infinite samples")
     return log_compress(mel_power(waveform, sample_rate), float16_mel=float16_mel)
 
 
