@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SR = 16000
 SECONDS = 4.0
 HOP_FRAMES = 61  # librosa.time_to_frames(1.0, sr=16000, n_fft=512, hop_length=256): input_overlap=1 s
@@ -195,7 +196,7 @@ def timing(seconds: float = 30.0, repeats: int = 5) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("tests/fixtures/musicnn/reference.npz"))
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "tests" / "fixtures" / "musicnn" / "reference.npz")
     parser.add_argument("--timing", action="store_true", help="only time the original network")
     args = parser.parse_args(argv)
     if args.timing:
