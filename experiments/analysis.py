@@ -60,7 +60,9 @@ class VariantRow:
     lift: float | None = None  # relative, R_t / R_c - 1
     lift_ci_lower: float | None = None  # fixed-horizon 95% CI (delta method)
     lift_ci_upper: float | None = None
-    absolute_difference: float | None = None  # R_t - R_c
+    absolute_difference: float | None = None  # R_t - R_c, with its fixed-horizon 95% CI (delta method)
+    absolute_ci_lower: float | None = None
+    absolute_ci_upper: float | None = None
     p_value: float | None = None  # delta method, Holm-adjusted when there are > 2 arms
     always_valid_p_value: float | None = None  # running minimum over the days, Holm-adjusted
     always_valid_ci_lower: float | None = None  # confidence sequence at this look
@@ -254,6 +256,7 @@ def _variant_rows(variants: list[Variant], stats: dict[int, RatioStatistic], com
         if c is not None:
             base.update(lift=_num(c.relative.effect), lift_ci_lower=_num(c.relative.ci_lower),
                         lift_ci_upper=_num(c.relative.ci_upper), absolute_difference=_num(c.absolute.effect),
+                        absolute_ci_lower=_num(c.absolute.ci_lower), absolute_ci_upper=_num(c.absolute.ci_upper),
                         p_value=_num(c.p_value_adjusted), always_valid_p_value=_num(c.always_valid_p_adjusted),
                         always_valid_ci_lower=_num(c.sequential.ci_lower),
                         always_valid_ci_upper=_num(c.sequential.ci_upper), naive_p_value=_num(c.naive.p_value),

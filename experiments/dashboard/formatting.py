@@ -23,6 +23,11 @@ def lift(x) -> str:
     return "—" if _missing(x) else f"{x * 100:+.1f}%"
 
 
+def points(x) -> str:
+    """A signed difference of rates in percentage points: 0.0023 -> '+0.23 pp'."""
+    return "—" if _missing(x) else f"{x * 100:+.2f} pp"
+
+
 def interval(lower, upper, fmt=lift) -> str:
     return "—" if _missing(lower) or _missing(upper) else f"{fmt(lower)} to {fmt(upper)}"
 

@@ -173,7 +173,7 @@ def arm_verdict(control: Arm, treatment: Arm, comparison: Comparison, config: An
         return f"{t_name} vs {c_name}: cannot compare yet ({seq.error_message})"
     p = comparison.always_valid_p_adjusted
     detail = (f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, "
-              f"always-valid p = {p:.2g}" if p >= 0.001 else
+              f"always-valid p = {p:.3f}" if p >= 0.001 else
               f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, always-valid p < 0.001")
     if p < config.alpha:
         return f"{t_name} beats {c_name}: {detail}" if seq.effect > 0 else f"{t_name} loses to {c_name}: {detail}"

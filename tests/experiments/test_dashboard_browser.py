@@ -95,7 +95,7 @@ def test_experiment_page_in_chromium(live_server, dashboard_data, browser):
         row = page.locator(f"#variant-table tr[data-variant='{variant['key']}']")
 
         def cell(field, row=row):
-            return row.locator(f"td[data-field='{field}']").inner_text().strip()
+            return row.locator(f"[data-field='{field}']").inner_text().strip()
 
         assert cell("users") == f"{variant['users']:,}"
         assert cell("impressions") == f"{variant['impressions']:,}"
@@ -105,6 +105,9 @@ def test_experiment_page_in_chromium(live_server, dashboard_data, browser):
         if not variant["is_control"]:
             assert cell("lift") == signed(variant["lift"])
             assert cell("lift_ci") == f"{signed(variant['lift_ci_lower'])} to {signed(variant['lift_ci_upper'])}"
+            assert cell("difference") == f"{variant['absolute_difference'] * 100:+.2f} pp"
+            assert cell("difference_ci") == (f"{variant['absolute_ci_lower'] * 100:+.2f} pp to "
+                                             f"{variant['absolute_ci_upper'] * 100:+.2f} pp")
             assert cell("p_value") == p_text(variant["p_value"])
             assert cell("always_valid_p_value") == p_text(variant["always_valid_p_value"])
             assert cell("always_valid_ci") == (f"{signed(variant['always_valid_ci_lower'])} to "

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from experiments.api.authentication import clear_api_key_cache
 from experiments.services import api_key_create
-from experiments.stats.frequentist import RatioZTest
+from experiments.stats.frequentist import DifferenceType, FrequentistConfig, RatioZTest
 from experiments.stats.statistics import RatioStatistic
 from tests.experiments.dashboard_fixtures import seed_empty_experiment, seed_experiment
 
@@ -45,6 +45,12 @@ def test_results_match_an_independent_computation(seeded, staff_client):
     assert rows["b"]["lift"] == pytest.approx(expected.effect, rel=1e-9)
     assert rows["b"]["lift_ci_lower"] == pytest.approx(expected.ci_lower, rel=1e-9)
     assert rows["b"]["p_value"] == pytest.approx(expected.p_value, rel=1e-6, abs=1e-12)
+    absolute = RatioZTest(RatioStatistic.from_units(seeded.clicks["a"], seeded.impressions["a"]),
+                          RatioStatistic.from_units(seeded.clicks["b"], seeded.impressions["b"]),
+                          FrequentistConfig(difference_type=DifferenceType.ABSOLUTE)).compute_result()
+    assert rows["b"]["absolute_difference"] == pytest.approx(absolute.effect, rel=1e-9)
+    assert (rows["b"]["absolute_ci_lower"], rows["b"]["absolute_ci_upper"]) == pytest.approx(
+        (absolute.ci_lower, absolute.ci_upper), rel=1e-9)
     comparison = data["comparisons"][0]
     assert comparison["key"] == "b" and comparison["relative"]["effect"] == pytest.approx(expected.effect)
     assert comparison["sequential"]["p_value"] == rows["b"]["always_valid_p_value"]
