@@ -16,6 +16,7 @@ Runs in its own database (``bench_ingest``), on a queue of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import platform
@@ -117,7 +118,8 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
                 clicks += 1
     columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
                "score, client_time, created_at")
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY experiments_eventoutbox ({columns}) FROM STDIN") as copy:
+    copy_sql = f"COPY experiments_eventoutbox ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
         copy.write(buffer.getvalue())
     return impressions, clicks
 
@@ -125,7 +127,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
 def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Popen:
     env = {**os.environ, "CELERY_QUEUE": QUEUE, "EXPERIMENTS_EVENTS_QUEUE": QUEUE,
            "EXPERIMENTS_RELAY_RESEND_S": str(resend_s), "EXPERIMENTS_RELAY_BATCH": str(batch)}
-    log = open(ROOT / "var" / f"bench-ingest-worker.log", "ab")  # noqa: SIM115
+    log = open(ROOT / "var" / "bench-ingest-worker.log", "ab")  # noqa: SIM115
     pool = ["--pool", "solo"] if concurrency == 0 else ["--pool", "prefork", "--concurrency", str(concurrency)]
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, *pool, "--loglevel", "WARNING",
@@ -135,10 +137,8 @@ def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Po
 
 
 def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=30)
 
 

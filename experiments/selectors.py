@@ -8,6 +8,7 @@ lifecycle services clear the cache of their own process at once.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -22,7 +23,7 @@ from recommender.models import EmbeddingModel, Track, TrackEmbedding
 
 SERVING_CACHE_TTL_S = 2.0
 # Measured in bench/serve_load.py on 100k synthetic 256-d vectors: recall@10 >= 0.95 (see notes/serving.md).
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = int(os.environ.get("EXPERIMENTS_HNSW_EF_SEARCH", "64"))
 BASELINE_ARM = EmbeddingModel.Kind.BASELINE
 
 
@@ -117,7 +118,7 @@ _SESSION_SETTINGS = (
 )
 
 
-def _tune_session(cursor) -> None:
+def tune_session(cursor) -> None:
     """Apply the serving HNSW settings once per database session (each statement inside a transaction)."""
     raw = connection.connection
     if connection.in_atomic_block:
@@ -131,33 +132,51 @@ def _tune_session(cursor) -> None:
     _tuned_connections.add(raw)
 
 
-def _knn_sql(dim: int) -> str:
+def knn_ranked_ctes(dim: int) -> str:
+    """``WITH seed, near, ranked``: the k nearest rows to the seed, numbered 1..n by distance.
+
+    Parameters: %(model)s, %(seed)s, %(exclude)s (a Python list of ids), %(k)s. A caller adds
+    its own final SELECT (and, in the serving service, a data-modifying CTE) after it.
+    """
     table = TrackEmbedding._meta.db_table
-    tracks = Track._meta.db_table
     vec = f"embedding::vector({int(dim)})"  # the partial HNSW index is on this expression
-    # relaxed_order may return slightly out-of-order rows: the outer ORDER BY restores it.
+    # relaxed_order may return the LIMIT's rows slightly out of order: ``ranked`` numbers them by distance.
     return (
         f"WITH seed AS (SELECT {vec} AS v FROM {table} WHERE model_id = %(model)s AND track_id = %(seed)s), "
         f"near AS (SELECT e.track_id, e.{vec} <=> (SELECT v FROM seed) AS distance FROM {table} e "
         f"WHERE e.model_id = %(model)s AND e.track_id <> ALL(%(exclude)s) "
-        f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT %(k)s) "
-        f"SELECT near.track_id, 1 - near.distance, t.title, t.artist FROM near "
-        f"JOIN {tracks} t ON t.id = near.track_id WHERE near.distance IS NOT NULL ORDER BY near.distance, near.track_id"
+        f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT %(k)s), "
+        f"ranked AS (SELECT track_id, distance, row_number() OVER (ORDER BY distance, track_id) AS position "
+        f"FROM near WHERE distance IS NOT NULL)"
     )
+
+
+NEIGHBOURS_SELECT = (
+    f" SELECT r.track_id, 1 - r.distance, t.title, t.artist FROM ranked r "
+    f"JOIN {Track._meta.db_table} t ON t.id = r.track_id ORDER BY r.position"
+)
 
 
 class SeedNotIndexedError(LookupError):
     """The seed track has no vector in the arm's embedding model."""
 
 
-def nearest_to_track(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> list[Neighbour]:
-    """The k tracks closest to the seed in one round trip, leaving out the seed and ``exclude``."""
-    excluded = [int(seed_track_id), *map(int, exclude)]  # a Python list: a numpy array would go as a vector
-    with connection.cursor() as cursor:
-        _tune_session(cursor)
-        cursor.execute(_knn_sql(arm.dim), {"model": arm.model_id, "seed": int(seed_track_id),
-                                           "exclude": excluded, "k": int(k)})
-        rows = cursor.fetchall()
+def knn_params(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int]) -> dict:
+    # a Python list: a numpy array would be sent as a vector
+    return {"model": arm.model_id, "seed": int(seed_track_id), "k": int(k),
+            "exclude": [int(seed_track_id), *map(int, exclude)]}
+
+
+def neighbours_from_rows(arm: ServingArm, seed_track_id: int, rows: list) -> list[Neighbour]:
     if not rows and not TrackEmbedding.objects.filter(model_id=arm.model_id, track_id=seed_track_id).exists():
         raise SeedNotIndexedError(f"track {seed_track_id} has no vector in model {arm.label}")
     return [Neighbour(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]
+
+
+def nearest_to_track(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> list[Neighbour]:
+    """The k tracks closest to the seed in one round trip, leaving out the seed and ``exclude``."""
+    with connection.cursor() as cursor:
+        tune_session(cursor)
+        cursor.execute(knn_ranked_ctes(arm.dim) + NEIGHBOURS_SELECT, knn_params(arm, seed_track_id, k, exclude))
+        rows = cursor.fetchall()
+    return neighbours_from_rows(arm, seed_track_id, rows)

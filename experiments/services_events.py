@@ -17,7 +17,17 @@ from django.utils import timezone
 
 from experiments.assignment import assign_variant, user_key
 from experiments.models import Click, EventOutbox, Impression
-from experiments.selectors import Neighbour, ServingArm, nearest_to_track, serving_config
+from experiments.selectors import (
+    NEIGHBOURS_SELECT,
+    Neighbour,
+    ServingArm,
+    knn_params,
+    knn_ranked_ctes,
+    nearest_to_track,
+    neighbours_from_rows,
+    serving_config,
+    tune_session,
+)
 
 OUTBOX = EventOutbox._meta.db_table
 IMPRESSION_KIND = int(EventOutbox.Kind.IMPRESSION)
@@ -60,10 +70,12 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
         arm = config.fallback
     else:
         raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
-    items = nearest_to_track(arm, seed_track_id, k, exclude)
     request_id = uuid.uuid4()
-    if variant is not None and items:
-        _impressions_record(request_id, experiment.experiment_id, variant.variant_id, user_id, items)
+    if variant is None:
+        items = nearest_to_track(arm, seed_track_id, k, exclude)
+    else:
+        items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id, experiment.experiment_id,
+                                  variant.variant_id, user_id)
     return Recommendation(
         request_id=request_id,
         experiment_id=experiment.experiment_id if variant is not None else None,
@@ -73,26 +85,28 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
     )
 
 
-_IMPRESSIONS_SQL = (
-    f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
-    f"track_id, position, score, client_time, created_at) "
-    f"SELECT {IMPRESSION_KIND}, e, %(request)s, %(experiment)s, %(variant)s, %(user_key)s, %(user_id)s, t, p, s, "
-    f"NULL, %(now)s FROM unnest(%(events)s::uuid[], %(tracks)s::bigint[], %(positions)s::int[], "
-    f"%(scores)s::float8[]) AS u(e, t, p, s)"
+_RECORD_IMPRESSIONS_CTE = (
+    f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
+    f"user_id, track_id, position, score, client_time, created_at) "
+    f"SELECT {IMPRESSION_KIND}, (%(events)s::uuid[])[position], %(request)s, %(experiment)s, %(variant)s, "
+    f"%(user_key)s, %(user_id)s, track_id, position, 1 - distance, NULL, %(now)s FROM ranked)"
 )
 
 
-def _impressions_record(request_id: uuid.UUID, experiment_id: int, variant_id: int, user_id: str,
-                        items: Sequence[Neighbour]) -> None:
-    """One multi-row INSERT into the outbox: a single statement is its own transaction."""
+def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
+                      experiment_id: int, variant_id: int, user_id: str) -> list[Neighbour]:
+    """The KNN and one outbox row per item shown, in ONE statement (one round trip, its own transaction)."""
+    params = knn_params(arm, seed_track_id, k, exclude)
+    params.update({
+        "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
+        "user_id": user_id, "now": timezone.now(),
+        "events": [impression_event_id(request_id, position) for position in range(1, k + 1)],
+    })
     with connection.cursor() as cursor:
-        cursor.execute(_IMPRESSIONS_SQL, {
-            "request": request_id, "experiment": experiment_id, "variant": variant_id,
-            "user_key": user_key(user_id), "user_id": user_id, "now": timezone.now(),
-            "events": [impression_event_id(request_id, p) for p in range(1, len(items) + 1)],
-            "tracks": [item.track_id for item in items],
-            "positions": list(range(1, len(items) + 1)), "scores": [item.score for item in items],
-        })
+        tune_session(cursor)
+        cursor.execute(knn_ranked_ctes(arm.dim) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
+        rows = cursor.fetchall()
+    return neighbours_from_rows(arm, seed_track_id, rows)
 
 
 # --- Clicks -----------------------------------------------------------------------------

@@ -1,0 +1,351 @@
+"""Serving under load: gunicorn (gthread) on loopback, 100k tracks, auth + assignment + impression recording on.
+
+    .venv/bin/python bench/serve_load.py                  # build the data once (kept), then measure
+    .venv/bin/python bench/serve_load.py --duration 30 --rates 400,800,1000
+    .venv/bin/python bench/serve_load.py --rebuild        # new synthetic vectors
+
+What it does, in its own database (``bench_serving``):
+1. 100k tracks and two embedding models (baseline, crossmusim) of synthetic 256-d vectors
+   (a mixture of 1,000 Gaussian clusters, closer to real embeddings than white noise),
+   each with its partial HNSW index; a running experiment over both arms; an API key.
+2. HNSW recall@10 of the serving query (seed and 20 random ids excluded, iterative scan) at
+   several ``ef_search`` values, against exact search in numpy; the serving value is marked.
+3. A Celery worker (relay + ingest, so impressions really flow) and gunicorn, then
+   ``wrk`` closed loop (max throughput) and ``bench/loadgen.py`` open loop at fixed rates;
+   each request is a random user (of 100k) and a random seed track, k=10.
+4. Waits for the event pipeline to land every impression and prints the counts.
+
+The load generator shares the machine's cores with everything it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_serving")
+QUEUE = f"bench-serving-{uuid.uuid4().hex[:6]}"
+os.environ["CELERY_QUEUE"] = os.environ["EXPERIMENTS_EVENTS_QUEUE"] = QUEUE
+
+from abplatform import embedded  # noqa: E402
+
+DB_NAME = os.environ["DJANGO_DB_NAME"]
+MODEL_NAMES = ("bench-serving-baseline", "bench-serving-crossmusim")
+USERS = 100_000
+
+
+def ensure_database() -> None:
+    location = embedded.ensure_postgres()
+    if embedded._psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
+        embedded._psql(location, f"CREATE DATABASE {DB_NAME}")
+
+
+def setup_django() -> None:
+    ensure_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def synthetic_vectors(n: int, dim: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(1000, dim)).astype(np.float32)
+    labels = rng.integers(0, len(centers), size=n)
+    return (centers[labels] + 0.7 * rng.normal(size=(n, dim)).astype(np.float32)).astype(np.float32)
+
+
+def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
+    """Tracks + two indexed arms (built once and kept); returns (models, vectors by model id)."""
+    import io
+
+    import numpy as np
+    from django.db import connection
+
+    from recommender.models import EmbeddingModel, Track
+    from recommender.services.embeddings import embedding_model_activate, track_embeddings_write
+
+    models = [EmbeddingModel.objects.filter(name=name).order_by("-version").first() for name in MODEL_NAMES]
+    complete = all(m is not None and m.indexed_at and m.dim == dim for m in models) and \
+        Track.objects.count() == n_tracks
+    cache = ROOT / "var" / "bench" / f"serve_vectors_{n_tracks}_{dim}.npz"
+    if complete and not rebuild and cache.exists():
+        data = np.load(cache)
+        return models, {models[0].pk: data["baseline"], models[1].pk: data["crossmusim"]}
+    print(f"building {n_tracks:,} tracks x 2 models of {dim}-d vectors (kept for later runs)...", flush=True)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE recommender_track, recommender_trackembedding CASCADE")
+        cursor.execute("DELETE FROM experiments_variant")
+        cursor.execute("DELETE FROM experiments_experiment")
+        cursor.execute("DELETE FROM recommender_embeddingmodel")
+        buffer = io.StringIO()
+        for i in range(n_tracks):
+            buffer.write(f"tune {i}\tcomposer {i % 997}\tcollection {i % 101}\t25\t16000\t1\tbench-{i:08d}\tnone\t"
+                         "{}\t{}\t\t2026-01-01T00:00:00Z\n")
+        columns = ("title, artist, album, duration_s, sample_rate, channels, checksum, audio_path, metadata, labels, "
+                   "document_text, created_at")
+        with cursor.cursor.copy(f"COPY recommender_track ({columns}) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+    track_ids = list(Track.objects.order_by("id").values_list("id", flat=True))
+    vectors = {}
+    for index, (name, arm) in enumerate(zip(MODEL_NAMES, ("baseline", "crossmusim"), strict=True)):
+        model = EmbeddingModel.objects.create(name=name, kind=arm, dim=dim)
+        matrix = synthetic_vectors(n_tracks, dim, seed=index)
+        report = track_embeddings_write(model=model, track_ids=track_ids, vectors=matrix)
+        embedding_model_activate(model=model, arm=arm)
+        vectors[arm] = matrix
+        print(f"  {name}: wrote in {report.write_seconds:.0f} s, HNSW index in {report.index_seconds:.0f} s",
+              flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **vectors)
+    print(f"  built in {time.perf_counter() - started:.0f} s", flush=True)
+    models = [EmbeddingModel.objects.get(name=name) for name in MODEL_NAMES]
+    return models, {models[0].pk: vectors["baseline"], models[1].pk: vectors["crossmusim"]}
+
+
+def fresh_experiment(models) -> tuple[int, str]:
+    from experiments.models import Experiment
+    from experiments.services import VariantSpec, api_key_create, experiment_create, experiment_start, experiment_stop
+
+    for running in Experiment.objects.filter(status__in=["running", "paused"]):
+        experiment_stop(experiment=running)
+    experiment = experiment_create(name=f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}", variants=[
+        VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)])
+    experiment_start(experiment=experiment)
+    _, key = api_key_create(name="bench-serving")
+    return experiment.pk, key
+
+
+def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k: int = 10) -> dict[int, float]:
+    """recall@k of the serving KNN (seed + 20 random ids excluded) against exact cosine search."""
+    import numpy as np
+    from django.db import connection
+
+    from experiments import selectors
+    from recommender.models import Track
+
+    track_ids = np.array(Track.objects.order_by("id").values_list("id", flat=True))
+    rng = np.random.default_rng(42)
+    recalls: dict[int, float] = {}
+    for ef in ef_values:
+        hits = total = 0
+        for model in models:
+            matrix = vectors[model.pk]
+            unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+            arm = selectors.ServingArm(model.pk, model.dim, str(model))
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET hnsw.ef_search = {int(ef)}")
+                cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+            selectors._tuned_connections.add(connection.connection)  # keep this ef for the loop below
+            for _ in range(queries // len(models)):
+                row = int(rng.integers(len(track_ids)))
+                exclude = [int(x) for x in rng.choice(track_ids, size=20, replace=False)]
+                scores = unit @ unit[row]
+                banned = np.isin(track_ids, [track_ids[row], *exclude])
+                scores[banned] = -np.inf
+                exact = set(track_ids[np.argpartition(-scores, k)[:k]].tolist())
+                got = {n.track_id for n in selectors.nearest_to_track(arm, int(track_ids[row]), k, exclude)}
+                hits += len(exact & got)
+                total += k
+        recalls[ef] = hits / total
+    selectors._tuned_connections.discard(connection.connection)
+    connection.close()
+    return recalls
+
+
+def start_processes(workers: int, threads: int, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
+    log_dir = ROOT / "var" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CONN_MAX_AGE": "600"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, "--pool", "solo",
+         "--loglevel", "WARNING", "-n", f"{QUEUE}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=open(log_dir / "serve_worker.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
+    web = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "abplatform.wsgi:application", "-k", "gthread",
+         "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30",
+         "--backlog", "2048", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=open(log_dir / "serve_gunicorn.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
+    return worker, web
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_http(url: str, headers: dict, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"server did not answer {url} within {timeout}s (see var/bench/serve_gunicorn.log)")
+
+
+def request_paths(track_ids: list[int], count: int, k: int = 10) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    return [f"/api/v1/recommendations?user=user-{int(u)}&seed_track={track_ids[int(s)]}&k={k}"
+            for u, s in zip(rng.integers(USERS, size=count), rng.integers(len(track_ids), size=count), strict=True)]
+
+
+def run_wrk(port: int, key: str, track_ids: list[int], duration: int, connections: int) -> dict:
+    sample = ",".join(str(t) for t in track_ids[:: max(1, len(track_ids) // 5000)])
+    script = f"""
+local ids = {{{sample}}}
+math.randomseed(os.time())
+request = function()
+  local path = string.format("/api/v1/recommendations?user=user-%d&seed_track=%d&k=10",
+                             math.random(1, {USERS}), ids[math.random(1, #ids)])
+  return wrk.format("GET", path, {{["Authorization"] = "Api-Key {key}"}})
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    output = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", handle.name,
+         f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(handle.name)
+
+    def grab(pattern: str, default: str = "0") -> str:
+        match = re.search(pattern, output)
+        return match.group(1) if match else default
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {
+        "connections": connections, "rps": float(grab(r"Requests/sec:\s+([\d.]+)")),
+        "p50": ms(grab(r"50%\s+([\d.]+\w+)", "0ms")), "p99": ms(grab(r"99%\s+([\d.]+\w+)", "0ms")),
+        "non_2xx": int(grab(r"Non-2xx or 3xx responses: (\d+)")),
+        "socket_errors": grab(r"Socket errors: (.*)", "none"), "raw": output,
+    }
+
+
+def pipeline_counts() -> tuple[int, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT (SELECT count(*) FROM experiments_eventoutbox), "
+                       "(SELECT count(*) FROM experiments_impression)")
+        return cursor.fetchone()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per load run")
+    parser.add_argument("--rates", default="400,800", help="open-loop rates, req/s")
+    parser.add_argument("--wrk-connections", default="8,32")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--recall-queries", type=int, default=400)
+    parser.add_argument("--skip-wrk", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
+    args = parser.parse_args()
+
+    if not args.port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.port = probe.getsockname()[1]
+    setup_django()
+    from loadgen import run_open_loop
+
+    from experiments.selectors import HNSW_EF_SEARCH
+    from recommender.models import Track
+
+    load1 = os.getloadavg()[0]
+    header = (f"bench/serve_load.py  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
+              f"{os.cpu_count()} cores  load avg {load1:.1f}  db={DB_NAME}  gunicorn gthread "
+              f"{args.workers}x{args.threads}  ef_search={HNSW_EF_SEARCH}")
+    print(header, flush=True)
+    models, vectors = ensure_world(args.tracks, args.dim, args.rebuild)
+    experiment_id, key = fresh_experiment(models)
+    ef_values = sorted({20, 40, HNSW_EF_SEARCH, 100})
+    recalls = measure_recall(models, vectors, args.recall_queries, ef_values)
+    print("recall@10 vs exact (seed + 20 ids excluded): " + ", ".join(
+        f"ef_search {ef}: {r:.3f}{' <- serving' if ef == HNSW_EF_SEARCH else ''}" for ef, r in recalls.items()))
+    track_ids = list(Track.objects.order_by("id").values_list("id", flat=True))
+    headers = {"Authorization": f"Api-Key {key}"}
+    results: dict = {"header": header, "recall_at_10": recalls, "serving_ef_search": HNSW_EF_SEARCH,
+                     "experiment": experiment_id, "wrk": [], "open_loop": []}
+    worker, web = start_processes(args.workers, args.threads, args.port)
+    try:
+        paths = request_paths(track_ids, 60_000)
+        wait_http(f"http://127.0.0.1:{args.port}{paths[0]}", headers)
+        run_open_loop("127.0.0.1", args.port, paths[:2000], headers, rate=300, duration=4)  # warm up every thread
+        if not args.skip_wrk:
+            for connections in map(int, args.wrk_connections.split(",")):
+                figures = run_wrk(args.port, key, track_ids, args.duration, connections)
+                results["wrk"].append({k: v for k, v in figures.items() if k != "raw"})
+                print(f"wrk closed loop, {connections} connections: {figures['rps']:.0f} req/s, "
+                      f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
+                      f"socket errors {figures['socket_errors']}", flush=True)
+                time.sleep(2)
+        for rate in map(float, args.rates.split(",")):
+            result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
+            summary = result.summary()
+            results["open_loop"].append(summary)
+            print(f"open loop {rate:.0f} req/s for {args.duration}s: achieved {summary['achieved_rps']:.0f} req/s, "
+                  f"p50 {summary['p50']:.2f} ms, p95 {summary['p95']:.2f} ms, p99 {summary['p99']:.2f} ms, "
+                  f"p99.9 {summary['p99_9']:.2f} ms, max {summary['max_ms']:.1f} ms, errors {summary['errors']} "
+                  f"{summary['status']}", flush=True)
+            time.sleep(2)
+        deadline = time.monotonic() + 120
+        while pipeline_counts()[0] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        outbox, impressions = pipeline_counts()
+        results["pipeline"] = {"outbox_left": outbox, "impressions_landed": impressions}
+        print(f"event pipeline: {impressions:,} impressions landed, {outbox} left in the outbox", flush=True)
+    finally:
+        stop(web)
+        stop(worker)
+    results["load_avg_end"] = os.getloadavg()[0]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    print(f"figures written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
