@@ -207,12 +207,14 @@ def _position_rows(experiment_id: int) -> list[tuple]:
 
 # --- composition ------------------------------------------------------------------------------
 
-def _daily_statistics(rows: list[tuple], variant_ids: list[int]) -> tuple[list[date], dict[int, RatioStatistic]]:
-    """Per variant, cumulative moments on every day from the first to the last row (forward-filled:
-    a day without events for a variant has no row, and its cumulative values are the previous day's)."""
+def _daily_statistics(rows: list[tuple], variant_ids: list[int], until: date | None = None
+                      ) -> tuple[list[date], dict[int, RatioStatistic]]:
+    """Per variant, cumulative moments on every day from the first row to ``until`` (default: the last
+    row), forward-filled: a day without events for a variant has no row, and its cumulative values are
+    the previous day's. A running experiment's series runs to today, so quiet days show as no new users."""
     if not rows:
         return [], {}
-    first, last = rows[0][1], rows[-1][1]
+    first, last = rows[0][1], max(rows[-1][1], until or rows[-1][1])
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     index = {d: i for i, d in enumerate(days)}
     values = {vid: np.full((len(days), 6), np.nan) for vid in variant_ids}
@@ -313,7 +315,8 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
 
     sums, hist = _user_aggregate_sums(experiment.pk)
     stats = {v.pk: sums.get(v.pk, empty) for v in variants}
-    days, daily = _daily_statistics(_daily_moments(experiment.pk), [v.pk for v in variants])
+    today = timezone.now().date() if experiment.status == Experiment.Status.RUNNING else None
+    days, daily = _daily_statistics(_daily_moments(experiment.pk), [v.pk for v in variants], until=today)
     series, lift_series, av_so_far = _series(days, daily, variants, control, config)
 
     arms = [Arm(v.key, v.name or v.key, float(v.weight), v.is_control, stats[v.pk]) for v in variants]

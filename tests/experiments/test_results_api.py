@@ -130,3 +130,16 @@ def test_days_without_a_row_carry_the_cumulative_values_forward(seeded, staff_cl
     assert after["day"] == before["day"]
     assert after["users"][5] == before["users"][4] and after["ctr"][5] == before["ctr"][4]
     assert after["ctr"][6:] == before["ctr"][6:]
+
+
+def test_a_running_experiment_without_traffic_runs_its_series_to_today(seeded, staff_client):
+    from experiments.models import VariantDailyMoments
+
+    before = staff_client.get(url(seeded.experiment.pk)).json()
+    last_days = sorted({d for d in VariantDailyMoments.objects.filter(experiment=seeded.experiment)
+                        .values_list("day", flat=True)})[-3:]
+    VariantDailyMoments.objects.filter(experiment=seeded.experiment, day__in=last_days).delete()
+    after = staff_client.get(url(seeded.experiment.pk)).json()
+    assert after["series"]["a"]["day"] == before["series"]["a"]["day"]  # still up to today
+    assert after["series"]["a"]["users"][-3:] == [after["series"]["a"]["users"][-4]] * 3
+    assert after["power"][0]["new_users_per_day"] < before["power"][0]["new_users_per_day"]
