@@ -17,6 +17,7 @@ import torch
 
 from recommender.crossmusim.musicnn import LAYER_DIMS, MusicnnExtractor, extract_patch_features_batch, frontend
 from recommender.crossmusim.musicnn.checkpoint import CheckpointFormatError, CheckpointReader, read_checkpoint
+from recommender.crossmusim.musicnn.network import FrozenBatchNorm, conv_relu_bn_max_over_freq
 from recommender.crossmusim.musicnn.weights import cached_state_dict, checkpoint_prefix, load_musicnn, tags_for
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "musicnn" / "reference.npz"
@@ -114,6 +115,20 @@ def test_network_matches_tensorflow(reference, networks, model, signal):
     for name in NETWORK_OUTPUTS:
         expected = reference[f"{signal}/{model}/{name}"]
         np.testing.assert_allclose(getattr(outputs, name).numpy(), expected, err_msg=name, **TOLERANCE)
+
+
+def test_max_first_front_end_equals_the_original_order_of_ops():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 8, kernel_size=(7, 5))
+    bn = FrozenBatchNorm(8)
+    bn.gamma.copy_(torch.tensor([1.5, -0.7, 0.2, -2.0, 1.0, -0.1, 0.9, -1.1]))  # scales of both signs
+    bn.beta.normal_()
+    bn.moving_mean.normal_()
+    bn.moving_variance.uniform_(0.5, 2.0)
+    x = torch.randn(3, 1, 20, 16)
+    with torch.no_grad():
+        expected = bn(torch.relu(conv(x))).amax(dim=3)
+        torch.testing.assert_close(conv_relu_bn_max_over_freq(x, conv, bn), expected, rtol=1e-6, atol=1e-6)
 
 
 # --- extractor -----------------------------------------------------------------------
