@@ -15,6 +15,17 @@ from experiments.stats.statistics import RatioStatistic
 
 PROPENSITY_A, PROPENSITY_B = 0.5, 4.5
 
+# Hand-worked example, (clicks, impressions) per user; the expected figures are worked out in
+# test_stats_statistics.py and test_stats_frequentist.py.
+CONTROL_USERS = [(1, 4), (0, 2), (2, 5), (1, 3)]
+TREATMENT_USERS = [(2, 4), (1, 3), (0, 1), (3, 6), (1, 2)]
+
+
+def ratio_of(users) -> RatioStatistic:
+    m = np.array([u[0] for u in users], dtype=float)
+    d = np.array([u[1] for u in users], dtype=float)
+    return RatioStatistic.from_units(m, d)
+
 
 def propensities(rng: np.random.Generator, shape, lift: float) -> np.ndarray:
     return np.minimum(rng.beta(PROPENSITY_A, PROPENSITY_B, size=shape) * (1 + lift), 1.0)

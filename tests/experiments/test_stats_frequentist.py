@@ -13,7 +13,7 @@ from experiments.stats.frequentist import (
     naive_impression_ztest,
 )
 from experiments.stats.statistics import RatioStatistic
-from tests.experiments.test_stats_statistics import CONTROL_USERS, TREATMENT_USERS, ratio_of
+from tests.experiments.stats_fixtures import CONTROL_USERS, TREATMENT_USERS, ratio_of
 
 
 def test_hand_worked_absolute_difference():

@@ -15,7 +15,7 @@ from experiments.stats.sequential import (
     running_intersection,
     running_minimum,
 )
-from tests.experiments.test_stats_statistics import CONTROL_USERS, TREATMENT_USERS, ratio_of
+from tests.experiments.stats_fixtures import CONTROL_USERS, TREATMENT_USERS, ratio_of
 
 
 def test_rho_formula():

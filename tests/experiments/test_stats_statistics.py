@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.stats.statistics import ProportionStatistic, RatioStatistic, SampleMeanStatistic
-
-# Hand-worked example (clicks, impressions) per user; used again in test_stats_frequentist.py.
-CONTROL_USERS = [(1, 4), (0, 2), (2, 5), (1, 3)]
-TREATMENT_USERS = [(2, 4), (1, 3), (0, 1), (3, 6), (1, 2)]
-
-
-def ratio_of(users) -> RatioStatistic:
-    m = np.array([u[0] for u in users], dtype=float)
-    d = np.array([u[1] for u in users], dtype=float)
-    return RatioStatistic.from_units(m, d)
+from tests.experiments.stats_fixtures import CONTROL_USERS, TREATMENT_USERS, ratio_of
 
 
 def test_hand_worked_ratio_variance():
