@@ -27,6 +27,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.db.models import Count, Sum  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from experiments.management.commands.simulate_players import arm_oracle  # noqa: E402
 from experiments.models import Experiment, UserAggregate  # noqa: E402
@@ -177,7 +179,15 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     config = SimulationConfig(users=args.users, rate=args.rate, duration_s=args.duration, seed=seed,
                               workers=args.workers, user_prefix=f"proof{proof}", drop=drop)
     started = time.monotonic()
-    summary = run_simulation(config, client)
+    bar = tqdm(total=int(args.rate * args.duration), unit="req", desc=f"{name} players", smoothing=0.1)
+    lock = threading.Lock()
+
+    def on_request(_summary) -> None:
+        with lock:  # the players' threads report concurrently
+            bar.update(1)
+
+    summary = run_simulation(config, client, on_request=on_request)
+    bar.close()
     print(summary.format())
     landed = wait_until_landed(experiment, summary.impressions, summary.events_accepted, args.land_timeout)
     experiment_stop(experiment=experiment)
@@ -198,6 +208,13 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     print(f"  SRM: flagged={verdict['srm_flagged']} p={verdict['srm_p_value']:.3g} users={verdict['srm_observed']}")
     print(f"  expected: {expectation} -> {'PASS' if passed else 'FAIL' if passed is False else 'UNKNOWN'}")
     return ProofOutcome(proof, experiment.pk, expectation, passed, verdict, summary.to_dict(), results)
+
+
+def offline_metrics(model) -> str:
+    """The offline retrieval figures the A/B lift should echo (style P@10, cross-instrument style P@10, ...)."""
+    test = (model.metrics or {}).get("test", {})
+    keys = ("style_p10", "xinst_style_p10", "mode_p10", "t2a_r10")
+    return ", ".join(f"{key} {test[key]:.3f}" for key in keys if isinstance(test.get(key), int | float))
 
 
 def fmt_pct(value: float) -> str:
@@ -228,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown proofs {sorted(unknown)}")
     control = resolve_embedding_model(args.control_model)
     treatment = resolve_embedding_model(args.treatment_model)
-    print(f"control model: {control} (id {control.pk}); treatment model: {treatment} (id {treatment.pk})")
+    for role, model in (("control", control), ("treatment", treatment)):
+        print(f"{role} model: {model} (id {model.pk}); offline test metrics: {offline_metrics(model) or 'none'}")
     key = args.api_key or api_key_create(name="proofs")[1]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
