@@ -41,10 +41,9 @@ from recommender.crossmusim.descriptions import (
     WebConfig,
     WebFetcher,
     WebSource,
-    mine_track,
+    mine_many,
     text_hash,
 )
-from recommender.crossmusim.descriptions.mining import label_sentence
 from recommender.crossmusim.descriptions.text import normalise_text
 from recommender.crossmusim.descriptions.web import track_urls_from_metadata
 from recommender.models import Description, DescriptionFetch, Track
@@ -302,23 +301,11 @@ def _mine_batch(track_ids: list[int], config: MiningConfig, encode, report: Mini
     rows: dict[int, list[Description]] = defaultdict(list)
     for row in Description.objects.filter(track_id__in=track_ids).order_by("id"):
         rows[row.track_id].append(row)
-    # One encoder call for the whole batch: per-call overhead dominates with a few texts per track.
-    texts = {normalise_text(row.text) for group in rows.values() for row in group}
-    texts |= {label_sentence(info) for info in tracks.values()}
-    ordered = sorted(t for t in texts if t)
-    vectors = encode(ordered) if ordered else np.zeros((0, 384), dtype=np.float32)
-    memo = dict(zip(ordered, vectors, strict=True))
-
-    def batch_encode(items: Sequence[str]) -> np.ndarray:
-        missing = [t for t in items if t not in memo]
-        if missing:
-            memo.update(zip(missing, encode(missing), strict=True))
-        return np.stack([memo[t] for t in items])
-
+    items = [(tracks[track_id], [Candidate(row.pk, row.text, row.source, row.perspective) for row in group])
+             for track_id, group in rows.items()]
     updates = []
-    for track_id, group in rows.items():
-        candidates = [Candidate(row.pk, row.text, row.source, row.perspective) for row in group]
-        verdicts = {v.key: v for v in mine_track(tracks[track_id], candidates, config, batch_encode)}
+    for group, track_verdicts in zip(rows.values(), mine_many(items, config, encode), strict=True):
+        verdicts = {v.key: v for v in track_verdicts}
         report.tracks += 1
         for row in group:
             verdict = verdicts[row.pk]

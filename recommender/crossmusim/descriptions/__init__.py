@@ -8,7 +8,7 @@ LLM). ``mining.mine_track`` judges a track's candidates and keeps the best few.
 
 from .documents import DocumentSource, parse_document
 from .llm import ChatCompletionsClient, LLMConfig, LLMError, LLMSource
-from .mining import Candidate, MiningConfig, Reason, Verdict, mine_track
+from .mining import Candidate, MiningConfig, Reason, Verdict, mine_many, mine_track
 from .templates import MetadataTemplateSource, write_template_descriptions
 from .types import (
     DescriptionSource,
@@ -25,5 +25,5 @@ __all__ = [
     "Candidate", "ChatCompletionsClient", "DescriptionSource", "DocumentSource", "FetchError", "LLMConfig",
     "LLMError", "LLMSource", "MetadataTemplateSource", "MiningConfig", "Perspective", "Reason", "SourceName",
     "SourceResult", "SourcedDescription", "TrackInfo", "Verdict", "WebConfig", "WebFetcher", "WebSource",
-    "mine_track", "parse_document", "text_hash", "write_template_descriptions",
+    "mine_many", "mine_track", "parse_document", "text_hash", "write_template_descriptions",
 ]

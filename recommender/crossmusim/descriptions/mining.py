@@ -341,6 +341,29 @@ def mine_track(track: TrackInfo, candidates: Sequence[Candidate], config: Mining
     return verdicts
 
 
+def mine_many(items: Sequence[tuple[TrackInfo, Sequence[Candidate]]], config: MiningConfig | None = None,
+              encode: Encoder | None = None) -> list[list[Verdict]]:
+    """``mine_track`` over several tracks with one encoder call for all their texts.
+
+    The encoder's per-call overhead dominates with the handful of texts one track has, so
+    callers mine tracks in batches (the Django service uses 32 tracks per call).
+    """
+    if encode is None:
+        return [mine_track(track, candidates, config) for track, candidates in items]
+    texts = {normalise_text(c.text) for _track, candidates in items for c in candidates}
+    texts |= {label_sentence(track) for track, _candidates in items}
+    ordered = sorted(t for t in texts if t)
+    memo = dict(zip(ordered, np.asarray(encode(ordered), dtype=np.float32), strict=True)) if ordered else {}
+
+    def cached_encode(batch: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(batch) if t not in memo]
+        if missing:
+            memo.update(zip(missing, np.asarray(encode(missing), dtype=np.float32), strict=True))
+        return np.stack([memo[t] for t in batch])
+
+    return [mine_track(track, candidates, config, cached_encode) for track, candidates in items]
+
+
 def _diverse_order(verdicts: list[Verdict], indices: list[int]) -> list[int]:
     """Indices by score, but each (source, perspective) gets its first slot before any gets a second."""
     rounds: dict[tuple, int] = {}
