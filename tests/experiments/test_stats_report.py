@@ -99,3 +99,16 @@ def test_cumulative_series_runs_over_days():
 
 def one_series(stat: RatioStatistic) -> RatioStatistic:
     return RatioStatistic(*(getattr(stat, f)[0] for f in ("n", "sum_m", "sum_d", "sum_m2", "sum_d2", "sum_md")))
+
+
+def test_fold_in_takes_the_running_minimum_and_intersection():
+    from experiments.stats.frequentist import TestResult
+    from experiments.stats.report import SequentialState, fold_in
+
+    today = TestResult(effect=0.05, standard_error=0.02, ci_lower=0.01, ci_upper=0.09, p_value=0.04)
+    folded = fold_in(today, SequentialState(p_value=0.01, ci_lower=0.02, ci_upper=0.12))
+    assert (folded.p_value, folded.ci_lower, folded.ci_upper) == (0.01, 0.02, 0.09)
+    assert fold_in(today, None) is today
+    # Disjoint intervals: the effect moved; keep today's interval and say so.
+    moved = fold_in(today, SequentialState(p_value=0.001, ci_lower=0.2, ci_upper=0.3))
+    assert (moved.ci_lower, moved.ci_upper) == (0.01, 0.09) and "changed over time" in moved.error_message
