@@ -13,8 +13,10 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connection
 
 from experiments.assignment import ArmSpec
@@ -144,7 +146,7 @@ def knn_ranked_ctes(dim: int) -> str:
     return (
         f"WITH seed AS (SELECT {vec} AS v FROM {table} WHERE model_id = %(model)s AND track_id = %(seed)s), "
         f"near AS (SELECT e.track_id, e.{vec} <=> (SELECT v FROM seed) AS distance FROM {table} e "
-        f"WHERE e.model_id = %(model)s AND e.track_id <> ALL(%(exclude)s) "
+        f"WHERE e.model_id = %(model)s AND e.track_id <> ALL(%(exclude)s::bigint[]) "
         f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT %(k)s), "
         f"ranked AS (SELECT track_id, distance, row_number() OVER (ORDER BY distance, track_id) AS position "
         f"FROM near WHERE distance IS NOT NULL)"
@@ -173,10 +175,23 @@ def neighbours_from_rows(arm: ServingArm, seed_track_id: int, rows: list) -> lis
     return [Neighbour(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]
 
 
+@contextmanager
+def server_bound_cursor():
+    """A psycopg cursor with server-side parameters on Django's connection, tuned for serving.
+
+    Django's default client-side cursor renders every parameter into the SQL text, which
+    costs more than the KNN itself for the id and uuid arrays of this hot path; server-side
+    binding sends them apart and lets psycopg prepare the statement after a few runs.
+    """
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        tune_session(cursor)
+        yield cursor
+
+
 def nearest_to_track(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> list[Neighbour]:
     """The k tracks closest to the seed in one round trip, leaving out the seed and ``exclude``."""
-    with connection.cursor() as cursor:
-        tune_session(cursor)
+    with server_bound_cursor() as cursor:
         cursor.execute(knn_ranked_ctes(arm.dim) + NEIGHBOURS_SELECT, knn_params(arm, seed_track_id, k, exclude))
         rows = cursor.fetchall()
     return neighbours_from_rows(arm, seed_track_id, rows)

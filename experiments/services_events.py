@@ -25,8 +25,8 @@ from experiments.selectors import (
     knn_ranked_ctes,
     nearest_to_track,
     neighbours_from_rows,
+    server_bound_cursor,
     serving_config,
-    tune_session,
 )
 
 OUTBOX = EventOutbox._meta.db_table
@@ -88,8 +88,9 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
 _RECORD_IMPRESSIONS_CTE = (
     f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
     f"user_id, track_id, position, score, client_time, created_at) "
-    f"SELECT {IMPRESSION_KIND}, (%(events)s::uuid[])[position], %(request)s, %(experiment)s, %(variant)s, "
-    f"%(user_key)s, %(user_id)s, track_id, position, 1 - distance, NULL, %(now)s FROM ranked)"
+    f"SELECT {IMPRESSION_KIND}, (%(events)s::uuid[])[position], %(request)s::uuid, %(experiment)s::bigint, "
+    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, track_id, position, 1 - distance, NULL, "
+    f"%(now)s::timestamptz FROM ranked)"
 )
 
 
@@ -102,8 +103,7 @@ def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequ
         "user_id": user_id, "now": timezone.now(),
         "events": [impression_event_id(request_id, position) for position in range(1, k + 1)],
     })
-    with connection.cursor() as cursor:
-        tune_session(cursor)
+    with server_bound_cursor() as cursor:
         cursor.execute(knn_ranked_ctes(arm.dim) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
         rows = cursor.fetchall()
     return neighbours_from_rows(arm, seed_track_id, rows)
