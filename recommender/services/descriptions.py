@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,8 +276,12 @@ def default_encoder() -> Callable[[Sequence[str]], np.ndarray]:
 
 def mine_descriptions(*, track_ids: Iterable[int] | None = None, remine: bool = False,
                       config: MiningConfig | None = None, progress: bool = False,
-                      encode: Callable[[Sequence[str]], np.ndarray] | None = None) -> MiningReport:
-    """Mine the tracks that have unjudged descriptions (all tracks with ``remine``); idempotent per track."""
+                      encode: Callable[[Sequence[str]], np.ndarray] | None = None,
+                      model_scores: Mapping[int, float] | None = None) -> MiningReport:
+    """Mine the tracks that have unjudged descriptions (all tracks with ``remine``); idempotent per track.
+
+    ``model_scores`` (Description id -> 0..1) is a trained model's audio-text score, when one exists.
+    """
     config = config or MiningConfig()
     encode = encode or default_encoder()
     descriptions = Description.objects.all()
@@ -291,12 +295,13 @@ def mine_descriptions(*, track_ids: Iterable[int] | None = None, remine: bool = 
     with tqdm(total=len(ids), desc="mine", disable=not progress, unit="track") as bar:
         for start in range(0, len(ids), MINING_BATCH_TRACKS):
             batch = ids[start:start + MINING_BATCH_TRACKS]
-            _mine_batch(batch, config, encode, report)
+            _mine_batch(batch, config, encode, report, model_scores)
             bar.update(len(batch))
     return report
 
 
-def _mine_batch(track_ids: list[int], config: MiningConfig, encode, report: MiningReport) -> None:
+def _mine_batch(track_ids: list[int], config: MiningConfig, encode, report: MiningReport,
+                model_scores: Mapping[int, float] | None = None) -> None:
     tracks = {track.pk: track_info(track) for track in Track.objects.filter(id__in=track_ids)}
     rows: dict[int, list[Description]] = defaultdict(list)
     for row in Description.objects.filter(track_id__in=track_ids).order_by("id"):
@@ -304,7 +309,7 @@ def _mine_batch(track_ids: list[int], config: MiningConfig, encode, report: Mini
     items = [(tracks[track_id], [Candidate(row.pk, row.text, row.source, row.perspective) for row in group])
              for track_id, group in rows.items()]
     updates = []
-    for group, track_verdicts in zip(rows.values(), mine_many(items, config, encode), strict=True):
+    for group, track_verdicts in zip(rows.values(), mine_many(items, config, encode, model_scores), strict=True):
         verdicts = {v.key: v for v in track_verdicts}
         report.tracks += 1
         for row in group:

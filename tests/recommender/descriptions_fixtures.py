@@ -197,8 +197,17 @@ def _robots(handler, server):
     send(handler, 200, "text/plain", b"User-agent: *\nDisallow: /private/\n")
 
 
+def _redirect_to(target: str) -> Callable:
+    def route(handler, server):
+        send(handler, 302, "text/html", b"", {"Location": target})
+    return route
+
+
 def web_routes() -> dict[str, Callable]:
     return {
+        "/old-article": _redirect_to("/article"),
+        "/sneaky": _redirect_to("/private/article"),
+        "/loop": _redirect_to("/loop"),
         "/robots.txt": _robots,
         "/article": _article,
         "/tunes/The_Kesh": _article,
@@ -258,6 +267,9 @@ def _chat(handler, server):
         if first:
             send(handler, 429, "application/json", b'{"error": {"message": "rate limited"}}', {"Retry-After": "1"})
             return
+    if title.startswith("Strict") and "response_format" in body:
+        send(handler, 400, "application/json", b'{"error": "response_format is not supported"}')
+        return
     if title.startswith("Sleepy"):
         time.sleep(2.0)
     if title.startswith("Slow"):

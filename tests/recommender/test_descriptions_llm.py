@@ -130,3 +130,18 @@ def test_config_from_env_and_prompt_context():
     assert (config.model, config.api_key, config.concurrency) == ("llama3.2", "k", 3)
     messages = build_messages(track("Good Tune"), "mood", sourced_text=["N: A popular session jig."])
     assert "A popular session jig." in messages[-1]["content"]
+
+
+def test_server_without_json_mode_is_asked_again_without_it(llm_server, tmp_path):
+    client = make_client(llm_server, tmp_path)
+    source = LLMSource(client, perspectives=("mood", "rhythm"))
+    info = track("Strict Tune")
+    results = [r for _t, _u, r in source.fetch_many([(info, u) for u in source.units(info)])]
+    assert all(r.ok for r in results) and client.json_mode_rejected
+    assert [("response_format" in b) for b in llm_server.bodies].count(True) <= 2
+    assert "response_format" not in llm_server.bodies[-1]
+    # The cache key is the logical request: a fresh client finds both answers without a request.
+    sent = llm_server.count(ENDPOINT)
+    again = LLMSource(make_client(llm_server, tmp_path), perspectives=("mood", "rhythm"))
+    assert all(r.ok for _t, _u, r in again.fetch_many([(info, u) for u in again.units(info)]))
+    assert llm_server.count(ENDPOINT) == sent

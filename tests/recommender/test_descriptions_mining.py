@@ -125,3 +125,11 @@ def test_without_an_encoder_rules_and_exact_duplicates_still_apply():
     verdicts = {v.key: v for v in mine_track(TRACK, candidates, MiningConfig())}
     assert verdicts[1].kept and verdicts[2].reason == Reason.DUPLICATE
     assert verdicts[3].reason == Reason.BOILERPLATE_COOKIES
+
+
+def test_a_trained_models_audio_text_score_joins_the_relevance_score():
+    candidates = [Candidate("a", GOOD[0]), Candidate("b", GOOD[1])]
+    plain = {v.key: v.score for v in mine_track(TRACK, candidates, MiningConfig())}
+    boosted = {v.key: v for v in mine_track(TRACK, candidates, MiningConfig(), model_scores={"b": 1.0, "a": 0.0})}
+    assert boosted["b"].score > plain["b"] - 1e-9 and boosted["a"].score < plain["a"]
+    assert boosted["b"].details["model"] == 1.0 and "model" in boosted["a"].details

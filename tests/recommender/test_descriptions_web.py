@@ -141,3 +141,15 @@ def test_url_templates_and_metadata_urls_become_units(site, fetcher):
     assert units == [site.base_url + "/article", site.base_url + "/tunes/The_Kesh"]
     results = [source.fetch(track, unit) for unit in units]
     assert all(r.ok for r in results)
+
+
+def test_redirects_are_followed_and_robots_checked_on_every_hop(site, fetcher):
+    page = fetcher.fetch(site.base_url + "/old-article")
+    assert page.final_url == site.base_url + "/article" and "lively Irish jig" in page.html
+    with pytest.raises(FetchError) as error:
+        fetcher.fetch(site.base_url + "/sneaky")
+    assert error.value.reason == "disallowed by robots.txt"
+    assert site.count("/private/article") == 0
+    with pytest.raises(FetchError) as loop:
+        fetcher.fetch(site.base_url + "/loop")
+    assert loop.value.reason == "too many redirects"

@@ -175,6 +175,8 @@ class ChatCompletionsClient:
         self._slots = threading.BoundedSemaphore(max(1, config.concurrency))
         self._lock = threading.Lock()
         self.usage = TokenUsage()
+        # Some servers (older llama.cpp, some proxies) answer 400 to response_format: then it is left out.
+        self.json_mode_rejected = False
 
     def close(self) -> None:
         self.client.close()
@@ -223,15 +225,17 @@ class ChatCompletionsClient:
         raise LLMError("invalid answer", last_reason)
 
     def _post(self, body: dict) -> dict:
+        """POST with retries. The cache key is always the logical request; what is sent may omit response_format."""
         attempts = 0
         while True:
             attempts += 1
             retry_after = None
+            sent = {k: v for k, v in body.items() if k != "response_format"} if self.json_mode_rejected else body
             with self._slots:
                 try:
                     with self._lock:
                         self.usage.requests += 1
-                    response = self.client.post(self.config.endpoint, json=body)
+                    response = self.client.post(self.config.endpoint, json=sent)
                 except httpx.TimeoutException:
                     reason = "timeout"
                 except httpx.TransportError as error:
@@ -245,6 +249,10 @@ class ChatCompletionsClient:
                     elif response.status_code == 429 or response.status_code >= 500:
                         reason = f"HTTP {response.status_code}"
                         retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+                    elif response.status_code == 400 and "response_format" in sent:
+                        self.json_mode_rejected = True
+                        attempts -= 1  # not the server's fault: ask again at once, without JSON mode
+                        continue
                     else:
                         raise LLMError(f"HTTP {response.status_code}", response.text[:200])
             if attempts > self.config.max_retries:

@@ -8,7 +8,8 @@ Per track, in order:
    values the text names, minus contradictions such as "minor" for a major-mode track),
    coverage of musical aspects (style, mood, instrumentation, rhythm/tempo, harmony/
    melody, context), and — when an encoder is given — the cosine between the text and a
-   sentence made of the track's labels;
+   sentence made of the track's labels; a trained model's own audio-text score can join
+   as a fourth part (``model_scores``);
 4. near-duplicates: exact (same normalised text) and semantic (MiniLM cosine above a
    threshold) — the higher-scoring text of a pair stays;
 5. a per-track cap: the best ``max_per_track`` survivors are kept, preferring one
@@ -19,7 +20,7 @@ Every rejected candidate keeps its reason and the figures behind it (``details``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,7 @@ class MiningConfig:
     weight_agreement: float = 0.4
     weight_coverage: float = 0.35
     weight_semantic: float = 0.25
+    weight_model: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -255,8 +257,12 @@ Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
 def mine_track(track: TrackInfo, candidates: Sequence[Candidate], config: MiningConfig | None = None,
-               encode: Encoder | None = None) -> list[Verdict]:
-    """Judge all candidates of one track (see the module docstring). ``encode`` returns L2-normalised rows."""
+               encode: Encoder | None = None, model_scores: Mapping[object, float] | None = None) -> list[Verdict]:
+    """Judge all candidates of one track (see the module docstring). ``encode`` returns L2-normalised rows.
+
+    ``model_scores`` (candidate key -> 0..1), when a trained model exists, is its own audio-text
+    agreement for the candidate; it joins the relevance score with ``weight_model``.
+    """
     config = config or MiningConfig()
     verdicts: list[Verdict] = []
     alive: list[Verdict] = []
@@ -297,13 +303,19 @@ def mine_track(track: TrackInfo, candidates: Sequence[Candidate], config: Mining
     else:
         vectors = None
         semantic = None
-    weights_sum = config.weight_agreement + config.weight_coverage + (config.weight_semantic if encode else 0.0)
     for i, verdict in enumerate(alive):
+        weights_sum = config.weight_agreement + config.weight_coverage
         score = config.weight_agreement * verdict.details["agreement"] + config.weight_coverage * verdict.details[
             "coverage"]
         if semantic is not None:
             verdict.details["semantic"] = round(float(semantic[i]), 4)
             score += config.weight_semantic * float(semantic[i])
+            weights_sum += config.weight_semantic
+        if model_scores and verdict.key in model_scores:
+            model = min(1.0, max(0.0, float(model_scores[verdict.key])))
+            verdict.details["model"] = round(model, 4)
+            score += config.weight_model * model
+            weights_sum += config.weight_model
         verdict.score = round(score / weights_sum, 4)
 
     # Highest score first: of a duplicate pair, the better text survives.
@@ -342,14 +354,15 @@ def mine_track(track: TrackInfo, candidates: Sequence[Candidate], config: Mining
 
 
 def mine_many(items: Sequence[tuple[TrackInfo, Sequence[Candidate]]], config: MiningConfig | None = None,
-              encode: Encoder | None = None) -> list[list[Verdict]]:
+              encode: Encoder | None = None, model_scores: Mapping[object, float] | None = None,
+              ) -> list[list[Verdict]]:
     """``mine_track`` over several tracks with one encoder call for all their texts.
 
     The encoder's per-call overhead dominates with the handful of texts one track has, so
     callers mine tracks in batches (the Django service uses 32 tracks per call).
     """
     if encode is None:
-        return [mine_track(track, candidates, config) for track, candidates in items]
+        return [mine_track(track, candidates, config, None, model_scores) for track, candidates in items]
     texts = {normalise_text(c.text) for _track, candidates in items for c in candidates}
     texts |= {label_sentence(track) for track, _candidates in items}
     ordered = sorted(t for t in texts if t)
@@ -361,7 +374,7 @@ def mine_many(items: Sequence[tuple[TrackInfo, Sequence[Candidate]]], config: Mi
             memo.update(zip(missing, np.asarray(encode(missing), dtype=np.float32), strict=True))
         return np.stack([memo[t] for t in batch])
 
-    return [mine_track(track, candidates, config, cached_encode) for track, candidates in items]
+    return [mine_track(track, candidates, config, cached_encode, model_scores) for track, candidates in items]
 
 
 def _diverse_order(verdicts: list[Verdict], indices: list[int]) -> list[int]:

@@ -35,6 +35,8 @@ from .types import SerialFetchMixin, SourcedDescription, SourceName, SourceResul
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
 # WHATWG: browsers decode these labels as windows-1252, and so do pages written for them.
 WINDOWS_1252_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "ascii", "us-ascii"}
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
@@ -139,7 +141,7 @@ class WebFetcher:
         self.config = config or WebConfig()
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(self.config.timeout_s),
-            follow_redirects=True,
+            follow_redirects=False,
             headers={"User-Agent": self.config.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"},
         )
         self._robots: dict[str, Protego | None] = {}
@@ -159,9 +161,21 @@ class WebFetcher:
         cached = self._cache_read(url)
         if cached is not None:
             return cached
-        if self.config.respect_robots and not self._allowed(url):
-            raise FetchError("disallowed by robots.txt", url)
-        status, headers, body, final_url, attempts = self._get_with_retries(url, html_only=True)
+        # Redirects are followed by hand so that robots.txt is checked for every hop, on every host.
+        current, attempts = url, 0
+        for _hop in range(MAX_REDIRECTS + 1):
+            if self.config.respect_robots and not self._allowed(current):
+                raise FetchError("disallowed by robots.txt", current)
+            status, headers, body, final_url, tries = self._get_with_retries(current, html_only=True)
+            attempts += tries
+            if status not in REDIRECT_STATUSES:
+                break
+            location = headers.get("location", "")
+            current = urllib.parse.urljoin(current, location)
+            if not location or urllib.parse.urlsplit(current).scheme not in ("http", "https"):
+                raise FetchError("bad redirect", location)
+        else:
+            raise FetchError("too many redirects", url)
         content_type = headers.get("content-type", "")
         page_html, encoding = decode_html(body, content_type)
         page = FetchedPage(url, final_url, status, content_type, encoding, page_html, attempts=attempts)
@@ -186,7 +200,7 @@ class WebFetcher:
     def _load_robots(self, host_key: str) -> Protego | None:
         try:
             status, _headers, body, _final, _attempts = self._get_with_retries(
-                host_key + "/robots.txt", html_only=False, fail_on_4xx=False)
+                host_key + "/robots.txt", html_only=False, fail_on_4xx=False, follow_redirects=True)
         except FetchError:
             # Unreachable robots.txt (5xx or network failure after retries): assume complete disallow.
             return Protego.parse("User-agent: *\nDisallow: /")
@@ -211,12 +225,14 @@ class WebFetcher:
         if start > now:
             time.sleep(start - now)
 
-    def _get_with_retries(self, url: str, *, html_only: bool, fail_on_4xx: bool = True):
+    def _get_with_retries(self, url: str, *, html_only: bool, fail_on_4xx: bool = True,
+                          follow_redirects: bool = False):
         attempts = 0
         while True:
             attempts += 1
             try:
-                status, headers, body, final_url = self._get_once(url, html_only=html_only, fail_on_4xx=fail_on_4xx)
+                status, headers, body, final_url = self._get_once(
+                    url, html_only=html_only, fail_on_4xx=fail_on_4xx, follow_redirects=follow_redirects)
                 return status, headers, body, final_url, attempts
             except _RetryableError as retry:
                 if attempts > self.config.max_retries:
@@ -226,14 +242,16 @@ class WebFetcher:
                     backoff = min(max(backoff, retry.retry_after), self.config.max_backoff_s)
                 time.sleep(backoff)
 
-    def _get_once(self, url: str, *, html_only: bool, fail_on_4xx: bool):
+    def _get_once(self, url: str, *, html_only: bool, fail_on_4xx: bool, follow_redirects: bool):
         self._wait_turn(url)
         started = time.monotonic()
         deadline = started + self.config.timeout_s * 3  # a server that drips bytes must not hold us forever
         try:
-            with self.client.stream("GET", url) as response:
+            with self.client.stream("GET", url, follow_redirects=follow_redirects) as response:
                 self.requests_sent += 1
                 status = response.status_code
+                if status in REDIRECT_STATUSES and not follow_redirects:
+                    return status, dict(response.headers), b"", str(response.url)
                 if status in RETRY_STATUSES:
                     raise _RetryableError(f"HTTP {status}", _retry_after_seconds(response.headers.get("retry-after")))
                 if status >= 400:
