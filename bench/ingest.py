@@ -129,8 +129,9 @@ def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Po
            "EXPERIMENTS_RELAY_RESEND_S": str(resend_s), "EXPERIMENTS_RELAY_BATCH": str(batch)}
     log = open(ROOT / "var" / "bench-ingest-worker.log", "ab")  # noqa: SIM115
     pool = ["--pool", "solo"] if concurrency == 0 else ["--pool", "prefork", "--concurrency", str(concurrency)]
+    level = os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, *pool, "--loglevel", "WARNING",
+        [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, *pool, "--loglevel", level,
          "-n", f"{QUEUE}-{uuid.uuid4().hex[:4]}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -154,18 +155,35 @@ def landed() -> int:
     return scalar("SELECT (SELECT count(*) FROM experiments_impression) + (SELECT count(*) FROM experiments_click)")
 
 
+def relay_leading() -> bool:
+    from experiments.services_relay import RELAY_LOCK
+
+    return bool(scalar(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {RELAY_LOCK} "
+                       "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+
+
+def wait_for_relay(timeout: float = 120) -> None:
+    deadline = time.perf_counter() + timeout
+    while not relay_leading():
+        if time.perf_counter() > deadline:
+            raise SystemExit("the worker's relay did not start (see var/bench-ingest-worker.log)")
+        time.sleep(0.1)
+
+
 def run(args, kill_at: float | None) -> dict:
+    """Worker up and relaying first; then N events become visible in one commit; time until all have landed."""
     reset_tables()
     experiment_id, variant_ids = ensure_experiment()
-    started = time.perf_counter()
-    impressions, clicks = load_outbox(args.events, experiment_id, variant_ids, args.users, args.click_rate)
-    total = impressions + clicks
-    load_s = time.perf_counter() - started
-    print(f"  loaded {total:,} accepted events into the outbox in {load_s:.1f} s ({total / load_s:,.0f}/s)")
     worker = start_worker(args.concurrency, args.resend_s, args.batch)
-    t0 = time.perf_counter()
     killed_at = None
     try:
+        wait_for_relay()
+        started = time.perf_counter()
+        impressions, clicks = load_outbox(args.events, experiment_id, variant_ids, args.users, args.click_rate)
+        t0 = time.perf_counter()
+        total = impressions + clicks
+        print(f"  {total:,} accepted events committed to the outbox in {t0 - started:.1f} s "
+              f"({total / (t0 - started):,.0f}/s)")
         while scalar("SELECT count(*) FROM (SELECT 1 FROM experiments_eventoutbox LIMIT 1) x"):
             if kill_at is not None and killed_at is None and landed() >= kill_at * total:
                 kill_group(worker)
@@ -203,7 +221,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--click-rate", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
-    parser.add_argument("--batch", type=int, default=2000, help="events per Celery task")
+    parser.add_argument("--batch", type=int, default=5000, help="events per Celery task")
     parser.add_argument("--resend-s", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip-kill", action="store_true")

@@ -51,7 +51,7 @@ class InflightBatch:
 
 @dataclass(frozen=True)
 class RelayConfig:
-    batch_size: int = 2000
+    batch_size: int = 5000
     max_inflight: int = 16
     resend_after_s: float = 30.0
     poll_interval_s: float = 0.02
