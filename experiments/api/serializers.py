@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from rest_framework import serializers
 
 MAX_K = 100
@@ -11,41 +14,65 @@ MAX_USER_LEN = 200
 MAX_INT = 2**63 - 1
 
 
-class ExcludeField(serializers.Field):
-    """``exclude=1,2,3``: comma-separated track ids."""
+EXCLUDE_INVALID = "exclude must be a comma-separated list of track ids"
+EXCLUDE_TOO_MANY = f"exclude takes at most {MAX_EXCLUDE} ids"
 
-    default_error_messages = {
-        "invalid": "exclude must be a comma-separated list of track ids",
-        "too_many": f"exclude takes at most {MAX_EXCLUDE} ids",
-    }
 
-    def to_internal_value(self, data) -> list[int]:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        parts = [part.strip() for part in data.split(",") if part.strip()]
+@dataclass(frozen=True)
+class RecommendationQuery:
+    user: str
+    seed_track: int
+    k: int
+    exclude: list[int]
+
+
+def _positive_int(text: str, name: str, errors: dict, maximum: int = MAX_INT) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        errors[name] = [f"{name} must be a positive integer"]
+        return 0
+    value = int(text)
+    if not 1 <= value <= maximum:
+        errors[name] = [f"{name} must be between 1 and {maximum}"]
+    return value
+
+
+def parse_recommendation_query(query: Mapping[str, str]) -> RecommendationQuery | dict[str, list[str]]:
+    """Validate ``user``, ``seed_track``, ``k`` (default 10) and ``exclude``; the query, or errors by field.
+
+    Hand-written rather than a DRF serializer: this runs on every recommendation, and a
+    serializer's per-field machinery costs more than the assignment and the KNN round trip's
+    Python side together. The OpenAPI parameters are declared on the view."""
+    errors: dict[str, list[str]] = {}
+    user = query.get("user")
+    if user is None:
+        errors["user"] = ["This field is required."]
+    elif not user.strip():
+        errors["user"] = ["user must not be blank"]
+    elif len(user) > MAX_USER_LEN:
+        errors["user"] = [f"user takes at most {MAX_USER_LEN} characters"]
+    elif any(ord(ch) < 32 for ch in user):
+        errors["user"] = ["user must not contain control characters"]
+    seed = query.get("seed_track")
+    seed_track = 0
+    if seed is None:
+        errors["seed_track"] = ["This field is required."]
+    else:
+        seed_track = _positive_int(seed, "seed_track", errors)
+    k = _positive_int(query["k"], "k", errors, MAX_K) if query.get("k") not in (None, "") else 10
+    exclude: list[int] = []
+    raw_exclude = query.get("exclude")
+    if raw_exclude:
+        parts = [part.strip() for part in raw_exclude.split(",") if part.strip()]
         if len(parts) > MAX_EXCLUDE:
-            self.fail("too_many")
-        if not all(part.isascii() and part.isdigit() and len(part) < 19 for part in parts):
-            self.fail("invalid")
-        return [int(part) for part in parts]
-
-    def to_representation(self, value) -> str:
-        return ",".join(map(str, value))
-
-
-class RecommendationQuerySerializer(serializers.Serializer):
-    user = serializers.CharField(max_length=MAX_USER_LEN, trim_whitespace=False,
-                                 help_text="The player's stable user id (any string)")
-    seed_track = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Track to find neighbours of")
-    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10)
-    exclude = ExcludeField(required=False, default=list, help_text="Comma-separated track ids to leave out")
-
-    def validate_user(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("user must not be blank")
-        if any(ord(ch) < 32 for ch in value):
-            raise serializers.ValidationError("user must not contain control characters")
-        return value
+            errors["exclude"] = [EXCLUDE_TOO_MANY]
+        elif not all(part.isascii() and part.isdigit() and len(part) < 19 for part in parts):
+            errors["exclude"] = [EXCLUDE_INVALID]
+        else:
+            exclude = [int(part) for part in parts]
+    if errors:
+        return errors
+    return RecommendationQuery(user=user, seed_track=seed_track, k=k, exclude=exclude)
 
 
 class RecommendationItemSerializer(serializers.Serializer):

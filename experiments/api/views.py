@@ -19,8 +19,8 @@ from experiments.api.serializers import (
     ErrorSerializer,
     EventBatchResponseSerializer,
     EventBatchSerializer,
-    RecommendationQuerySerializer,
     RecommendationResponseSerializer,
+    parse_recommendation_query,
 )
 from experiments.selectors import SeedNotIndexedError
 from experiments.services_events import ClickEvent, NoArmAvailableError, clicks_record, recommend
@@ -71,13 +71,11 @@ class PlayerApiView(APIView):
 )
 class RecommendationView(PlayerApiView):
     def get(self, request: Request) -> Response:
-        query = RecommendationQuerySerializer(data=request.query_params)
-        if not query.is_valid():
-            return bad_request(query.errors)
-        params = query.validated_data
+        query = parse_recommendation_query(request.query_params)
+        if isinstance(query, dict):
+            return bad_request(query)
         try:
-            result = recommend(user_id=params["user"], seed_track_id=params["seed_track"], k=params["k"],
-                               exclude=params["exclude"])
+            result = recommend(user_id=query.user, seed_track_id=query.seed_track, k=query.k, exclude=query.exclude)
         except SeedNotIndexedError as error:
             return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
         except NoArmAvailableError as error:
