@@ -21,14 +21,17 @@ import os
 import pickle
 import random
 import re
+import resource
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .candidates import Candidate, ordered_candidates
+from .candidates import Candidate, chorale_title, ordered_candidates
 from .dedup import assign_work_ids
+from .instruments import ENSEMBLES
+from .keys import refine_key
 from .parse import PARSE_SCHEMA, ParsedWork, ParseError, parse_candidate
 from .plan import (
     RenderJob,
@@ -207,14 +210,19 @@ def _work_plan(candidate: Candidate, work: ParsedWork, spec: StyleSpec, config: 
 
 
 def select_tracks(config: BuildConfig, report: BuildReport, progress: Callable) -> list[PlannedTrack]:
-    """Take each style's quota from its seeded candidate order, parsing more where scores fail."""
+    """Take each style's quota from its seeded candidate order, parsing more where scores fail.
+
+    A style that runs out of works (few long pieces, every excerpt taken) hands what it
+    lacks to the styles that still have works, so the catalog reaches its size.
+    """
     root = Path(config.corpus) if config.corpus else corpus_root()
     quotas = style_quotas(config.size, config.styles)
     pools = {spec.style: ordered_candidates(spec, root, config.seed) for spec in config.styles}
     taken = {spec.style: 0 for spec in config.styles}
     chosen: dict[str, list[PlannedTrack]] = defaultdict(list)
-    failed_before = 0
+    retry = False
     for _ in range(SELECTION_ROUNDS):
+        _hand_over_shortfalls(config.styles, quotas, pools, taken, chosen)
         batch: list[tuple[StyleSpec, Candidate, int]] = []
         for spec in config.styles:
             missing = quotas[spec.style] - len(chosen[spec.style])
@@ -223,23 +231,35 @@ def select_tracks(config: BuildConfig, report: BuildReport, progress: Callable) 
                 continue
             per_work = min(spec.max_excerpts, max(1, -(-quotas[spec.style] // len(pool))))
             works = -(-missing // per_work)
-            works += max(1, works // 10) if failed_before else 0
+            works += max(1, works // 10) if retry else 0
             for candidate in pool[taken[spec.style]: taken[spec.style] + works]:
                 batch.append((spec, candidate, per_work))
             taken[spec.style] = min(len(pool), taken[spec.style] + works)
         if not batch:
             break
-        skipped_before = len(report.skipped)
         parsed = parse_all([candidate for _, candidate, _ in batch], config, report, progress)
-        failed_before = len(report.skipped) - skipped_before
         for spec, candidate, per_work in batch:
             work = parsed.get(candidate.key)
             if work is not None:
                 chosen[spec.style].extend(_work_plan(candidate, work, spec, config, per_work))
+        retry = True
     planned = []
     for spec in config.styles:
         planned.extend(chosen[spec.style][: quotas[spec.style]])
     return planned
+
+
+def _hand_over_shortfalls(styles: Sequence[StyleSpec], quotas: dict[str, int], pools: dict[str, list],
+                          taken: dict[str, int], chosen: dict[str, list]) -> None:
+    """Move the quota an exhausted style cannot fill to the styles with works left, evenly and in table order."""
+    open_styles = [spec.style for spec in styles if taken[spec.style] < len(pools[spec.style])]
+    shortfall = 0
+    for spec in styles:
+        if spec.style not in open_styles and len(chosen[spec.style]) < quotas[spec.style] and taken[spec.style]:
+            shortfall += quotas[spec.style] - len(chosen[spec.style])
+            quotas[spec.style] = len(chosen[spec.style])
+    for index in range(shortfall if open_styles else 0):
+        quotas[open_styles[index % len(open_styles)]] += 1
 
 
 # ---------------------------------------------------------------- labels and document text
@@ -266,14 +286,8 @@ def _display_title(track: PlannedTrack) -> str:
 
 def _chorale_title(stem: str) -> str:
     bwv = stem.replace("bwv", "")
-    try:
-        from music21.corpus.chorales import ChoraleList
-
-        entry = ChoraleList().byBWV.get(int(bwv.split(".")[0])) if "." not in bwv else None
-    except (ImportError, ValueError):
-        entry = None
-    name = f"Chorale BWV {bwv}"
-    return f"{entry['title']} ({name})" if entry and entry.get("title") else name
+    title = chorale_title(f"bach/{stem}")
+    return f"{title} (chorale BWV {bwv})" if title else f"Chorale BWV {bwv}"
 
 
 def track_record(track: PlannedTrack, seed: int, file: str, work_id: str) -> BuiltTrack:
@@ -285,14 +299,15 @@ def track_record(track: PlannedTrack, seed: int, file: str, work_id: str) -> Bui
         title = f"{title} (excerpt {track.excerpt + 1})"
     composer = candidate.composer if candidate.composer and candidate.composer != "traditional" else ""
     composer = composer or _clean_composer(work.composer) or candidate.composer or "anonymous"
+    key_name, mode = (work.key_name, work.mode) if spec.mode_stated else refine_key(work)
     labels = {
         "style": spec.style,
         "family": spec.family,
         "collection": candidate.collection,
         "composer": composer,
         "meter": work.meter,
-        "key": work.key_name,
-        "mode": work.mode,
+        "key": key_name,
+        "mode": mode,
         "tempo_bpm": tempo_bpm(work.meter, track.seconds_per_q),
         "ensemble": ensemble.name,
         "instruments": ensemble.instruments,
@@ -397,6 +412,9 @@ def _tqdm_progress(items, **kwargs):
 def build_demo_catalog(config: BuildConfig) -> BuildReport:
     """Select, parse, group, render, split and write ``metadata.json``/``.csv`` under ``config.out_dir``."""
     started = time.monotonic()
+    cpu_started = time.process_time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = before.ru_utime + before.ru_stime
     out_dir = Path(config.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config.out_dir = out_dir
@@ -422,8 +440,6 @@ def build_demo_catalog(config: BuildConfig) -> BuildReport:
     for file, track, record in zip(files, planned, records, strict=True):
         rng = random.Random(f"{config.seed}:render:{file}")
         start_q = excerpt_start_q(track.work, track.excerpt, track.excerpts)
-        from .instruments import ENSEMBLES
-
         jobs.append(render_job(str(out_dir / file), track.work, ENSEMBLES[record.labels["ensemble"]],
                                track.seconds_per_q, start_q, config.excerpt_s, rng))
     render_started = time.monotonic()
@@ -442,6 +458,8 @@ def build_demo_catalog(config: BuildConfig) -> BuildReport:
     report.splits = assign_splits(items, config.seed, held)
     write_metadata(report)
     report.timings["total_s"] = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report.timings["cpu_s"] = time.process_time() - cpu_started + children.ru_utime + children.ru_stime - child_cpu
     return report
 
 

@@ -11,6 +11,7 @@ under one ``work_id`` (see ``dedup.py``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import random
 import re
@@ -62,10 +63,28 @@ def _score_work_key(relative: str) -> str:
     return re.sub(r"(_bak|-sc)$", "", stem)
 
 
+@functools.lru_cache(maxsize=1)
+def _chorale_titles() -> dict[str, str]:
+    """BWV number ("153.1") -> chorale title, from music21's Riemenschneider/BWV table."""
+    from music21.corpus.chorales import ChoraleListRKBWV
+
+    return {str(bwv): entry["title"] for bwv, entry in ChoraleListRKBWV().byBWV.items() if entry.get("title")}
+
+
+def chorale_title(copy_key: str) -> str:
+    """The chorale melody's title for a ``bach/bwvNNN.M`` file, or ""."""
+    match = re.match(r"bach/bwv([\d.]+)$", copy_key)
+    return _chorale_titles().get(match.group(1), "") if match else ""
+
+
 def _score_group_keys(copy_key: str) -> list[str]:
-    """Keys shared by different files of one work: the movements and sections of one Palestrina mass."""
+    """Keys shared by different files of one work: the movements and sections of one Palestrina mass,
+    the harmonisations of one chorale melody."""
     match = re.match(r"palestrina/[A-Za-z_]+?_(\d+)(_[a-z])?$", copy_key)
-    return [f"palestrina/mass-{int(match.group(1))}"] if match else []
+    if match:
+        return [f"palestrina/mass-{int(match.group(1))}"]
+    title = normalise_title(chorale_title(copy_key))
+    return [f"chorale:{title}"] if title else []
 
 
 def _files(root: Path, patterns: tuple[str, ...], exclude: tuple[str, ...]) -> list[tuple[str, str]]:

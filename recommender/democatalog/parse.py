@@ -39,7 +39,7 @@ class ParsedWork:
     durations: np.ndarray
     pitches: np.ndarray
     parts: np.ndarray
-    typical_note_q: float  # median note length of the top part, in quarter lengths
+    typical_note_q: float  # median note length of the top part (informative; plan.typical_note_q sets tempo)
     length_q: float
     melody_fingerprint: str
     document: list[str] = field(default_factory=list)

@@ -10,24 +10,35 @@ values); ``max_excerpts`` lets a style with few but long works take several exce
 of one work (they share the work's ``work_id``, so they never straddle a split);
 ``beat_bpm`` is the plausible range of the felt beat: a tempo outside it is halved or
 doubled into it (in polyphony the typical note can be the inner voices' eighths or the
-tactus).
+tactus); ``mode_stated`` says the sources give major/minor (else a "major" read from a key
+signature is checked against the relative minor, see ``keys.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-EARLY = ("piano", "organ", "choir", "strings", "string_orchestra", "recorders", "brass", "harpsichord", "choir+organ")
-CLASSICAL = ("strings", "piano", "woodwinds", "piano+strings", "organ", "string_orchestra", "brass")
+# Every ensemble serves at least two families of styles, and piano serves all of them.
+EARLY = (
+    "piano", "organ", "choir", "strings", "string_orchestra", "recorders", "brass", "harpsichord", "choir+organ",
+    "woodwinds", "piano+strings", "recorder", "choir+piano", "harp",
+)
+CLASSICAL = (
+    "strings", "piano", "woodwinds", "piano+strings", "organ", "string_orchestra", "brass", "harpsichord",
+    "clarinet+piano", "violin+piano", "flute+piano",
+)
 DANCE = (
     "fiddle", "flute", "whistle", "accordion", "banjo", "piano", "fiddle+piano", "flute+guitar",
-    "fiddle+accordion", "whistle+guitar", "banjo+fiddle", "harp",
+    "fiddle+accordion", "whistle+guitar", "banjo+fiddle", "harp", "flute+harp", "guitar", "clarinet",
+    "violin+piano", "marimba", "pan_flute", "violin",
 )
 FOLK = (
-    "piano", "flute", "violin", "clarinet", "accordion", "guitar", "choir", "recorder",
-    "flute+guitar", "violin+piano", "clarinet+piano", "choir+piano", "harp",
+    "piano", "flute", "violin", "clarinet", "accordion", "guitar", "choir", "recorder", "pan_flute",
+    "flute+guitar", "violin+piano", "clarinet+piano", "choir+piano", "harp", "flute+piano", "fiddle", "whistle",
+    "fiddle+piano", "marimba", "banjo+fiddle", "whistle+guitar", "fiddle+accordion", "banjo", "woodwinds",
+    "flute+harp",
 )
-CHINESE = ("piano", "flute", "violin", "pan_flute", "koto", "fiddle", "guitar", "marimba", "flute+piano", "flute+harp")
+CHINESE = FOLK
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class StyleSpec:
     max_excerpts: int = 1
     heldout: bool = False
     beat_bpm: tuple[float, float] = (40.0, 220.0)
+    mode_stated: bool = False
 
 
 def _dance(style: str, types: set[str], notes_per_second: float, beat_bpm: tuple[float, float],
@@ -82,7 +94,7 @@ STYLES: tuple[StyleSpec, ...] = (
     StyleSpec(
         "bach_chorale", "baroque_choral", "Bach four-part chorales", "Johann Sebastian Bach", "Germany",
         (SourceSpec(("bach/bwv*.mxl", "bach/bwv*.krn", "bach/bwv*.xml")),), EARLY,
-        notes_per_second=1.5, beat_bpm=(56.0, 112.0),
+        notes_per_second=1.5, beat_bpm=(56.0, 112.0), mode_stated=True,
     ),
     StyleSpec(
         "palestrina_mass", "renaissance_sacred", "Palestrina masses", "Giovanni Pierluigi da Palestrina",
@@ -103,7 +115,7 @@ STYLES: tuple[StyleSpec, ...] = (
         (SourceSpec(("haydn/*/*.mxl",), composer="Joseph Haydn"),
          SourceSpec(("mozart/*/*.mxl",), exclude=("mozart/k545/*",), composer="Wolfgang Amadeus Mozart"),
          SourceSpec(("beethoven/*/*.mxl", "beethoven/*/*.krn", "beethoven/*.mxl"), composer="Ludwig van Beethoven")),
-        CLASSICAL, notes_per_second=4.5, max_excerpts=5, beat_bpm=(50.0, 160.0),
+        CLASSICAL, notes_per_second=4.5, max_excerpts=5, beat_bpm=(50.0, 160.0), mode_stated=True,
     ),
     _dance("reel", {"reel"}, 7.5, (80.0, 130.0)),
     _dance("double_jig", {"jig", "doublejig"}, 6.5, (90.0, 150.0)),
