@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -348,8 +349,15 @@ class LLMSource:
         return SourceResult(self.name, unit, descriptions=descriptions, details=details)
 
     def fetch_many(self, work: Iterable[tuple[TrackInfo, str]]) -> Iterator[tuple[TrackInfo, str, SourceResult]]:
-        work = list(work)
-        with ThreadPoolExecutor(max_workers=max(1, self.client.config.concurrency)) as pool:
-            futures = [(track, unit, pool.submit(self.fetch, track, unit)) for track, unit in work]
-            for track, unit, future in futures:
-                yield track, unit, future.result()
+        workers = max(1, self.client.config.concurrency)
+        window = workers * 8  # bounded look-ahead: a 100k-track catalog must not become 500k futures at once
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for track, unit in work:
+                pending.append((track, unit, pool.submit(self.fetch, track, unit)))
+                if len(pending) >= window:
+                    done_track, done_unit, future = pending.popleft()
+                    yield done_track, done_unit, future.result()
+            while pending:
+                done_track, done_unit, future = pending.popleft()
+                yield done_track, done_unit, future.result()
