@@ -25,6 +25,7 @@ from experiments.selectors import (
     knn_ranked_ctes,
     nearest_to_track,
     neighbours_from_rows,
+    pg_array,
     server_bound_cursor,
     serving_config,
 )
@@ -101,7 +102,7 @@ def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequ
     params.update({
         "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
         "user_id": user_id, "now": timezone.now(),
-        "events": [impression_event_id(request_id, position) for position in range(1, k + 1)],
+        "events": pg_array(impression_event_id(request_id, position) for position in range(1, k + 1)),
     })
     with server_bound_cursor() as cursor:
         cursor.execute(knn_ranked_ctes(arm.dim) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
