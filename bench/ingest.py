@@ -36,6 +36,9 @@ QUEUE = f"bench-ingest-{uuid.uuid4().hex[:6]}"
 
 from abplatform import embedded  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import CpuMeter, group_pids, redis_pids  # noqa: E402
+
 DB_NAME = os.environ["DJANGO_DB_NAME"]
 
 
@@ -155,6 +158,15 @@ def landed() -> int:
     return scalar("SELECT (SELECT count(*) FROM experiments_impression) + (SELECT count(*) FROM experiments_click)")
 
 
+def postgres_backends() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
+
+
 def relay_leading() -> bool:
     from experiments.services_relay import RELAY_LOCK
 
@@ -184,6 +196,9 @@ def run(args, kill_at: float | None) -> dict:
         total = impressions + clicks
         print(f"  {total:,} accepted events committed to the outbox in {t0 - started:.1f} s "
               f"({total / (t0 - started):,.0f}/s)")
+        meter = CpuMeter({"worker": lambda: group_pids(worker.pid), "postgres": postgres_backends,
+                          "redis": redis_pids})
+        meter.start()
         while scalar("SELECT count(*) FROM (SELECT 1 FROM experiments_eventoutbox LIMIT 1) x"):
             if kill_at is not None and killed_at is None and landed() >= kill_at * total:
                 kill_group(worker)
@@ -194,6 +209,7 @@ def run(args, kill_at: float | None) -> dict:
                 raise SystemExit("timed out waiting for the outbox to drain")
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        cpu = meter.stop()
     finally:
         kill_group(worker, signal.SIGTERM)
     got = landed()
@@ -208,10 +224,18 @@ def run(args, kill_at: float | None) -> dict:
         "duplicates_in_aggregates": (agg_i + agg_c) - got,
         "aggregates_consistent": agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks,
         "killed_with_landed": killed_at,
+        "cpu_us_per_event": {name: round(seconds * 1e6 / total, 2) for name, seconds in cpu.items()},
     }
+    cpu_total = sum(cpu.values()) / total
+    result["ceiling_events_per_s_2_cores"] = round(2 / cpu_total) if cpu_total else None
     print(f"  drained in {elapsed:.2f} s: {result['events_per_s']:,} events/s end to end; lost {result['lost']}, "
           f"duplicates {result['duplicates_raw']} raw / {result['duplicates_in_aggregates']} in aggregates; "
           f"aggregates consistent: {result['aggregates_consistent']}")
+    per = result["cpu_us_per_event"]
+    print(f"  CPU per event: worker {per['worker']:.1f} us + postgres {per['postgres']:.1f} us + redis "
+          f"{per['redis']:.1f} us -> "
+          f"{result['ceiling_events_per_s_2_cores']:,} events/s on 2 otherwise idle cores "
+          f"(load avg {os.getloadavg()[0]:.1f})")
     return result
 
 

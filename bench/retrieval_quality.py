@@ -112,6 +112,7 @@ class BenchSettings:
     audio_steps: int = 600
     scratch_steps: int = 250
     scratch_batch: int = 32
+    scratch_eval_every: int = 125  # embedding the validation tracks through the CNN is the slow part
     eval_every: int = 50
 
 
@@ -132,7 +133,8 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
 def _scratch_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
     return TrainConfig(
         objective=objective, seed=seed, steps=s.scratch_steps, batch_size=s.scratch_batch, lr=2e-3,
-        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
+        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights,
+        eval_every=s.scratch_eval_every,
         duplicates=s.duplicates,
         model=CrossMuSimConfig(embed_dim=s.embed_dim, audio=AudioTowerConfig(
             kind="scratch_cnn", hidden_dim=256, scratch=ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128))),
@@ -195,6 +197,10 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
     parts = cat.splits[split]
     train, val = parts["train"], parts["val"]
     scored = parts[part_to_score]
+    seen = {cat.labels[i].get("style", "") for i in train}
+    unseen = np.array([i for i in scored if cat.labels[i].get("style", "") not in seen], dtype=np.int64)
+    if len(unseen) >= 2:  # a held-out-styles split is scored on the styles never seen in training
+        scored = unseen
     labels_val, labels_scored = cat.eval_labels(val), cat.eval_labels(scored)
     query_vectors, query_targets = text_queries(cat, scored)
     styles = sorted({cat.labels[i].get("style", "") for i in train})
@@ -396,6 +402,69 @@ def load_database_catalog(backbone: str = "MTT_musicnn") -> BenchCatalog:
     )
 
 
+def load_file_catalog(catalog_dir: Path, backbone: str = "MTT_musicnn") -> BenchCatalog:
+    """Development path without the database: a built demo catalog directory (metadata.json, splits.csv).
+
+    Only tracks whose backbone features are already cached are used; descriptions are the
+    offline metadata templates (score 1.0) plus the shipped document text. The report uses
+    the database path (kept, mined descriptions).
+    """
+    import csv
+
+    from recommender.crossmusim.audio_io import file_checksum, load_mono
+    from recommender.crossmusim.descriptions.templates import write_template_descriptions
+    from recommender.crossmusim.descriptions.types import TrackInfo
+    from recommender.crossmusim.logmel import log_mel_spectrogram
+
+    entries = json.loads((catalog_dir / "metadata.json").read_text())
+    with open(catalog_dir / "splits.csv") as handle:
+        split_rows = {row["path"]: row for row in csv.DictReader(handle)}
+    cache = ROOT / "var" / "models" / "features" / backbone
+    rows: list[dict] = []
+    for entry in entries:
+        path = catalog_dir / entry["path"]
+        if entry["path"] not in split_rows or not path.exists():
+            continue
+        checksum = file_checksum(path)
+        feature_path = cache / checksum[:2] / f"{checksum}.npy"
+        if feature_path.exists():
+            rows.append({**entry, "checksum": checksum, "features": np.load(feature_path), "file": path})
+    logmels, descriptions = [], []
+    for i, row in enumerate(rows):
+        path = ROOT / "var" / "bench" / f"logmel{SCRATCH_MELS}" / f"{row['checksum']}.npy"
+        if path.exists():
+            logmels.append(np.load(path).astype(np.float32))
+        else:
+            wave, _ = load_mono(row["file"], target_rate=16000)
+            logmel = log_mel_spectrogram(wave, n_mels=SCRATCH_MELS)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, logmel.astype(np.float16))
+            logmels.append(logmel)
+        info = TrackInfo(track_id=i, title=row["title"], composer=row.get("composer", ""),
+                         collection=row.get("collection", ""), labels=row["labels"],
+                         document_text=row.get("document_text", ""))
+        texts = [Description(d.text, 1.0, "metadata", d.perspective) for d in write_template_descriptions(info)]
+        if row.get("document_text"):
+            texts.append(Description(" ".join(row["document_text"].split()), 1.0, "document", "document"))
+        descriptions.append(texts)
+    splits: dict[str, dict[str, list[int]]] = {}
+    for i, row in enumerate(rows):
+        for name in ("default", "heldout_styles"):
+            part = split_rows[row["path"]].get(name)
+            if part:
+                splits.setdefault(name, {"train": [], "val": [], "test": []})[part].append(i)
+    labels = [row["labels"] for row in rows]
+    values = [str(label.get(key, "")) for label in labels for key in ("style", "tune_type", "collection", "composer")]
+    values += [row.get("composer", "") for row in rows] + [row.get("collection", "") for row in rows]
+    return BenchCatalog(
+        track_ids=np.arange(len(rows)), labels=labels, patches=[row["features"] for row in rows], logmels=logmels,
+        descriptions=descriptions, documents=[row.get("document_text", "") for row in rows],
+        splits={n: {p: np.array(sorted(r), dtype=np.int64) for p, r in parts.items()} for n, parts in splits.items()},
+        encoder=_cached_encoder(ROOT / "var" / "bench" / "text_embeddings.npz"),
+        label_words=label_vocabulary(v for v in values if v),
+    )
+
+
 def load_synthetic_catalog(n_tracks: int = 480) -> BenchCatalog:
     from recommender.crossmusim.synthetic import make_synthetic_catalog
 
@@ -435,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["default", "heldout_styles"])
     parser.add_argument("--rows", nargs="+", help="only these rows (names as printed)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic catalog (no database)")
+    parser.add_argument("--catalog-dir", help="development: a built demo catalog directory instead of the database")
     parser.add_argument("--backbone", default="MTT_musicnn")
     parser.add_argument("--score-part", default="test", choices=["val", "test"],
                         help="'val' scores the validation part (for tuning); the report uses 'test'")
@@ -451,11 +521,16 @@ def main(argv: list[str] | None = None) -> int:
             (value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
         settings = replace(settings, **{key: parsed})
     began = time.perf_counter()
-    cat = load_synthetic_catalog() if args.synthetic else load_database_catalog(args.backbone)
+    if args.synthetic:
+        cat = load_synthetic_catalog()
+    elif args.catalog_dir:
+        cat = load_file_catalog(Path(args.catalog_dir), args.backbone)
+    else:
+        cat = load_database_catalog(args.backbone)
     print(f"catalog: {len(cat.track_ids)} tracks, {sum(map(len, cat.descriptions))} kept descriptions, "
           f"splits {sorted(cat.splits)}, loaded in {time.perf_counter() - began:.0f} s")
     report = {"settings": settings.__dict__, "seeds": args.seeds, "scored_part": args.score_part,
-              "synthetic": args.synthetic, "splits": {}}
+              "synthetic": args.synthetic, "catalog_dir": args.catalog_dir, "splits": {}}
     for split in args.splits:
         if split not in cat.splits:
             print(f"no split named {split!r}; skipped")
@@ -472,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    tag = "synthetic" if args.synthetic else args.score_part
+    tag = "synthetic" if args.synthetic else ("files-" if args.catalog_dir else "") + args.score_part
     for path in (out / f"retrieval_quality-{tag}-{stamp}.json", out / f"retrieval_quality-{tag}-latest.json"):
         path.write_text(json.dumps(report, indent=1, default=str))
     print(f"\nwrote {out}/retrieval_quality-{tag}-latest.json ({time.perf_counter() - began:.0f} s in all)")

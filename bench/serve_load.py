@@ -260,6 +260,52 @@ end
     }
 
 
+def postgres_backends() -> list[int]:
+    """Server processes of this database's client sessions (gunicorn threads, the worker, the relay)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_meter(web: subprocess.Popen, worker: subprocess.Popen):
+    from loadgen import CpuMeter, group_pids, redis_pids
+
+    return CpuMeter({"web": lambda: group_pids(web.pid), "postgres": postgres_backends,
+                     "worker": lambda: group_pids(worker.pid), "redis": redis_pids,
+                     "generator": lambda: [os.getpid()]})
+
+
+def children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_report(cpu: dict[str, float], requests: int) -> dict:
+    per = {name: round(seconds * 1000 / max(requests, 1), 3) for name, seconds in cpu.items()}
+    server = per["web"] + per["postgres"] + per["worker"] + per["redis"]
+    per["server_total"] = round(server, 3)
+    per["ceiling_rps_2_cores"] = round(2000 / server) if server else None
+    return per
+
+
+def print_cpu(per: dict) -> None:
+    print(f"    CPU per request: web {per['web']:.2f} ms + postgres {per['postgres']:.2f} ms + worker "
+          f"{per['worker']:.2f} ms + redis {per['redis']:.2f} ms = {per['server_total']:.2f} ms "
+          f"(generator {per['generator']:.2f} ms) -> "
+          f"{per['ceiling_rps_2_cores']} req/s on 2 otherwise idle cores", flush=True)
+
+
+def wait_for_pipeline(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while pipeline_counts()[0] and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
 def pipeline_counts() -> tuple[int, int]:
     from django.db import connection
 
@@ -315,26 +361,36 @@ def main() -> None:
         paths = request_paths(track_ids, 60_000)
         wait_http(f"http://127.0.0.1:{args.port}{paths[0]}", headers)
         run_open_loop("127.0.0.1", args.port, paths[:2000], headers, rate=300, duration=4)  # warm up every thread
+        meter = cpu_meter(web, worker)
         if not args.skip_wrk:
             for connections in map(int, args.wrk_connections.split(",")):
+                meter.start()
+                wrk_before = children_cpu()
                 figures = run_wrk(args.port, key, track_ids, args.duration, connections)
+                wait_for_pipeline()
+                cpu = meter.stop()
+                cpu["generator"] = children_cpu() - wrk_before
+                figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
                 results["wrk"].append({k: v for k, v in figures.items() if k != "raw"})
                 print(f"wrk closed loop, {connections} connections: {figures['rps']:.0f} req/s, "
                       f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
                       f"socket errors {figures['socket_errors']}", flush=True)
+                print_cpu(figures["cpu_ms_per_request"])
                 time.sleep(2)
         for rate in map(float, args.rates.split(",")):
+            meter.start()
             result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
             summary = result.summary()
+            wait_for_pipeline()  # the worker's share of these requests' impressions
+            summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
             results["open_loop"].append(summary)
             print(f"open loop {rate:.0f} req/s for {args.duration}s: achieved {summary['achieved_rps']:.0f} req/s, "
                   f"p50 {summary['p50']:.2f} ms, p95 {summary['p95']:.2f} ms, p99 {summary['p99']:.2f} ms, "
                   f"p99.9 {summary['p99_9']:.2f} ms, max {summary['max_ms']:.1f} ms, errors {summary['errors']} "
                   f"{summary['status']}", flush=True)
+            print_cpu(summary["cpu_ms_per_request"])
             time.sleep(2)
-        deadline = time.monotonic() + 120
-        while pipeline_counts()[0] and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for_pipeline()
         outbox, impressions = pipeline_counts()
         results["pipeline"] = {"outbox_left": outbox, "impressions_landed": impressions}
         print(f"event pipeline: {impressions:,} impressions landed, {outbox} left in the outbox", flush=True)
