@@ -111,6 +111,36 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
     return experiment.pk
 
 
+def backend_cpu_seconds() -> float:
+    """CPU time (user + system) the PostgreSQL backend of our connection has used so far."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_analysis(experiment_id: int, runs: int) -> tuple[float, float]:
+    """(Python, PostgreSQL) CPU seconds per full analysis with a serial plan, so that all of the database's
+    work happens in our backend: a figure that does not depend on what else the machine is doing."""
+    from django.db import connection
+
+    from experiments.analysis import experiment_results
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+    try:
+        py0, pg0 = time.process_time(), backend_cpu_seconds()
+        for _ in range(runs):
+            experiment_results(experiment_id).to_dict()
+        return (time.process_time() - py0) / runs, (backend_cpu_seconds() - pg0) / runs
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -155,6 +185,9 @@ def main() -> None:
         _user_aggregate_sums(experiment_id)
         scan.append(time.perf_counter() - started)
     print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
+    py_cpu, pg_cpu = cpu_per_analysis(experiment_id, args.runs)
+    print(f"CPU per analysis (serial plan): Python {py_cpu * 1000:.0f} ms + PostgreSQL {pg_cpu * 1000:.0f} ms "
+          f"(load average now {os.getloadavg()[0]:.1f})")
     print(f"days in series: {len(results.lift_series['b']['day'])}, "
           f"positions: {len(results.positions['b']['position'])}")
     print(f"verdict: {results.verdict}")
