@@ -75,3 +75,11 @@ def backbone_extractor(name: str):
     from recommender.crossmusim.musicnn import MusicnnExtractor
 
     return MusicnnExtractor(model=name)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads; on a 2-core machine shared with other jobs, one thread avoids spin contention."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))

@@ -84,31 +84,59 @@ class FeatureExtractionReport:
 def audio_features_extract(
     *,
     tracks: Iterable[Track],
-    extractor,
+    extractor_factory: Callable[[], object],
     cache: FeatureCache,
     progress: Progress = no_progress,
+    batch_tracks: int = 8,
 ) -> FeatureExtractionReport:
     """Compute and cache the backbone's patch features of every track not cached yet.
 
-    ``extractor.patch_features(wave16k) -> [n_patches, D]``. A file that cannot be read or
-    embedded is reported by name and skipped; the run goes on.
+    The extractor (``patch_features(wave16k) -> [n_patches, D]``, optionally
+    ``extract_patch_features_batch(waves)``) is built only if some track is missing, and runs
+    ``batch_tracks`` tracks at a time (patches of several tracks share a forward pass). A file that
+    cannot be read or embedded is reported by name and skipped; the run goes on.
     """
     report = FeatureExtractionReport()
     started = time.perf_counter()
+    extractor = None
+    pending: list[tuple[Track, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal extractor
+        if not pending:
+            return
+        extractor = extractor or extractor_factory()
+        batch = getattr(extractor, "extract_patch_features_batch", None)
+        try:
+            results = batch([wave for _, wave in pending]) if batch and len(pending) > 1 else None
+        except (ValueError, RuntimeError):
+            results = None  # one bad input spoils the batch: redo one by one to name it
+        for index, (track, wave) in enumerate(pending):
+            try:
+                features = results[index] if results is not None else extractor.patch_features(wave)
+                features = np.asarray(features, dtype=np.float32)
+                if features.ndim != 2 or features.shape[0] == 0:
+                    raise ValueError(f"backbone returned shape {features.shape}, expected [n_patches, D]")
+            except (ValueError, RuntimeError) as error:
+                report.failed.append((track.audio_path, str(error)))
+                continue
+            cache.save(track.checksum, features)
+            report.extracted += 1
+        pending.clear()
+
     for track in progress(list(tracks)):
         if cache.has(track.checksum):
             report.cached += 1
             continue
         try:
             wave, _ = load_mono(Path(track.audio_path), target_rate=FEATURE_SAMPLE_RATE)
-            features = np.asarray(extractor.patch_features(wave), dtype=np.float32)
-            if features.ndim != 2 or features.shape[0] == 0:
-                raise ValueError(f"backbone returned shape {features.shape}, expected [n_patches, D]")
-        except (AudioReadError, OSError, ValueError, RuntimeError) as error:
+        except (AudioReadError, OSError, ValueError) as error:
             report.failed.append((track.audio_path, str(error)))
             continue
-        cache.save(track.checksum, features)
-        report.extracted += 1
+        pending.append((track, wave))
+        if len(pending) >= batch_tracks:
+            flush()
+    flush()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -226,7 +254,7 @@ def cached_features(
     missing = [t for t in tracks if not cache.has(t.checksum)]
     report = FeatureExtractionReport(cached=len(tracks) - len(missing))
     if missing and extractor_factory is not None:
-        extracted = audio_features_extract(tracks=missing, extractor=extractor_factory(), cache=cache,
+        extracted = audio_features_extract(tracks=missing, extractor_factory=extractor_factory, cache=cache,
                                            progress=progress)
         report.extracted, report.failed, report.seconds = extracted.extracted, extracted.failed, extracted.seconds
     elif missing:

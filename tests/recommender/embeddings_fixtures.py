@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from recommender.models import Track
@@ -88,3 +89,14 @@ def described_catalog(count: int, backbone: str, dim: int = 24, patches: int = 6
     DatasetSplit.objects.bulk_create(splits)
     Description.objects.bulk_create(descriptions)
     return tracks
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread: on a shared 2-core machine two spinning threads per process run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,9 +6,9 @@ from django.core.management import CommandError, call_command
 
 from recommender.models import Track
 from recommender.services.embeddings import feature_cache
-from tests.recommender.embeddings_fixtures import tone_track
+from tests.recommender.embeddings_fixtures import one_torch_thread, tone_track  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture
@@ -46,3 +46,8 @@ def test_only_the_named_tracks_and_unknown_ids_are_refused(audio_catalog, capsys
     assert not feature_cache("MTT_musicnn").has(audio_catalog[0].checksum)
     with pytest.raises(CommandError, match="no track with id 999999"):
         call_command("extract_audio_features", "--tracks", "999999")
+
+
+def test_an_unknown_backbone_is_a_command_error(audio_catalog):
+    with pytest.raises(CommandError, match="unknown musicnn model 'NOPE'"):
+        call_command("extract_audio_features", "--model", "NOPE")

@@ -12,9 +12,14 @@ from recommender.services.embeddings import (
     embedding_model_register,
     track_embeddings_write,
 )
-from tests.recommender.embeddings_fixtures import described_catalog, staff_http_client, synthetic_tracks
+from tests.recommender.embeddings_fixtures import (  # noqa: F401 - fixture
+    described_catalog,
+    one_torch_thread,
+    staff_http_client,
+    synthetic_tracks,
+)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from recommender.selectors import tracks_for_ids
-from recommender.services.embedding_runtime import backbone_extractor
+from recommender.services.embedding_runtime import backbone_extractor, set_torch_threads
 from recommender.services.embeddings import DEFAULT_BACKBONE, audio_features_extract, feature_cache
 
 
@@ -11,23 +11,25 @@ class Command(BaseCommand):
             "skipped; unreadable files are named and skipped).")
 
     def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int,
+                            help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
         parser.add_argument("--model", default=DEFAULT_BACKBONE, help="Backbone: MTT_musicnn (default) or MSD_musicnn")
         parser.add_argument("--tracks", nargs="+", type=int, help="Only these track ids")
 
-    def handle(self, *args, model, tracks, **options):
+    def handle(self, *args, model, tracks, threads=None, **options):
+        set_torch_threads(threads)
         selected = list(tracks_for_ids(tracks))
         if tracks and len(selected) != len(set(tracks)):
             missing = sorted(set(tracks) - {t.pk for t in selected})
             raise CommandError(f"no track with id {', '.join(map(str, missing))}")
-        try:
-            extractor = backbone_extractor(model)
-        except (ImportError, ValueError, FileNotFoundError) as error:
-            raise CommandError(f"cannot load backbone {model!r}: {error}") from error
         cache = feature_cache(model)
-        report = audio_features_extract(
-            tracks=selected, extractor=extractor, cache=cache,
-            progress=lambda items: tqdm(items, desc=f"features {model}", unit="track", disable=None),
-        )
+        try:
+            report = audio_features_extract(
+                tracks=selected, extractor_factory=lambda: backbone_extractor(model), cache=cache,
+                progress=lambda items: tqdm(items, desc=f"features {model}", unit="track", disable=None),
+            )
+        except (ImportError, ValueError, RuntimeError, OSError) as error:
+            raise CommandError(f"cannot load backbone {model!r}: {error}") from error
         for name, reason in report.failed:
             self.stderr.write(f"skipped {name}: {reason}")
         rate = report.seconds / report.extracted if report.extracted else 0.0

@@ -3,7 +3,7 @@ from tqdm import tqdm
 
 from recommender.models import EmbeddingModel
 from recommender.selectors import ModelNotFoundError, embedding_model_get, tracks_for_ids
-from recommender.services.embedding_runtime import backbone_extractor
+from recommender.services.embedding_runtime import backbone_extractor, set_torch_threads
 from recommender.services.embeddings import (
     DEFAULT_BACKBONE,
     ActivationError,
@@ -17,10 +17,13 @@ class Command(BaseCommand):
             "build its HNSW index (cosine) and optionally activate it for an arm.")
 
     def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int,
+                            help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
         parser.add_argument("model", help="Embedding model id or name[:version] (latest version by default)")
         parser.add_argument("--activate-arm", choices=EmbeddingModel.Kind.values)
 
-    def handle(self, *args, model, activate_arm, **options):
+    def handle(self, *args, model, activate_arm, threads=None, **options):
+        set_torch_threads(threads)
         try:
             embedding_model = embedding_model_get(model)
         except ModelNotFoundError as error:

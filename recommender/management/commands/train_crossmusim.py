@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.services.embedding_runtime import backbone_extractor
+from recommender.services.embedding_runtime import backbone_extractor, set_torch_threads
 from recommender.services.embedding_training import TrainingInputError, crossmusim_train, describe_metrics
 from recommender.services.embeddings import DEFAULT_BACKBONE
 
@@ -11,6 +11,8 @@ class Command(BaseCommand):
             "part, choose the step on its validation part, score the test part and register a new model version.")
 
     def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int,
+                            help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--steps", type=int, help="Optimisation steps (default: the core's TrainConfig)")
         parser.add_argument("--resume", action="store_true",
@@ -22,7 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float)
         parser.add_argument("--embed-dim", type=int)
 
-    def handle(self, *args, seed, steps, resume, split, backbone, name, batch_size, lr, embed_dim, **options):
+    def handle(self, *args, seed, steps, resume, split, backbone, name, batch_size, lr, embed_dim, threads=None,
+               **options):
+        set_torch_threads(threads)
         overrides = {key: value for key, value in
                      {"batch_size": batch_size, "lr": lr, "embed_dim": embed_dim}.items() if value is not None}
         bar = None

@@ -1,0 +1,53 @@
+"""The whole model path on the tiny demo catalog: real audio, real musicnn, real descriptions.
+
+Musicnn features are cached by audio checksum under var/test-embeddings/, so only the first
+run on a machine pays for extraction (~1-2 s a track); later runs take seconds.
+"""
+
+import pytest
+from django.core.management import call_command
+
+from abplatform.embedded import VAR_DIR
+from recommender.models import EmbeddingModel, TrackEmbedding
+from recommender.selectors import text_search
+from recommender.services.descriptions import mine_descriptions, source_descriptions
+from recommender.services.embeddings import embedding_model_activate
+from tests.recommender.embeddings_fixtures import one_torch_thread  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.fixture
+def persistent_features(settings, tmp_path):
+    shared = VAR_DIR / "test-embeddings" / "features"
+    shared.mkdir(parents=True, exist_ok=True)
+    settings.MODELS_DIR = tmp_path
+    (tmp_path / "features").symlink_to(shared, target_is_directory=True)
+
+
+def test_demo_catalog_trains_indexes_and_searches(tiny_demo_catalog, persistent_features, capsys):
+    tracks = tiny_demo_catalog.tracks
+    source_descriptions(sources="metadata,document")
+    mine_descriptions()
+    call_command("extract_audio_features")
+    assert "0 skipped" in capsys.readouterr().out
+
+    call_command("train_baseline")
+    baseline = EmbeddingModel.objects.get(kind="baseline")
+    assert baseline.dim == 3012 and 0 <= baseline.metrics["test"]["style_p10"] <= 1
+
+    call_command("train_crossmusim", "--steps", "40", "--seed", "0")
+    model = EmbeddingModel.objects.get(kind="crossmusim")
+    assert model.metrics["loss_last"] < model.metrics["loss_first"]
+    assert {"xinst_style_p10", "t2a_r10"} <= set(model.metrics["test"])
+
+    call_command("index_embeddings", str(model.pk), "--activate-arm", "crossmusim")
+    assert TrackEmbedding.objects.filter(model=model).count() == len(tracks)
+    result = text_search("a lively jig for fiddle", k=5)
+    assert result.model == model and len(result.hits) == 5
+    assert {hit.track.pk for hit in result.hits} <= {t.pk for t in tracks}
+
+    call_command("index_embeddings", str(baseline.pk))
+    baseline.refresh_from_db()
+    embedding_model_activate(model=baseline, arm="baseline")
+    assert TrackEmbedding.objects.filter(model=baseline).count() == len(tracks)
