@@ -25,7 +25,7 @@ from recommender.models import EmbeddingModel, Track, TrackEmbedding
 
 SERVING_CACHE_TTL_S = 2.0
 # bench/serve_load.py, 100k clustered synthetic 256-d vectors, seed + 20 ids excluded: recall@10 0.97-0.99 at
-# ef_search 20, 0.995-1.0 at 40 (FACTS.md: 0.95 at 40 on white noise). Iterative scan keeps k > ef_search exact.
+# ef_search 20, 0.995-1.0 at 40 (FACTS.md: 0.95 at 40 on white noise). The iterative scan still returns k > ef.
 HNSW_EF_SEARCH = int(os.environ.get("EXPERIMENTS_HNSW_EF_SEARCH", "40"))
 BASELINE_ARM = EmbeddingModel.Kind.BASELINE
 
