@@ -8,7 +8,8 @@ are buffered and posted in batches (``POST /api/v1/events``) by size or every ``
 Determinism: the users, their tastes, sessions, seeds and click decisions are drawn from
 generators keyed by ``(seed, user, session)``; the schedule of sessions is a seeded shuffle.
 Given the same recommendations, a rerun with the same seed makes the same requests and clicks
-(thread timing only changes their interleaving).
+(thread timing only changes their interleaving). Event ids are not drawn from the seed: they
+derive from the server's request id (see :func:`click_events`).
 """
 
 from __future__ import annotations
@@ -188,6 +189,33 @@ class SimulationSummary:
         if self.rejected_reasons:
             lines.append("  rejected: " + ", ".join(f"{why} x{n}" for why, n in self.rejected_reasons.most_common(5)))
         return "\n".join(lines)
+
+
+CLICK_ID_NAMESPACE = uuid.UUID("5d0f6c1e-3b8a-4f57-9a51-2c7e0b9d4e10")
+
+
+def click_events(rec: Recommendation, positions: list[int]) -> list[dict]:
+    """The click events for the clicked ``positions`` of one answer.
+
+    The event id is a UUIDv5 of (request id, position): unique across runs and seeds (the
+    request id is the server's), one click per shown item at most, and fixed once made, so a
+    retried batch carries the same ids and is counted once. (Ids drawn from the seeded
+    generator would repeat when a later run reuses the seed, and the platform would drop
+    those clicks as duplicates.)
+    """
+    by_position = {item.position: item for item in rec.items}
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "event_id": str(uuid.uuid5(CLICK_ID_NAMESPACE, f"{rec.request_id}:{position}")),
+            "type": "click",
+            "request_id": rec.request_id,
+            "track": by_position[position].track,
+            "position": position,
+            "client_time": now,
+        }
+        for position in positions
+    ]
 
 
 class Pacer:
@@ -375,7 +403,7 @@ class Simulation:
                 state.vanished = True
                 return
             if clicked:
-                batcher.add(self._click_events(rec, clicked, rng))
+                batcher.add(self._click_events(rec, clicked))
             shown_in_session.extend(item.track for item in rec.items)
             seed_track = self._next_seed(user, rec, clicked, rng)
             if seed_track is None:
@@ -399,21 +427,8 @@ class Simulation:
                 counts.vanished += 1
 
     @staticmethod
-    def _click_events(rec: Recommendation, positions: list[int], rng: np.random.Generator) -> list[dict]:
-        by_position = {item.position: item for item in rec.items}
-        now = datetime.now(UTC).isoformat()
-        return [
-            {
-                # Drawn from the session's generator: a rerun with the same seed sends the same ids.
-                "event_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-                "type": "click",
-                "request_id": rec.request_id,
-                "track": by_position[position].track,
-                "position": position,
-                "client_time": now,
-            }
-            for position in positions
-        ]
+    def _click_events(rec: Recommendation, positions: list[int]) -> list[dict]:
+        return click_events(rec, positions)
 
     def _next_seed(self, user: UserProfile, rec: Recommendation, clicked: list[int], rng: np.random.Generator):
         """After a click the user goes on from the clicked track; without one, maybe from a new seed."""

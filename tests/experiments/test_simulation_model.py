@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from experiments.simulation.catalog import Catalog, CatalogTrack
+from experiments.simulation.client import Recommendation, RecommendedItem
 from experiments.simulation.runner import (
     DROP_BEFORE_FIRST_REQUEST,
     DropPolicy,
     Pacer,
     SimulationConfig,
+    click_events,
     session_schedule,
 )
 from experiments.simulation.taste import (
@@ -241,3 +244,18 @@ def test_pacer_spaces_requests_to_the_rate_across_threads():
     assert len(granted) == 100
     assert 0.22 < elapsed < 0.6  # 100 slots at 400/s = 0.25 s
     assert not Pacer(rate=1.0).wait(time.monotonic() - 1)  # a slot after the deadline is refused
+
+
+def test_click_event_ids_are_unique_per_request_and_position_and_stable():
+    items = tuple(RecommendedItem(track=50 + p, position=p, score=0.9) for p in range(1, 6))
+    first = Recommendation(request_id=str(uuid.uuid4()), experiment=1, variant="control", model="m", items=items)
+    again = Recommendation(request_id=first.request_id, experiment=1, variant="control", model="m", items=items)
+    other = Recommendation(request_id=str(uuid.uuid4()), experiment=1, variant="control", model="m", items=items)
+    events = click_events(first, [1, 3, 5])
+    assert [e["track"] for e in events] == [51, 53, 55] and [e["position"] for e in events] == [1, 3, 5]
+    assert all(e["type"] == "click" and e["request_id"] == first.request_id for e in events)
+    assert len({e["event_id"] for e in events}) == 3
+    # The same click made twice (a retried batch, a rerun's bookkeeping) keeps its id ...
+    assert [e["event_id"] for e in click_events(again, [1, 3, 5])] == [e["event_id"] for e in events]
+    # ... while the same positions of another answer never collide, whatever the seed was.
+    assert not {e["event_id"] for e in click_events(other, [1, 3, 5])} & {e["event_id"] for e in events}
