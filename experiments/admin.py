@@ -67,8 +67,12 @@ class ExperimentAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change and obj.pk:
             stored = Experiment.objects.get(pk=obj.pk)
-            if stored.is_locked and any(getattr(stored, f) != getattr(obj, f) for f in LOCKED_EXPERIMENT_FIELDS):
-                raise ValidationError("started experiments are locked")
+            changed = [f for f in LOCKED_EXPERIMENT_FIELDS if getattr(stored, f) != getattr(obj, f)]
+            if stored.is_locked and changed:  # read-only in the form; this guards a hand-made POST
+                for name in changed:
+                    setattr(obj, name, getattr(stored, name))
+                self.message_user(request, f"{', '.join(changed)} unchanged: the experiment has started",
+                                  level=messages.WARNING)
         super().save_model(request, obj, form, change)
 
     def _transition(self, request, queryset, service, verb: str) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 
+import psycopg
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.db import OperationalError
@@ -30,7 +31,8 @@ def events_queue() -> str:
 
 
 @shared_task(name=INGEST_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(OperationalError,), retry_backoff=0.2, retry_backoff_max=5, max_retries=5)
+             autoretry_for=(OperationalError, psycopg.OperationalError), retry_backoff=0.2, retry_backoff_max=5,
+             max_retries=5)
 def ingest_outbox_batch(copy_text: str, count: int = 0) -> dict:
     """Land one relay batch (PostgreSQL COPY text); idempotent, so a redelivery is harmless."""
     result = ingest_copy_batch(copy_text)
