@@ -9,6 +9,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,6 +50,16 @@ def bad_request(errors) -> Response:
     return Response({"detail": f"invalid request: {detail}", "errors": flat}, status=status.HTTP_400_BAD_REQUEST)
 
 
+class JsonOnlyNegotiation(BaseContentNegotiation):
+    """The recommendation endpoint speaks JSON only: skip DRF's Accept-header matching on the hot path."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class PlayerApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
@@ -70,6 +81,8 @@ class PlayerApiView(APIView):
     tags=["serving"],
 )
 class RecommendationView(PlayerApiView):
+    content_negotiation_class = JsonOnlyNegotiation
+
     def get(self, request: Request) -> Response:
         query = parse_recommendation_query(request.query_params)
         if isinstance(query, dict):
