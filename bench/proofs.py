@@ -144,7 +144,11 @@ def wait_until_landed(experiment: Experiment, impressions: int, clicks: int, tim
         totals = UserAggregate.objects.filter(experiment=experiment).aggregate(
             users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks"))
         totals = {key: value or 0 for key, value in totals.items()}
-        if (totals["impressions"], totals["clicks"]) == (impressions, clicks):
+        if totals["impressions"] >= impressions and totals["clicks"] >= clicks:
+            if (totals["impressions"], totals["clicks"]) != (impressions, clicks):
+                print(f"  ! other traffic in this experiment: {totals['impressions'] - impressions} impressions and "
+                      f"{totals['clicks'] - clicks} clicks not from these players (stop other players, e.g. "
+                      "`kill $(cat var/simulator.pid)`, for clean proofs)")
             return totals
         if time.monotonic() > deadline:
             print(f"  ! worker has not landed everything after {timeout:.0f} s: {totals} "
@@ -221,6 +225,14 @@ def offline_metrics(model) -> str:
     return ", ".join(f"{key} {test[key]:.3f}" for key in keys if isinstance(test.get(key), int | float))
 
 
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def fmt_pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value * 100:+.1f}%"
 
@@ -255,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     key = args.api_key or api_key_create(name="proofs")[1]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
+    background = ROOT / "var" / "simulator.pid"
+    if background.exists() and _alive(background.read_text().strip()):
+        print(f"! background players are running (pid {background.read_text().strip()}, from `make run`): their "
+              "traffic will join the proof experiments; stop them first for clean figures")
     running = list(Experiment.objects.filter(status=Experiment.Status.RUNNING))
     for experiment in running:
         print(f"pausing running experiment {experiment.name!r} for the proofs")
