@@ -54,7 +54,9 @@ class RelayConfig:
     batch_size: int = 5000
     max_inflight: int = 16
     resend_after_s: float = 30.0
-    poll_interval_s: float = 0.02
+    # After a partial batch, wait this long for more rows: fewer, fuller tasks (a task costs the worker a few
+    # ms whatever its size) for at most this much extra latency before the events reach the aggregates.
+    poll_interval_s: float = 0.2
     gap_wait_s: float = 2.0
     sweep_every_s: float = 1.0
     max_gap_span: int = 50_000
@@ -87,6 +89,7 @@ class OutboxRelay:
         self._watermark = 0  # the cursor as it was gap_wait_s ago
         self._conn: psycopg.Connection | None = None
         self.is_leader = False
+        self.backpressured = False  # the last pass sent nothing new because max_inflight batches await confirmation
 
     # --- connection and leadership ----------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -182,7 +185,8 @@ class OutboxRelay:
             self.stats.swept_rows += len(ids)
 
     def _send_new(self, now: float) -> int:
-        if len(self.inflight) >= self.config.max_inflight:
+        self.backpressured = len(self.inflight) >= self.config.max_inflight
+        if self.backpressured:
             return 0
         self.gaps = {i: t for i, t in self.gaps.items() if now - t < self.config.gap_wait_s}
         text, ids = self._copy_out(
@@ -226,8 +230,10 @@ class OutboxRelay:
                 continue
             if not self.is_leader:
                 stop.wait(1.0)
+            elif self.backpressured:
+                stop.wait(0.02)  # the worker is busy: look for confirmations soon, to keep it fed
             elif sent < self.config.batch_size:
-                stop.wait(self.config.poll_interval_s if sent else max(self.config.poll_interval_s, 0.05))
+                stop.wait(self.config.poll_interval_s)
         self.close()
 
 
