@@ -32,7 +32,7 @@ from .candidates import Candidate, chorale_title, ordered_candidates
 from .dedup import assign_work_ids
 from .instruments import ENSEMBLES
 from .keys import refine_key
-from .parse import PARSE_SCHEMA, ParsedWork, ParseError, parse_candidate
+from .parse import PARSE_SCHEMA, ParsedWork, ParseError, ParseTimeoutError, parse_candidate
 from .plan import (
     RenderJob,
     choose_ensemble,
@@ -75,7 +75,7 @@ class BuildConfig:
     workers: int = 2
     excerpt_s: float = 25.0
     soundfont: str | None = None
-    parse_timeout_s: float = 60.0
+    parse_timeout_s: float = 30.0  # CPU seconds per score
     styles: Sequence[StyleSpec] = STYLES
     corpus: Path | None = None
     progress: bool = True
@@ -126,6 +126,8 @@ def _parse_into_cache(args: tuple[Candidate, str, float]) -> tuple[str, ParsedWo
     candidate, cache_file, timeout = args
     try:
         result: ParsedWork | str = parse_candidate(candidate, timeout)
+    except ParseTimeoutError as error:
+        return candidate.key, None, str(error)
     except ParseError as error:
         result = str(error)
     partial = f"{cache_file}.{os.getpid()}.part"
@@ -279,9 +281,20 @@ def _display_title(track: PlannedTrack) -> str:
     if candidate.style == "bach_chorale" or work.title.endswith((".mxl", ".krn", ".xml")):
         if stem.parts[0] == "bach":
             return _chorale_title(stem.name)
-        name = " ".join(stem.parts[1:]).replace("movement", "movement ").replace("madrigal.", "madrigal ")
-        return f"{track.candidate.composer or 'Unknown'}: {name}"
+        return f"{track.candidate.composer or 'Unknown'}: {_title_from_path(stem)}"
     return re.sub(r"\s+", " ", work.title).strip()
+
+
+def _title_from_path(stem: Path) -> str:
+    """A readable title from a corpus path: 'beethoven/opus18no1/movement1' -> 'String quartet op. 18 no. 1,
+    movement 1', 'monteverdi/madrigal.3.14' -> 'Madrigal 3.14'."""
+    name = ", ".join(stem.parts[1:])
+    name = re.sub(r"opus(\d+)", r"op. \1", name)
+    name = re.sub(r"no(\d+)", r" no. \1", name)
+    name = re.sub(r"\bk(\d+)", r"K. \1", name)
+    name = re.sub(r"movement(\d+)", r"movement \1", name).replace("_", " ")
+    name = re.sub(r"^madrigal\.", "Madrigal ", name)
+    return f"String quartet {name}" if stem.parts[0] in ("haydn", "mozart", "beethoven") else name
 
 
 def _chorale_title(stem: str) -> str:

@@ -218,3 +218,15 @@ def test_finish_normalises_loudness_and_rejects_silence():
     mostly_silent[:rate] = tone[:rate] * 10
     with pytest.raises(RenderError, match="silent"):
         finish(mostly_silent, rate)
+
+
+def test_a_slow_parse_is_capped_by_cpu_time_and_not_cached(tmp_path):
+    from recommender.democatalog.build import BuildConfig, BuildReport, parse_all
+
+    quartet = next(c for c in style_candidates(STYLE_BY_NAME["classical_string_quartet"], corpus_root())
+                   if c.key == "beethoven/opus59no1/movement1.mxl")
+    config = BuildConfig(size=1, cache_dir=tmp_path, workers=1, parse_timeout_s=0.05)
+    report = BuildReport(out_dir=tmp_path)
+    assert parse_all([quartet], config, report, lambda items, **_: items) == {}
+    assert report.skipped == [(quartet.key, "parse failed: parse used more than 0.05 s of CPU time")]
+    assert not list(tmp_path.rglob("*.pkl")), "a timeout is not cached: a larger cap may succeed"
