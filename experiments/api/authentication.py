@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -116,3 +117,14 @@ class IsStaffOrApiKey(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return isinstance(request.auth, ApiClient) or bool(user and user.is_authenticated and user.is_staff)
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents the scheme in the OpenAPI schema (drf-spectacular finds it by the class path)."""
+
+    target_class = "experiments.api.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Api-Key <key>` (create one with `manage.py create_api_key NAME`)"}

@@ -117,6 +117,6 @@ class EventBatchResponseSerializer(serializers.Serializer):
     rejected = RejectedEventSerializer(many=True, help_text="Never counted")
 
 
-class ErrorSerializer(serializers.Serializer):
+class ApiErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.DictField(required=False)

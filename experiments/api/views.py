@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from experiments.api.authentication import ApiKeyAuthentication, HasApiKey
 from experiments.api.serializers import (
-    ErrorSerializer,
+    ApiErrorSerializer,
     EventBatchResponseSerializer,
     EventBatchSerializer,
     RecommendationResponseSerializer,
@@ -76,8 +76,8 @@ class PlayerApiView(APIView):
         OpenApiParameter("k", OpenApiTypes.INT, description="1-100, default 10"),
         OpenApiParameter("exclude", OpenApiTypes.STR, description="comma-separated track ids"),
     ],
-    responses={200: RecommendationResponseSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
-               404: ErrorSerializer, 503: ErrorSerializer},
+    responses={200: RecommendationResponseSerializer, 400: ApiErrorSerializer, 401: ApiErrorSerializer,
+               404: ApiErrorSerializer, 503: ApiErrorSerializer},
     tags=["serving"],
 )
 class RecommendationView(PlayerApiView):
@@ -114,7 +114,7 @@ class RecommendationView(PlayerApiView):
                 "matching impression is rejected with a reason and never counted; a repeated event_id is "
                 "acknowledged as a duplicate and counted once.",
     request=EventBatchSerializer,
-    responses={202: EventBatchResponseSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    responses={202: EventBatchResponseSerializer, 400: ApiErrorSerializer, 401: ApiErrorSerializer},
     tags=["serving"],
 )
 class EventBatchView(PlayerApiView):
