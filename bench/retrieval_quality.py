@@ -42,7 +42,12 @@ from recommender.crossmusim.baselines import (  # noqa: E402
 from recommender.crossmusim.evaluate import METRIC_COLUMNS, EvalLabels, evaluate_embeddings  # noqa: E402
 from recommender.crossmusim.features import pool_many  # noqa: E402
 from recommender.crossmusim.scratch_cnn import ScratchCNNConfig  # noqa: E402
-from recommender.crossmusim.textprep import label_vocabulary, strip_label_words  # noqa: E402
+from recommender.crossmusim.textprep import (  # noqa: E402
+    DROPPED_PERSPECTIVES,
+    instrument_vocabulary,
+    label_vocabulary,
+    strip_label_words,
+)
 from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig  # noqa: E402
 from recommender.crossmusim.train import (  # noqa: E402
     TrainConfig,
@@ -107,9 +112,8 @@ class BenchSettings:
     sample_by_score: bool = False
     duplicate_threshold: float = 0.95
     duplicates: str = "mask"
-    # chosen on the validation part (default split, seed 0): instrumentation captions teach timbre, the
-    # shortcut that cross-instrument retrieval punishes (val x-inst P@10 0.41 -> 0.48 without them)
-    drop_perspectives: tuple[str, ...] = ("instrumentation",)
+    # chosen on the validation part (default split, seed 0): see textprep.DROPPED_PERSPECTIVES
+    drop_perspectives: tuple[str, ...] = DROPPED_PERSPECTIVES
     strip_instrument_words: bool = True  # cut instrument names from the other captions too
     perspectives: tuple[str, ...] = ()  # empty = every perspective
     sources: tuple[str, ...] = ()  # empty = every source
@@ -405,7 +409,7 @@ def load_database_catalog(backbone: str = "MTT_musicnn") -> BenchCatalog:
         descriptions=descriptions, documents=[t.document_text or "" for t in tracks],
         splits={n: {p: np.array(sorted(r), dtype=np.int64) for p, r in parts.items()} for n, parts in splits.items()},
         encoder=_cached_encoder(ROOT / "var" / "bench" / "text_embeddings.npz"),
-        label_words=label_vocabulary(v for v in values if v), instrument_words=_instrument_vocabulary(labels),
+        label_words=label_vocabulary(v for v in values if v), instrument_words=instrument_vocabulary(labels),
     )
 
 
@@ -468,14 +472,8 @@ def load_file_catalog(catalog_dir: Path, backbone: str = "MTT_musicnn") -> Bench
         descriptions=descriptions, documents=[row.get("document_text", "") for row in rows],
         splits={n: {p: np.array(sorted(r), dtype=np.int64) for p, r in parts.items()} for n, parts in splits.items()},
         encoder=_cached_encoder(ROOT / "var" / "bench" / "text_embeddings.npz"),
-        label_words=label_vocabulary(v for v in values if v), instrument_words=_instrument_vocabulary(labels),
+        label_words=label_vocabulary(v for v in values if v), instrument_words=instrument_vocabulary(labels),
     )
-
-
-def _instrument_vocabulary(labels: list[dict]) -> set[str]:
-    names = {str(n) for label in labels for n in (label.get("instruments") or [])}
-    names |= {str(label.get("ensemble", "")) for label in labels}
-    return label_vocabulary(n for n in names if n)
 
 
 def load_synthetic_catalog(n_tracks: int = 480) -> BenchCatalog:

@@ -40,3 +40,34 @@ def strip_label_words(text: str, label_values: Iterable[str] | set[str]) -> str:
 
     stripped = _WORD.sub(drop, text)
     return re.sub(r"\s{2,}", " ", re.sub(r"\s+([,.;:!?])", r"\1", stripped)).strip()
+
+
+# Chosen on the validation split (bench/retrieval_quality.py): captions written from the
+# instrumentation perspective teach the model timbre — the shortcut that cross-instrument
+# retrieval punishes — so they are left out of training, and instrument names are cut from
+# the other captions (validation cross-instrument style P@10 0.41 -> 0.52).
+DROPPED_PERSPECTIVES = ("instrumentation",)
+
+
+def instrument_vocabulary(labels: Iterable[dict]) -> set[str]:
+    """Words of every instrument and ensemble name in the catalog's labels."""
+    names: set[str] = set()
+    for label in labels:
+        names |= {str(n) for n in (label.get("instruments") or [])}
+        if label.get("ensemble"):
+            names.add(str(label["ensemble"]))
+    return label_vocabulary(n for n in names if n)
+
+
+def training_captions(descriptions: Iterable[tuple[str, float, str]], instrument_words: set[str],
+                      drop_perspectives: tuple[str, ...] = DROPPED_PERSPECTIVES) -> tuple[list[str], list[float]]:
+    """(texts, scores) to train on from one track's kept (text, score, perspective) descriptions."""
+    texts, scores = [], []
+    for text, score, perspective in descriptions:
+        if perspective in drop_perspectives:
+            continue
+        stripped = strip_label_words(text, instrument_words) if instrument_words else text
+        if stripped:
+            texts.append(stripped)
+            scores.append(float(score))
+    return texts, scores

@@ -89,3 +89,14 @@ def test_strip_label_words_removes_labels_and_keeps_music_words():
     for word in ("irish", "reel", "reels", "neill", "ireland", "bach"):
         assert word not in lowered.split() and word not in lowered.replace(",", " ").replace(".", " ").split()
     assert "lively" in stripped and "fiddle" in stripped and "played" in stripped
+
+
+def test_training_captions_drop_instrumentation_and_instrument_names():
+    from recommender.crossmusim.textprep import instrument_vocabulary, training_captions
+
+    words = instrument_vocabulary([{"instruments": ["tin whistle", "piano"], "ensemble": "whistle+piano"}])
+    texts, scores = training_captions(
+        [("A lively reel played on tin whistle and piano.", 0.9, "style"),
+         ("Bright piano and whistle timbres.", 0.8, "instrumentation")], words)
+    assert scores == [0.9] and len(texts) == 1
+    assert "piano" not in texts[0] and "whistle" not in texts[0] and "lively reel" in texts[0]
