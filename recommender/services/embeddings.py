@@ -7,6 +7,7 @@ this module only loads rows and files, calls it, and stores what it returns.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -189,8 +190,26 @@ def embedding_model_activate(*, model: EmbeddingModel, arm: str) -> EmbeddingMod
 # --- vectors and the HNSW index --------------------------------------------------------------
 
 
-def _vector_literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def _binary_copy_rows(model_id: int, track_ids: Sequence[int], vectors: np.ndarray) -> bytes:
+    """A COPY ... (FORMAT BINARY) stream of (model_id, track_id, vector) rows.
+
+    pgvector's binary ``vector`` is int16 dim, int16 unused, then big-endian float32s; writing it
+    straight from numpy avoids formatting millions of floats as text (15 s -> well under 1 s for
+    1,859 x 3,012).
+    """
+    dim = vectors.shape[1]
+    row = np.dtype([("fields", ">i2"), ("model_len", ">i4"), ("model", ">i8"), ("track_len", ">i4"),
+                    ("track", ">i8"), ("vector_len", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
+                    ("values", ">f4", (dim,))])
+    rows = np.zeros(len(track_ids), dtype=row)
+    rows["fields"], rows["model_len"], rows["track_len"] = 3, 8, 8
+    rows["model"], rows["track"] = model_id, np.asarray(track_ids, dtype=np.int64)
+    rows["vector_len"], rows["dim"], rows["values"] = 4 + 4 * dim, dim, vectors
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 @dataclass
@@ -218,10 +237,9 @@ def track_embeddings_write(
     with transaction.atomic():
         started = time.perf_counter()
         TrackEmbedding.objects.filter(model=model).delete()
-        copy_sql = f"COPY {table} (model_id, track_id, embedding) FROM STDIN"
+        copy_sql = f"COPY {table} (model_id, track_id, embedding) FROM STDIN WITH (FORMAT BINARY)"
         with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for track_id, vector in zip(track_ids, vectors, strict=True):
-                copy.write_row((model.pk, int(track_id), _vector_literal(vector)))
+            copy.write(_binary_copy_rows(model.pk, track_ids, vectors))
         report.write_seconds = time.perf_counter() - started
         started = time.perf_counter()
         # Dropping an index locks the whole table (serving reads too) until commit: do it last, just before
