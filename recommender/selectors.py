@@ -74,13 +74,18 @@ def split_parts(name: str = "default") -> dict[int, str]:
     return dict(DatasetSplit.objects.filter(name=name).values_list("track_id", "part"))
 
 
-def kept_descriptions() -> dict[int, list[tuple[str, float]]]:
-    """track id -> [(text, score)] of the descriptions the miner kept: the training text."""
-    texts: dict[int, list[tuple[str, float]]] = {}
-    rows = Description.objects.filter(kept=True).order_by("track_id", "id").values_list("track_id", "text", "score")
-    for track_id, text, score in rows:
-        texts.setdefault(track_id, []).append((text, 1.0 if score is None else float(score)))
+def kept_descriptions() -> dict[int, list[tuple[str, float, str]]]:
+    """track id -> [(text, score, perspective)] of the descriptions the miner kept: the training text."""
+    texts: dict[int, list[tuple[str, float, str]]] = {}
+    rows = (Description.objects.filter(kept=True).order_by("track_id", "id")
+            .values_list("track_id", "text", "score", "perspective"))
+    for track_id, text, score, perspective in rows:
+        texts.setdefault(track_id, []).append((text, 1.0 if score is None else float(score), perspective or ""))
     return texts
+
+
+def all_track_labels() -> list[dict]:
+    return [labels or {} for labels in Track.objects.values_list("labels", flat=True)]
 
 
 def model_embedding_count(model: EmbeddingModel) -> int:

@@ -19,8 +19,9 @@ from django.db import transaction
 
 from recommender.crossmusim.evaluate import EvalLabels, evaluate_embeddings
 from recommender.crossmusim.features import pool_many
+from recommender.crossmusim.textprep import DROPPED_PERSPECTIVES, instrument_vocabulary, training_captions
 from recommender.models import EmbeddingModel, Track
-from recommender.selectors import kept_descriptions, split_parts, tracks_for_ids
+from recommender.selectors import all_track_labels, kept_descriptions, split_parts, tracks_for_ids
 from recommender.services.embeddings import (
     DEFAULT_BACKBONE,
     FeatureExtractionReport,
@@ -88,7 +89,7 @@ def _test_metrics(split_tracks: SplitTracks, embeddings: np.ndarray, text_embedd
     queries, targets = [], []
     for index, track in enumerate(tracks):
         if descriptions.get(track.pk):
-            queries.append(descriptions[track.pk][0][0])
+            queries.append(descriptions[track.pk][0][0])  # as a user would type it: not stripped
             targets.append(index)
     text_vectors = text_embedder(queries) if queries else None
     return evaluate_embeddings(embeddings, labels, text_vectors, targets)
@@ -172,8 +173,10 @@ def crossmusim_train(
 
     data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
     descriptions = kept_descriptions()
-    captions = [[text for text, _ in descriptions.get(t.pk, [])] for t in data.tracks[TRAIN]]
-    scores = [[score for _, score in descriptions.get(t.pk, [])] for t in data.tracks[TRAIN]]
+    # E2's caption choices (made on validation): no instrumentation captions, instrument names cut.
+    instrument_words = instrument_vocabulary(all_track_labels())
+    chosen = [training_captions(descriptions.get(t.pk, []), instrument_words) for t in data.tracks[TRAIN]]
+    captions, scores = [texts for texts, _ in chosen], [weights for _, weights in chosen]
     described = sum(1 for c in captions if c)
     if described < 2:
         raise TrainingInputError(
@@ -217,7 +220,9 @@ def crossmusim_train(
         model = embedding_model_register(
             name=name, kind=EmbeddingModel.Kind.CROSSMUSIM, dim=network.config.embed_dim,
             tower=f"{backbone} + {network.config.audio.kind} projection",
-            config={"backbone": backbone, "pooling": "mean+max", "seed": seed, "train": _jsonable(config.to_dict())},
+            config={"backbone": backbone, "pooling": "mean+max", "seed": seed, "split": split,
+                    "captions": {"dropped_perspectives": list(DROPPED_PERSPECTIVES), "instrument_words_cut": True},
+                    "train": _jsonable(config.to_dict())},
             metrics=_jsonable(metrics), checkpoint_path=str(final_path),
         )
     return CrossMuSimRun(model=model, losses=result.losses, resumed_from_step=result.resumed_from_step,
