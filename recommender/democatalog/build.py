@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -51,7 +52,7 @@ MANIFEST = ".render-manifest.json"
 METADATA_JSON = "metadata.json"
 METADATA_CSV = "metadata.csv"
 SPLITS_CSV = "splits.csv"
-SELECTION_ROUNDS = 4
+SELECTION_ROUNDS = 6
 
 
 def corpus_root() -> Path:
@@ -232,7 +233,9 @@ def select_tracks(config: BuildConfig, report: BuildReport, progress: Callable) 
             if missing <= 0 or taken[spec.style] >= len(pool):
                 continue
             per_work = min(spec.max_excerpts, max(1, -(-quotas[spec.style] // len(pool))))
-            works = -(-missing // per_work)
+            # later rounds plan with the excerpts a work actually gave (short tunes give one)
+            expected = len(chosen[spec.style]) / taken[spec.style] if taken[spec.style] else per_work
+            works = math.ceil(missing / max(expected, 0.5))
             works += max(1, works // 10) if retry else 0
             for candidate in pool[taken[spec.style]: taken[spec.style] + works]:
                 batch.append((spec, candidate, per_work))
