@@ -15,7 +15,7 @@ per-user aggregates, stops the experiment, and reads the verdict from
        -> the lift detected by the sequential test; CTR lift and its CI printed.
 - SRM  A/A with a fraction of one arm's users lost before the platform sees them -> flagged.
        (``--proofs srm_after`` shows the contrast: users who leave after a logged request are
-       still counted, so the split stays clean and only that arm's CTR drops.)
+       still counted, so the split stays clean; their click-less page only dents that arm's CTR.)
 
 Figures are printed and written to ``var/proofs/proofs-<time>.json``.
 """
