@@ -65,7 +65,8 @@ def load_demo_build(report: BuildReport,
     paths = {str(report.out_dir / record.file): record.file for record in report.tracks}
     with transaction.atomic():
         under = Track.objects.filter(audio_path__startswith=f"{report.out_dir}/")
-        removed, _ = under.exclude(audio_path__in=list(paths)).delete()
+        _, deleted = under.exclude(audio_path__in=list(paths)).delete()
+        removed = deleted.get(Track._meta.label, 0)  # not the cascaded split rows
         tracks = _one_track_per_file(list(under.filter(audio_path__in=list(paths))))
         by_file = {paths[track.audio_path]: track for track in tracks}
         DatasetSplit.objects.filter(name__in=list(report.splits), track__in=tracks).delete()

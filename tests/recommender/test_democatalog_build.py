@@ -14,6 +14,7 @@ from django.core.management import call_command
 from recommender.democatalog import BuildConfig, build_demo_catalog
 from recommender.democatalog.styles import STYLES, SourceSpec, StyleSpec, heldout_styles
 from recommender.models import DatasetSplit, Track
+from recommender.services.democatalog import load_demo_build
 from tests.recommender.democatalog_fixtures import TINY_SEED, TINY_SIZE, load_tiny_demo_catalog, tiny_demo_dir
 
 LABELS = {"style", "collection", "composer", "meter", "key", "mode", "tempo_bpm", "ensemble", "instruments",
@@ -118,29 +119,45 @@ dfa afd | gbg faf | edc BAG | FAF D3 | dfa afd | gbg faf | edc BAG | FED D3 |
 """
 
 
-def test_a_bad_score_is_skipped_counted_and_named(tmp_path: Path, db):
+def _book_style(tmp_path: Path) -> StyleSpec:
     scores = tmp_path / "scores"
-    scores.mkdir()
+    scores.mkdir(exist_ok=True)
     (scores / "book.abc").write_text(GOOD_AND_BROKEN_ABC)
     (scores / "broken.mxl").write_bytes(b"PK\x03\x04 this is not a MusicXML archive")
-    spec = StyleSpec(
+    return StyleSpec(
         style="test_style", family="test", collection="Test book", composer="traditional", region="Nowhere",
         sources=(SourceSpec((str(scores / "book.abc"),), kind="abc"), SourceSpec((str(scores / "broken.mxl"),))),
         ensembles=("piano", "fiddle"), notes_per_second=6.0,
     )
-    report = build_demo_catalog(BuildConfig(
-        size=4, seed=1, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", workers=1, styles=(spec,),
-        progress=False,
+
+
+def _build_book(tmp_path: Path, size: int):
+    return build_demo_catalog(BuildConfig(
+        size=size, seed=1, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", workers=1,
+        styles=(_book_style(tmp_path),), progress=False,
     ))
+
+
+def test_a_bad_score_is_skipped_counted_and_named(tmp_path: Path, db):
+    report = _build_book(tmp_path, size=4)
     named = dict(report.skipped)
     assert len(report.skipped) == 2, report.skipped
     assert any(name.endswith("broken.mxl") for name in named)
     assert any(name.endswith("book.abc#2") and "no notes" in reason for name, reason in named.items())
     assert sorted(t.title for t in report.tracks) == ["A Good Tune", "Another Good Tune"]
-    from recommender.services.democatalog import load_demo_build
-
     loaded = load_demo_build(report)
     assert len(loaded.tracks) == 2 and loaded.ingest.failed == []
+    again = _build_book(tmp_path, size=4)
+    assert len(again.skipped) == 2 and again.parsed == 0, "failures are cached and still reported"
+
+
+def test_a_smaller_rebuild_removes_the_tracks_it_no_longer_has(tmp_path: Path, db):
+    load_demo_build(_build_book(tmp_path, size=4))
+    assert Track.objects.count() == 2
+    smaller = load_demo_build(_build_book(tmp_path, size=1))
+    assert smaller.removed_tracks == 1 and smaller.ingest.created == 0
+    assert Track.objects.count() == 1 and len(list((tmp_path / "out").rglob("*.wav"))) == 1
+    assert DatasetSplit.objects.count() == 2, "one row per split for the remaining track"
 
 
 def test_command_prints_tables_and_time(db):
