@@ -56,9 +56,11 @@ def crossmusim_network(model: EmbeddingModel):
 
 def audio_embed(model: EmbeddingModel, patch_features: Sequence[np.ndarray]) -> np.ndarray:
     """Per-track patch features -> [N, model.dim] vectors in ``model``'s space."""
-    pooled = pool_many(list(patch_features))
     if model.kind == EmbeddingModel.Kind.BASELINE:
+        start, stop = model.config.get("feature_columns") or (0, None)
+        pooled = pool_many([p[:, start:stop] for p in patch_features])
         return baseline_embeddings(pooled, *baseline_stats(model))
+    pooled = pool_many(list(patch_features))
     network = crossmusim_network(model)
     if network.config.audio.kind != "pretrained":
         raise NotImplementedError(f"{model}: indexing a {network.config.audio.kind} audio tower is not supported")

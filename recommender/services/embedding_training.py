@@ -24,6 +24,7 @@ from recommender.models import EmbeddingModel, Track
 from recommender.selectors import all_track_labels, kept_descriptions, split_parts, tracks_for_ids
 from recommender.services.embeddings import (
     DEFAULT_BACKBONE,
+    HNSW_MAX_DIM,
     FeatureExtractionReport,
     Progress,
     cached_features,
@@ -95,29 +96,61 @@ def _test_metrics(split_tracks: SplitTracks, embeddings: np.ndarray, text_embedd
     return evaluate_embeddings(embeddings, labels, text_vectors, targets)
 
 
+def feature_views(dim: int) -> dict[str, tuple[int, int]]:
+    """Column ranges of the per-patch features a baseline may use as they are.
+
+    musicnn's default "pool" layer is ``mean_pool ‖ max_pool`` (753 + 753); either half alone is
+    also "the pretrained features as they are", and half the width fits pgvector's HNSW limit.
+    """
+    from recommender.crossmusim.musicnn import LAYER_DIMS
+
+    views = {"all": (0, dim)}
+    if dim == LAYER_DIMS["pool"]:
+        half = LAYER_DIMS["mean_pool"]
+        views.update({"mean_pool": (0, half), "max_pool": (half, dim)})
+    return views
+
+
+def _view(patches: list[np.ndarray], columns: tuple[int, int]) -> np.ndarray:
+    return pool_many([p[:, columns[0]:columns[1]] for p in patches])
+
+
 def baseline_register(
     *, backbone: str = DEFAULT_BACKBONE, split: str = "default", name: str | None = None,
-    extractor_factory: Callable[[], object] | None = None, progress: Progress = no_progress,
+    max_dim: int = HNSW_MAX_DIM, extractor_factory: Callable[[], object] | None = None,
+    progress: Progress = no_progress,
 ) -> tuple[EmbeddingModel, SplitTracks]:
     """The audio-only arm: the backbone's pooled features (mean ‖ max over patches) as they are.
 
-    Whether to z-score the axes with training-set statistics first is chosen on the validation
-    part (cross-instrument style P@10); the statistics are kept next to the models.
+    Which feature columns (see :func:`feature_views`) and whether to z-score them with training-set
+    statistics are chosen on the validation part (cross-instrument style P@10), among the variants
+    whose pooled width is at most ``max_dim`` (so that the arm gets an HNSW index); every variant's
+    validation score is kept in ``metrics["val_choices"]``.
     """
     from recommender.crossmusim.baselines import baseline_embeddings
 
     data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
-    train = pool_many(data.patches[TRAIN])
-    mean, std = train.mean(0), train.std(0)
-    standardize = False
-    if len(data.tracks[VAL]) >= 2:
-        val = pool_many(data.patches[VAL])
-        scores = {flag: evaluate_embeddings(baseline_embeddings(val, *((mean, std) if flag else (None, None))),
-                                            data.eval_labels(VAL))["xinst_style_p10"] for flag in (False, True)}
-        standardize = scores[True] > scores[False]
-    stats = (mean, std) if standardize else (None, None)
-    test_vectors = baseline_embeddings(pool_many(data.patches[TEST]), *stats)
-    metrics = {"split": split, "test": _test_metrics(data, test_vectors), "standardize": standardize,
+    views = feature_views(data.patches[TRAIN][0].shape[1])
+    stats, width = {}, {}
+    for view, (start, stop) in views.items():
+        pooled = _view(data.patches[TRAIN], (start, stop))
+        stats[view], width[view] = (pooled.mean(0), pooled.std(0)), 2 * (stop - start)
+    choices: dict[str, float | None] = {}
+    for view, cols in views.items():
+        for z in (False, True):
+            key = f"{view}{'+z' if z else ''}"
+            if len(data.tracks[VAL]) < 2:
+                choices[key] = None
+                continue
+            embedded = baseline_embeddings(_view(data.patches[VAL], cols), *(stats[view] if z else (None, None)))
+            choices[key] = evaluate_embeddings(embedded, data.eval_labels(VAL))["xinst_style_p10"]
+    candidates = [key for key in choices if width[key.removesuffix("+z")] <= max_dim] or list(choices)
+    best = max(candidates, key=lambda k: (choices[k] if choices[k] is not None else -1.0, -len(k)))
+    view, standardize = best.removesuffix("+z"), best.endswith("+z")
+    columns = views[view]
+    mean, std = stats[view] if standardize else (None, None)
+    test_vectors = baseline_embeddings(_view(data.patches[TEST], columns), mean, std)
+    metrics = {"split": split, "test": _test_metrics(data, test_vectors), "val_choices": choices, "chosen": best,
                "n_tracks": {part: len(rows) for part, rows in data.tracks.items()}}
     stats_path = ""
     if standardize:
@@ -126,8 +159,9 @@ def baseline_register(
         np.savez(stats_path, mean=mean, std=std)
     model = embedding_model_register(
         name=name or f"baseline-{backbone}", kind=EmbeddingModel.Kind.BASELINE, dim=test_vectors.shape[1],
-        tower=f"{backbone} mean+max" + (" z-scored" if standardize else ""),
-        config={"backbone": backbone, "pooling": "mean+max", "standardize": standardize, "split": split},
+        tower=f"{backbone} {view} mean+max" + (" z-scored" if standardize else ""),
+        config={"backbone": backbone, "feature_view": view, "feature_columns": list(columns), "pooling": "mean+max",
+                "standardize": standardize, "split": split},
         metrics=_jsonable(metrics), checkpoint_path=str(stats_path),
     )
     return model, data

@@ -26,6 +26,7 @@ from recommender.vector_index import create_hnsw_index, drop_hnsw_index
 
 Progress = Callable[[Iterable], Iterable]
 DEFAULT_BACKBONE = "MTT_musicnn"
+HNSW_MAX_DIM = 2000  # pgvector indexes `vector` columns of at most 2,000 dimensions with HNSW
 FEATURE_SAMPLE_RATE = 16_000
 
 

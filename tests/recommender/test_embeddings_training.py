@@ -58,6 +58,7 @@ def test_train_baseline_registers_pooled_features_and_activation_swaps(catalog, 
     call_command("train_baseline", "--backbone", BACKBONE)
     baseline = EmbeddingModel.objects.get(kind="baseline")
     assert baseline.dim == 48 and baseline.config["backbone"] == BACKBONE
+    assert set(baseline.metrics["val_choices"]) == {"all", "all+z"} and baseline.metrics["chosen"] in {"all", "all+z"}
     assert 0 < baseline.metrics["test"]["style_p10"] <= 1
     with pytest.raises(CommandError, match="no index"):
         call_command("activate_model", str(baseline.pk), "--arm", "baseline")
