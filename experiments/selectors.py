@@ -135,20 +135,24 @@ def tune_session(cursor) -> None:
     _tuned_connections.add(raw)
 
 
-def knn_ranked_ctes(dim: int) -> str:
+def knn_ranked_ctes(arm: ServingArm, k: int) -> str:
     """``WITH seed, near, ranked``: the k nearest rows to the seed, numbered 1..n by distance.
 
-    Parameters: %(model)s, %(seed)s, %(exclude)s (a Python list of ids), %(k)s. A caller adds
-    its own final SELECT (and, in the serving service, a data-modifying CTE) after it.
+    Parameters: %(seed)s and %(exclude)s (an array literal of ids). The model id, its
+    dimension and k are written into the SQL: with them as literals the partial HNSW index
+    matches even in a generic plan, so a prepared statement is planned once per (arm, k)
+    instead of on every execution. A caller adds its own final SELECT (and, in the serving
+    service, a data-modifying CTE) after it.
     """
     table = TrackEmbedding._meta.db_table
-    vec = f"embedding::vector({int(dim)})"  # the partial HNSW index is on this expression
+    vec = f"embedding::vector({int(arm.dim)})"  # the partial HNSW index is on this expression
+    model = int(arm.model_id)
     # relaxed_order may return the LIMIT's rows slightly out of order: ``ranked`` numbers them by distance.
     return (
-        f"WITH seed AS (SELECT {vec} AS v FROM {table} WHERE model_id = %(model)s AND track_id = %(seed)s), "
+        f"WITH seed AS (SELECT {vec} AS v FROM {table} WHERE model_id = {model} AND track_id = %(seed)s), "
         f"near AS (SELECT e.track_id, e.{vec} <=> (SELECT v FROM seed) AS distance FROM {table} e "
-        f"WHERE e.model_id = %(model)s AND e.track_id <> ALL(%(exclude)s::bigint[]) "
-        f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT %(k)s), "
+        f"WHERE e.model_id = {model} AND e.track_id <> ALL(%(exclude)s::bigint[]) "
+        f"ORDER BY e.{vec} <=> (SELECT v FROM seed) LIMIT {int(k)}), "
         f"ranked AS (SELECT track_id, distance, row_number() OVER (ORDER BY distance, track_id) AS position "
         f"FROM near WHERE distance IS NOT NULL)"
     )
@@ -169,9 +173,8 @@ def pg_array(values) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def knn_params(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int]) -> dict:
-    return {"model": arm.model_id, "seed": int(seed_track_id), "k": int(k),
-            "exclude": pg_array([int(seed_track_id), *map(int, exclude)])}
+def knn_params(seed_track_id: int, exclude: Sequence[int]) -> dict:
+    return {"seed": int(seed_track_id), "exclude": pg_array([int(seed_track_id), *map(int, exclude)])}
 
 
 def neighbours_from_rows(arm: ServingArm, seed_track_id: int, rows: list) -> list[Neighbour]:
@@ -197,6 +200,6 @@ def server_bound_cursor():
 def nearest_to_track(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> list[Neighbour]:
     """The k tracks closest to the seed in one round trip, leaving out the seed and ``exclude``."""
     with server_bound_cursor() as cursor:
-        cursor.execute(knn_ranked_ctes(arm.dim) + NEIGHBOURS_SELECT, knn_params(arm, seed_track_id, k, exclude))
+        cursor.execute(knn_ranked_ctes(arm, k) + NEIGHBOURS_SELECT, knn_params(seed_track_id, exclude))
         rows = cursor.fetchall()
     return neighbours_from_rows(arm, seed_track_id, rows)

@@ -98,14 +98,14 @@ _RECORD_IMPRESSIONS_CTE = (
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
                       experiment_id: int, variant_id: int, user_id: str) -> list[Neighbour]:
     """The KNN and one outbox row per item shown, in ONE statement (one round trip, its own transaction)."""
-    params = knn_params(arm, seed_track_id, k, exclude)
+    params = knn_params(seed_track_id, exclude)
     params.update({
         "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
         "user_id": user_id, "now": timezone.now(),
         "events": pg_array(impression_event_id(request_id, position) for position in range(1, k + 1)),
     })
     with server_bound_cursor() as cursor:
-        cursor.execute(knn_ranked_ctes(arm.dim) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
+        cursor.execute(knn_ranked_ctes(arm, k) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
         rows = cursor.fetchall()
     return neighbours_from_rows(arm, seed_track_id, rows)
 
