@@ -1,11 +1,13 @@
 # CrossMuSim platform. `make run` and `make test` install what they need themselves.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm chromium
+BENCH_APT_PACKAGES := wrk
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_SIZE ?= 1200
@@ -17,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run demo test install system-deps services migrate web worker stop lint bench
+.PHONY: run demo test install system-deps services migrate web worker stop lint bench proofs
 
 install: system-deps $(STAMP)
 
@@ -28,10 +30,10 @@ system-deps:
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --upgrade pip 2>&1 | { grep -v '^WARNING: Location' || true; }
+	$(PIP) install -q -r requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
 	# musicnn ships the pretrained weights; its metadata pins TensorFlow 1 and numpy<1.17, so no deps.
-	$(PIP) install -q --no-deps musicnn==0.1.0
+	$(PIP) install -q --no-deps musicnn==0.1.0 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $(STAMP)
 
 services: install
@@ -79,3 +81,14 @@ stop:
 	@-[ -f var/gunicorn.pid ] && kill $$(cat var/gunicorn.pid) 2>/dev/null && echo "web: stopped"; rm -f var/gunicorn.pid
 	@-[ -f var/celery.pid ] && kill $$(cat var/celery.pid) 2>/dev/null && echo "worker: stopped"; rm -f var/celery.pid
 	@-[ -x $(PY) ] && $(PY) -m abplatform.embedded stop
+
+# Benchmarks print figures (never timed assertions in tests); each uses its own database.
+bench: install services
+	@dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(BENCH_APT_PACKAGES) >/dev/null)
+	$(PY) bench/analysis.py
+	$(PY) bench/ingest.py
+	$(PY) bench/serve_load.py
+	$(PY) bench/retrieval_quality.py
+
+proofs: install
+	$(PY) bench/proofs.py --base-url $(BASE_URL)

@@ -101,11 +101,12 @@ class Command(BaseCommand):
 
         experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
         if experiment is None:
+            # argv form: call_command cannot pass a repeated (append) option as a keyword.
             call_command(
-                "create_experiment", name=EXPERIMENT_NAME,
-                variant=["control=baseline", "treatment=crossmusim"], weights="50,50",
-                hypothesis="Text-guided (cross-modal) embeddings raise the CTR of 'more like this'.",
-                start=True,
+                "create_experiment", "--name", EXPERIMENT_NAME,
+                "--variant", "control=baseline", "--variant", "treatment=crossmusim", "--weights", "50,50",
+                "--hypothesis", "Text-guided (cross-modal) embeddings raise the CTR of 'more like this'.",
+                "--start",
             )
             experiment = Experiment.objects.get(name=EXPERIMENT_NAME)
         self._done(started, f"experiment #{experiment.pk} '{experiment.name}' is {experiment.status}")
