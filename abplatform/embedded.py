@@ -104,9 +104,17 @@ def ensure_postgres() -> PostgresLocation:
                 _pg_ctl("-w", "-m", "fast", "restart")
                 location = _running_postgres()
                 assert location is not None, f"embedded PostgreSQL did not restart, see {PG_DATA_DIR / 'log'}"
-        if _psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'") != "1":
-            _psql(location, f"CREATE DATABASE {PG_DATABASE}")
+        ensure_database(PG_DATABASE, location)
         return location
+
+
+def ensure_database(name: str, location: PostgresLocation | None = None) -> None:
+    """Create database ``name`` on the embedded server if it is missing (benches keep their own)."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe database name {name!r}")
+    location = location or ensure_postgres()
+    if _psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+        _psql(location, f'CREATE DATABASE "{name}"')
 
 
 def _pg_ctl(*args: str) -> None:

@@ -34,13 +34,7 @@ DAYS = 14
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    location = embedded.ensure_postgres()
-    with psycopg.connect(host=location.socket_dir, port=location.port, user=location.user, dbname="postgres",
-                         autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    embedded.ensure_database(DB_NAME)
 
 
 def load(users: int, mean_impressions: float, lift: float) -> int:

@@ -43,9 +43,7 @@ DB_NAME = os.environ["DJANGO_DB_NAME"]
 
 
 def ensure_database() -> None:
-    location = embedded.ensure_postgres()
-    if embedded._psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
-        embedded._psql(location, f"CREATE DATABASE {DB_NAME}")
+    embedded.ensure_database(DB_NAME)
 
 
 def setup_django() -> None:

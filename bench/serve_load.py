@@ -53,9 +53,7 @@ USERS = 100_000
 
 
 def ensure_database() -> None:
-    location = embedded.ensure_postgres()
-    if embedded._psql(location, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
-        embedded._psql(location, f"CREATE DATABASE {DB_NAME}")
+    embedded.ensure_database(DB_NAME)
 
 
 def setup_django() -> None:

@@ -47,6 +47,12 @@ class TestResult:
     p_value: Number
     error_message: str | None = None
 
+    @classmethod
+    def failed(cls, problem: str) -> TestResult:
+        """A result that carries only why no test could be computed."""
+        nan = float("nan")
+        return cls(nan, nan, nan, nan, nan, error_message=problem)
+
 
 def absolute_difference(control: RatioStatistic, treatment: RatioStatistic) -> tuple[Number, Number]:
     """Delta = R_t - R_c and  Var(Delta) = Var(R_t) + Var(R_c)  (independent arms)."""
@@ -109,8 +115,7 @@ class RatioZTest:
     def compute_result(self) -> TestResult:
         problem = _problem(self.control, self.treatment)
         if problem:
-            nan = float("nan")
-            return TestResult(nan, nan, nan, nan, nan, error_message=problem)
+            return TestResult.failed(problem)
         effect, variance = difference(self.control, self.treatment, self.config.difference_type)
         return normal_test(effect, variance, self.config.alpha)
 

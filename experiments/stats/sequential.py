@@ -100,8 +100,7 @@ class SequentialRatioTest:
     def compute_result(self) -> TestResult:
         problem = _problem(self.control, self.treatment)
         if problem:
-            nan = float("nan")
-            return TestResult(nan, nan, nan, nan, nan, error_message=problem)
+            return TestResult.failed(problem)
         effect, variance = difference(self.control, self.treatment, self.config.difference_type)
         n = self.control.n + self.treatment.n
         half = confidence_sequence_half_width(variance, n, self.config.alpha, self.config.n_star)
