@@ -13,6 +13,8 @@
   const layout = (extra) => Object.assign({
     margin: { l: 60, r: 16, t: 10, b: 40 }, legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
     font: { size: 12 },
+    // Series are daily: whole-day ticks, even when only one day exists yet (plotly would zoom to milliseconds).
+    xaxis: { type: "date", tickformat: "%b %d", dtick: 86400000 },
   }, extra);
   const config = { displaylogo: false, responsive: true };
   const band = (x, lower, upper, fill, label, group) => [
