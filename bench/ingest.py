@@ -34,26 +34,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
 os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_ingest")
 QUEUE = f"bench-ingest-{uuid.uuid4().hex[:6]}"
 
-from abplatform import embedded  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from benchdb import setup_django_on  # noqa: E402
 from loadgen import CpuMeter, group_pids, redis_pids  # noqa: E402
 
 DB_NAME = os.environ["DJANGO_DB_NAME"]
 
 
-def ensure_database() -> None:
-    embedded.ensure_database(DB_NAME)
-
-
 def setup_django() -> None:
-    ensure_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django_on(DB_NAME)
 
 
 def reset_tables() -> None:

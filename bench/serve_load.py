@@ -45,25 +45,15 @@ os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_serving")
 QUEUE = f"bench-serving-{uuid.uuid4().hex[:6]}"
 os.environ["CELERY_QUEUE"] = os.environ["EXPERIMENTS_EVENTS_QUEUE"] = QUEUE
 
-from abplatform import embedded  # noqa: E402
+from benchdb import setup_django_on  # noqa: E402
 
 DB_NAME = os.environ["DJANGO_DB_NAME"]
 MODEL_NAMES = ("bench-serving-baseline", "bench-serving-crossmusim")
 USERS = 100_000
 
 
-def ensure_database() -> None:
-    embedded.ensure_database(DB_NAME)
-
-
 def setup_django() -> None:
-    ensure_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django_on(DB_NAME)
 
 
 def synthetic_vectors(n: int, dim: int, seed: int):

@@ -19,6 +19,7 @@ from django.utils import timezone
 from experiments.models import ApiKey, Experiment, Variant
 from experiments.selectors import clear_serving_cache
 from recommender.models import EmbeddingModel
+from recommender.selectors import ModelNotFoundError, embedding_model_get
 
 
 class ExperimentError(ValueError):
@@ -136,18 +137,15 @@ def experiment_stop(*, experiment: Experiment) -> Experiment:
 
 
 def resolve_embedding_model(ref: str) -> EmbeddingModel:
-    """An embedding model by id, by arm name (the model active for that arm) or by name (latest version)."""
+    """An embedding model by arm name (the model active for that arm), else by id, name or name:version."""
     ref = ref.strip()
-    if ref.isdigit():
-        model = EmbeddingModel.objects.filter(pk=int(ref)).first()
-    else:
-        model = (
-            EmbeddingModel.objects.filter(active_for_arm=ref).first()
-            or EmbeddingModel.objects.filter(name=ref).order_by("-version").first()
-        )
-    if model is None:
-        raise ExperimentError(f"no embedding model with id, arm or name {ref!r}")
-    return model
+    active = EmbeddingModel.objects.filter(active_for_arm=ref).first()
+    if active is not None:
+        return active
+    try:
+        return embedding_model_get(ref)
+    except ModelNotFoundError as error:
+        raise ExperimentError(f"no embedding model with id, arm or name {ref!r}: {error}") from error
 
 
 # --- API keys ---------------------------------------------------------------------------
