@@ -77,7 +77,8 @@ def ensure_experiment() -> tuple[int, list[int]]:
 
 
 def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float) -> tuple:
-    """COPY ``n_events`` accepted events (requests of 10 impressions, some clicks) into the outbox."""
+    """COPY ``n_events`` accepted events into the outbox, in the form the API writes them: one recommendation
+    row per request (10 items, expanded into impressions by the worker) and some click rows."""
     import numpy as np
     from django.db import connection
     from django.utils import timezone
@@ -94,21 +95,20 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
         variant = variant_ids[user % len(variant_ids)]
         request = uuid.uuid4()
         key = user_key(uid)
-        for position in range(1, 11):
-            if written >= n_events:
-                break
-            track = int(rng.integers(1, 100_000))
-            buffer.write(f"1\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t{track}\t"
-                         f"{position}\t0.5\t\\N\t{now}\n")
-            written += 1
-            impressions += 1
+        shown = min(10, n_events - written)
+        tracks = [int(t) for t in rng.integers(1, 100_000, size=shown)]
+        buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\t"
+                     f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\n")
+        written += shown
+        impressions += shown
+        for position, track in enumerate(tracks, start=1):
             if written < n_events and rng.random() < click_rate:
                 buffer.write(f"2\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
-                             f"{position}\t\\N\t{now}\t{now}\n")
+                             f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\n")
                 written += 1
                 clicks += 1
     columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
-               "score, client_time, created_at")
+               "score, client_time, created_at, track_ids, scores")
     copy_sql = f"COPY experiments_eventoutbox ({columns}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
         copy.write(buffer.getvalue())
@@ -233,7 +233,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--click-rate", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
-    parser.add_argument("--batch", type=int, default=5000, help="events per Celery task")
+    parser.add_argument("--batch", type=int, default=2000,
+                        help="outbox rows per Celery task (a recommendation row carries 10 impressions)")
     parser.add_argument("--resend-s", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip-kill", action="store_true")
@@ -241,7 +242,7 @@ def main() -> None:
     setup_django()
     print(f"bench/ingest.py  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  {os.cpu_count()} cores  "
           f"db={DB_NAME}  worker: {'solo' if args.concurrency == 0 else f'prefork x{args.concurrency}'}, "
-          f"{args.batch} events/task")
+          f"{args.batch} outbox rows/task")
     print(f"run 1: {args.events:,} events, undisturbed")
     run(args, kill_at=None)
     if not args.skip_kill:

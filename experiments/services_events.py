@@ -16,28 +16,24 @@ from django.db import connection
 from django.utils import timezone
 
 from experiments.assignment import assign_variant, user_key
+from experiments.event_ids import impression_event_id, impression_event_id_sql
 from experiments.models import Click, EventOutbox, Impression
 from experiments.selectors import (
     NEIGHBOURS_SELECT,
     Neighbour,
     ServingArm,
+    knn_ctes,
     knn_params,
-    knn_ranked_ctes,
     nearest_to_track,
     neighbours_from_rows,
-    pg_array,
     server_bound_cursor,
     serving_config,
 )
 
 OUTBOX = EventOutbox._meta.db_table
 IMPRESSION_KIND = int(EventOutbox.Kind.IMPRESSION)
+RECOMMENDATION_KIND = int(EventOutbox.Kind.RECOMMENDATION)
 CLICK_KIND = int(EventOutbox.Kind.CLICK)
-
-
-def impression_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
-    """The id of the impression at ``position`` of a request: derived, so a click can find it by unique key."""
-    return uuid.uuid5(request_id, str(position))
 
 
 class NoArmAvailableError(LookupError):
@@ -86,26 +82,28 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
     )
 
 
+# One outbox row for the whole recommendation (the worker expands it into one impression per item).
+# No row when the KNN found nothing; the HAVING keeps the aggregate from making an empty one.
 _RECORD_IMPRESSIONS_CTE = (
     f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
-    f"user_id, track_id, position, score, client_time, created_at) "
-    f"SELECT {IMPRESSION_KIND}, (%(events)s::uuid[])[position], %(request)s::uuid, %(experiment)s::bigint, "
-    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, track_id, position, 1 - distance, NULL, "
-    f"%(now)s::timestamptz FROM ranked)"
+    f"user_id, track_id, position, score, client_time, created_at, track_ids, scores) "
+    f"SELECT {RECOMMENDATION_KIND}, %(request)s::uuid, %(request)s::uuid, %(experiment)s::bigint, "
+    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz, "
+    f"array_agg(track_id ORDER BY distance, track_id), array_agg(1 - distance ORDER BY distance, track_id) "
+    f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0)"
 )
 
 
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
                       experiment_id: int, variant_id: int, user_id: str) -> list[Neighbour]:
-    """The KNN and one outbox row per item shown, in ONE statement (one round trip, its own transaction)."""
+    """The KNN and the outbox row of what was shown, in ONE statement (one round trip, its own transaction)."""
     params = knn_params(seed_track_id, exclude)
     params.update({
         "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
         "user_id": user_id, "now": timezone.now(),
-        "events": pg_array(impression_event_id(request_id, position) for position in range(1, k + 1)),
     })
     with server_bound_cursor() as cursor:
-        cursor.execute(knn_ranked_ctes(arm, k) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
+        cursor.execute(knn_ctes(arm, k) + _RECORD_IMPRESSIONS_CTE + NEIGHBOURS_SELECT, params)
         rows = cursor.fetchall()
     return neighbours_from_rows(arm, seed_track_id, rows)
 
@@ -134,8 +132,13 @@ class RejectReason:
     TRACK_MISMATCH = "track was not shown at this position in this request"
 
 
+# Every impression of the requests named, wherever it is now: still a recommendation row in the outbox
+# (expanded here), an impression row in the outbox (the worker's input format), or landed in Impression.
 _SHOWN_SQL = (
-    f"SELECT event_id, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"SELECT {impression_event_id_sql('o.request_id', 'u.position')}, u.track_id, o.experiment_id, o.variant_id, "
+    f"o.user_key FROM {OUTBOX} o, unnest(o.track_ids) WITH ORDINALITY AS u(track_id, position) "
+    f"WHERE o.event_id = ANY(%(requests)s::uuid[]) AND o.kind = {RECOMMENDATION_KIND} "
+    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
     f"WHERE event_id = ANY(%(impressions)s::uuid[]) AND kind = {IMPRESSION_KIND} "
     f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key "
     f"FROM {Impression._meta.db_table} WHERE event_id = ANY(%(impressions)s::uuid[])"
@@ -158,9 +161,9 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
     The impression a click points at has a derived id (``impression_event_id``), looked up by
-    unique key in the outbox and in ``Impression``: a statement sees one snapshot, and the
-    worker moves an impression from one to the other in one transaction, so the UNION finds
-    every shown impression exactly once.
+    unique key in the outbox (its recommendation row) and in ``Impression``: a statement sees
+    one snapshot, and the worker moves a recommendation from one to the other in one
+    transaction, so the UNION finds every shown impression exactly once.
     """
     result = ClickBatchResult()
     if not events:
@@ -171,7 +174,7 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     with connection.cursor() as cursor:
         cursor.execute(_KNOWN_SQL, {"events": [e.event_id for e in events]})
         known = {row[0] for row in cursor.fetchall()}
-        cursor.execute(_SHOWN_SQL, {"impressions": list(wanted)})
+        cursor.execute(_SHOWN_SQL, {"impressions": list(wanted), "requests": list({e.request_id for e in events})})
         shown = {row[0]: row[1:] for row in cursor.fetchall()}
     fresh: list[tuple[ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()

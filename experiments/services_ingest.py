@@ -3,7 +3,7 @@
 A batch arrives as PostgreSQL COPY text (made by the relay with ``COPY ... TO STDOUT``),
 and in ONE transaction it is
 
-1. copied into a session temp table,
+1. copied into a session temp table, each recommendation row expanded into its impressions,
 2. inserted into ``Impression`` / ``Click`` with ``ON CONFLICT (event_id) DO NOTHING``;
    the rows that were really new are kept (``RETURNING``),
 3. folded into the aggregates from the new rows only, so a batch sent twice (a broker
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
+from experiments.event_ids import impression_event_id_sql
 from experiments.models import (
     Assignment,
     Click,
@@ -41,10 +42,11 @@ from experiments.models import (
 OUTBOX = EventOutbox._meta.db_table
 # Columns carried from the outbox to the worker, in COPY order (the relay uses the same list).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at")
+                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
 AGGREGATES_LOCK = 0x0C0551_11  # pg_advisory_xact_lock key of the aggregate stage
 IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
 CLICK = int(EventOutbox.Kind.CLICK)
+RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
 
 _T = {
     "impression": Impression._meta.db_table, "click": Click._meta.db_table,
@@ -60,6 +62,15 @@ _SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
     "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
 )
+
+# 1b. a recommendation row -> one impression row per item shown (same outbox id, so the confirmation
+# deletes the recommendation row); every later step reads impression and click rows only.
+_EXPAND_RECOMMENDATIONS = f"""INSERT INTO ingest_staging (id, kind, event_id, request_id, experiment_id, variant_id,
+        user_key, user_id, track_id, position, score, client_time, created_at)
+    SELECT s.id, {IMPRESSION}, {impression_event_id_sql('s.request_id', 'u.position')}, s.request_id,
+           s.experiment_id, s.variant_id, s.user_key, s.user_id, u.track_id, u.position, u.score, NULL, s.created_at
+    FROM ingest_staging s, unnest(s.track_ids, s.scores) WITH ORDINALITY AS u(track_id, score, position)
+    WHERE s.kind = {RECOMMENDATION}"""
 
 _STEPS = (
     # 2. raw events; keep only those that were new
@@ -213,7 +224,8 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
                            "DELETE FROM ingest_moments_delta")
         with cursor.cursor.copy(f"COPY ingest_staging ({columns}) FROM STDIN") as copy:
             copy.write(copy_text)
-        cursor.execute("SELECT count(*) FROM ingest_staging")
+        cursor.execute(_EXPAND_RECOMMENDATIONS)
+        cursor.execute(f"SELECT count(*) FROM ingest_staging WHERE kind IN ({IMPRESSION}, {CLICK})")
         received = cursor.fetchone()[0]
         for statement in _STEPS:
             cursor.execute(statement)

@@ -51,7 +51,7 @@ class InflightBatch:
 
 @dataclass(frozen=True)
 class RelayConfig:
-    batch_size: int = 5000
+    batch_size: int = 2000  # outbox rows; a recommendation row is k impressions
     max_inflight: int = 16
     resend_after_s: float = 30.0
     # After a partial batch, wait this long for more rows: fewer, fuller tasks (a task costs the worker a few

@@ -5,8 +5,9 @@ queue a plain ``celery worker`` consumes). The relay starts with every worker th
 consumes that queue (``worker_ready``), so ``celery worker`` is all a deployment runs; a
 worker on other queues only (e.g. a test's private queue) runs no relay. Set
 ``EXPERIMENTS_OUTBOX_RELAY=0`` for a worker that should only ingest. Tunables:
-``EXPERIMENTS_RELAY_BATCH`` (rows per task, default 5000), ``EXPERIMENTS_RELAY_RESEND_S``
-(re-send unconfirmed batches after, default 30 s).
+``EXPERIMENTS_RELAY_BATCH`` (outbox rows per task, default 2000; a recommendation row carries k
+impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send unconfirmed batches after, default 30 s),
+``EXPERIMENTS_RELAY_POLL_S`` (after a partial batch, wait this long for more rows, default 0.5 s).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def relay_conninfo() -> str:
 def relay_config_from_env():
     from experiments.services_relay import RelayConfig
 
-    return RelayConfig(batch_size=int(os.environ.get("EXPERIMENTS_RELAY_BATCH", "5000")),
-                       resend_after_s=float(os.environ.get("EXPERIMENTS_RELAY_RESEND_S", "30")))
+    return RelayConfig(batch_size=int(os.environ.get("EXPERIMENTS_RELAY_BATCH", "2000")),
+                       resend_after_s=float(os.environ.get("EXPERIMENTS_RELAY_RESEND_S", "30")),
+                       poll_interval_s=float(os.environ.get("EXPERIMENTS_RELAY_POLL_S", "0.5")))
 
 
 _relay_stop = threading.Event()

@@ -80,22 +80,34 @@ def verify_api_key(key: str) -> ApiClient | None:
     return client
 
 
+MALFORMED = "malformed API key header: expected 'Api-Key <key>'"
+UNKNOWN = "unknown or inactive API key"
+
+
+def api_client_from_header(header: str) -> tuple[ApiClient | None, str | None]:
+    """(client, None) for a valid ``Api-Key`` header; (None, reason) for a bad one; (None, None) when absent
+    or another scheme. Shared by the DRF authentication class and the plain hot-path view."""
+    if not header:
+        return None, None
+    keyword, _, key = header.partition(" ")
+    if keyword != KEYWORD:
+        return None, None
+    key = key.strip()
+    if not key or len(key) > 200:
+        return None, MALFORMED
+    client = verify_api_key(key)
+    return (client, None) if client is not None else (None, UNKNOWN)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """DRF authentication: ``Authorization: Api-Key <key>`` -> (ApiClient, ApiClient)."""
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        keyword, _, key = header.partition(" ")
-        if keyword != KEYWORD:
-            return None  # another scheme; let the next authentication class try
-        key = key.strip()
-        if not key or len(key) > 200:
-            raise exceptions.AuthenticationFailed("malformed API key header: expected 'Api-Key <key>'")
-        client = verify_api_key(key)
+        client, error = api_client_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if error is not None:
+            raise exceptions.AuthenticationFailed(error)
         if client is None:
-            raise exceptions.AuthenticationFailed("unknown or inactive API key")
+            return None  # no header, or another scheme; let the next authentication class try
         return client, client
 
     def authenticate_header(self, request) -> str:

@@ -120,7 +120,7 @@ def test_sigkilled_worker_mid_batch_loses_and_doubles_nothing():
     world = build_world(n_tracks=60)
     impressions, clicks = produce(world, users=40, requests_per_user=5, k=10, click_every=2)
     queue = f"test-events-{uuid.uuid4().hex[:8]}"
-    slow = start_events_worker(queue, db_name(), delay_s=1.5, batch=400, resend_s=2.0)
+    slow = start_events_worker(queue, db_name(), delay_s=1.5, batch=40, resend_s=2.0)
     try:
         wait_until(lambda: raw_counts().impressions > 0, 60, "a first committed batch")
         wait_until(ingest_in_progress, 30, "a batch in the middle of its transaction")
@@ -151,7 +151,7 @@ def test_broker_stopped_and_restarted_loses_and_doubles_nothing():
     redis = RedisServer()
     redis.start()
     queue = f"test-events-{uuid.uuid4().hex[:8]}"
-    worker = start_events_worker(queue, db_name(), delay_s=0.3, batch=100, resend_s=3.0, broker_url=redis.url)
+    worker = start_events_worker(queue, db_name(), delay_s=0.3, batch=10, resend_s=3.0, broker_url=redis.url)
     try:
         before_i, before_c = produce(world, users=20, requests_per_user=2, tag="a")
         wait_until(lambda: raw_counts().impressions > 0, 60, "the first events through the private broker")

@@ -9,8 +9,10 @@ from collections import Counter
 import pytest
 
 from experiments.assignment import ArmSpec, assign_variant, user_key
-from experiments.models import ApiKey, EventOutbox
+from experiments.event_ids import impression_event_id
+from experiments.models import ApiKey, EventOutbox, Impression
 from experiments.services import experiment_pause
+from experiments.services_ingest import drain_outbox
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
 
 URL = "/api/v1/recommendations"
@@ -58,15 +60,49 @@ def test_recommendations_are_the_exact_neighbours_of_the_users_arm(client, world
 
 def test_one_impression_per_item_goes_to_the_outbox(client, world):
     body = get(client, world, user="bob", seed_track=world.tracks[0].pk, k=6).json()
-    rows = list(EventOutbox.objects.filter(request_id=body["request_id"]).order_by("position"))
-    assert len(rows) == 6
-    assert {r.kind for r in rows} == {EventOutbox.Kind.IMPRESSION}
-    assert [r.position for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert [r.track_id for r in rows] == [i["track"] for i in body["items"]]
-    assert {r.user_key for r in rows} == {user_key("bob")}
-    assert {r.user_id for r in rows} == {"bob"}
-    assert {r.experiment_id for r in rows} == {world.experiment.pk}
-    assert len({r.event_id for r in rows}) == 6
+    rows = list(EventOutbox.objects.filter(request_id=body["request_id"]))
+    assert len(rows) == 1  # one recommendation row, expanded by the worker
+    row = rows[0]
+    assert row.kind == EventOutbox.Kind.RECOMMENDATION and row.event_id == uuid.UUID(body["request_id"])
+    assert row.track_ids == [i["track"] for i in body["items"]]
+    assert [round(s, 6) for s in row.scores] == [i["score"] for i in body["items"]]
+    assert (row.user_key, row.user_id, row.experiment_id) == (user_key("bob"), "bob", world.experiment.pk)
+
+    drain_outbox()
+    impressions = list(Impression.objects.filter(request_id=body["request_id"]).order_by("position"))
+    assert [i.position for i in impressions] == [1, 2, 3, 4, 5, 6]
+    assert [i.track_id for i in impressions] == [i["track"] for i in body["items"]]
+    assert {i.user_key for i in impressions} == {user_key("bob")}
+    assert {i.experiment_id for i in impressions} == {world.experiment.pk}
+    assert [i.event_id for i in impressions] == [impression_event_id(row.request_id, p) for p in range(1, 7)]
+    assert not EventOutbox.objects.filter(request_id=body["request_id"]).exists()
+
+
+def test_impression_ids_agree_between_python_and_sql(db):
+    from django.db import connection
+
+    from experiments.event_ids import impression_event_id_sql
+
+    request = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {impression_event_id_sql('%s::uuid', 'p')} FROM generate_series(1, 12) AS p",
+                       [str(request)])
+        from_sql = [row[0] for row in cursor.fetchall()]
+    assert from_sql == [impression_event_id(request, p) for p in range(1, 13)]
+    assert len(set(from_sql)) == 12
+
+
+def test_titles_come_from_a_cache_that_a_lifecycle_change_refreshes(client, world):
+    from experiments.selectors import clear_serving_cache
+
+    first = get(client, world, user="carol", seed_track=world.tracks[0].pk, k=3).json()["items"][0]
+    Track = type(world.tracks[0])
+    Track.objects.filter(pk=first["track"]).update(title="renamed")
+    again = get(client, world, user="carol", seed_track=world.tracks[0].pk, k=3).json()["items"][0]
+    assert again["track"] == first["track"] and again["title"] == first["title"]  # cached
+    clear_serving_cache()  # what experiment start/pause/stop do on commit
+    fresh = get(client, world, user="carol", seed_track=world.tracks[0].pk, k=3).json()["items"][0]
+    assert fresh["title"] == "renamed"
 
 
 def test_assignment_is_sticky_and_uses_both_arms(client, world):
@@ -194,7 +230,7 @@ def test_clicks_are_validated_against_the_impressions_shown(client, world):
     assert "track" in reasons[events[3]["event_id"]]
     stored = EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK)
     assert [str(e.event_id) for e in stored] == [good["event_id"]]
-    assert stored[0].variant_id == EventOutbox.objects.filter(request_id=body["request_id"], kind=1).first().variant_id
+    assert stored[0].variant_id == EventOutbox.objects.get(request_id=body["request_id"], kind=3).variant_id
 
 
 def test_repeated_event_ids_are_accepted_and_counted_once(client, world):
