@@ -45,7 +45,7 @@ migrate: services
 
 web: migrate
 	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then echo "web: already running"; else \
-	$(VENV)/bin/gunicorn abplatform.wsgi -b $(HOST):$(PORT) -k gthread -w 2 --threads 4 \
+	$(VENV)/bin/gunicorn abplatform.wsgi -c abplatform/gunicorn_conf.py -b $(HOST):$(PORT) \
 	  --daemon --pid var/gunicorn.pid --access-logfile var/gunicorn-access.log --error-logfile var/gunicorn.log; \
 	echo "web: http://$(HOST):$(PORT)/"; fi
 

@@ -1,4 +1,4 @@
-"""Serving under load: gunicorn (gthread) on loopback, 100k tracks, auth + assignment + impression recording on.
+"""Serving under load: gunicorn on loopback, 100k tracks, auth + assignment + impression recording on.
 
     .venv/bin/python bench/serve_load.py                  # build the data once (kept), then measure
     .venv/bin/python bench/serve_load.py --duration 30 --rates 400,800,1000
@@ -10,7 +10,7 @@ What it does, in its own database (``bench_serving``):
    each with its partial HNSW index; a running experiment over both arms; an API key.
 2. HNSW recall@10 of the serving query (seed and 20 random ids excluded, iterative scan) at
    several ``ef_search`` values, against exact search in numpy; the serving value is marked.
-3. A Celery worker (relay + ingest, so impressions really flow) and gunicorn, then
+3. A Celery worker (relay + ingest, so impressions really flow) and gunicorn (abplatform/gunicorn_conf.py), then
    ``wrk`` closed loop (max throughput) and ``bench/loadgen.py`` open loop at fixed rates;
    each request is a random user (of 100k) and a random seed track, k=10.
 4. Waits for the event pipeline to land every impression and prints the counts.
@@ -167,7 +167,7 @@ def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k:
 def start_processes(workers: int, threads: int, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
     log_dir = ROOT / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CONN_MAX_AGE": "600"}
+    env = {**os.environ, "CONN_MAX_AGE": "600", "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, "--pool", "solo",
          "--loglevel", "WARNING", "-n", f"{QUEUE}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -175,9 +175,8 @@ def start_processes(workers: int, threads: int, port: int) -> tuple[subprocess.P
         start_new_session=True,
     )
     web = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "abplatform.wsgi:application", "-k", "gthread",
-         "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30",
-         "--backlog", "2048", "--log-level", "warning"],
+        [str(Path(sys.executable).parent / "gunicorn"), "abplatform.wsgi:application",
+         "-c", str(ROOT / "abplatform" / "gunicorn_conf.py"), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=open(log_dir / "serve_gunicorn.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
         start_new_session=True,
     )
@@ -288,6 +287,21 @@ def print_cpu(per: dict) -> None:
           f"{per['ceiling_rps_2_cores']} req/s on 2 otherwise idle cores", flush=True)
 
 
+def drain_backlog() -> dict:
+    """Outbox rows still waiting when the load stopped, and how long the worker took to land them: a rate
+    is only sustained if the event pipeline kept up with it (a backlog of a second or so is the relay's
+    batching, not falling behind)."""
+    rows = pipeline_counts()[0]
+    started = time.perf_counter()
+    wait_for_pipeline()
+    return {"outbox_rows": rows, "drain_s": round(time.perf_counter() - started, 2)}
+
+
+def print_backlog(backlog: dict) -> None:
+    print(f"    event pipeline when the load stopped: {backlog['outbox_rows']:,} outbox rows waiting, landed in "
+          f"{backlog['drain_s']:.1f} s", flush=True)
+
+
 def wait_for_pipeline(timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while pipeline_counts()[0] and time.monotonic() < deadline:
@@ -355,7 +369,7 @@ def main() -> None:
                 meter.start()
                 wrk_before = children_cpu()
                 figures = run_wrk(args.port, key, track_ids, args.duration, connections)
-                wait_for_pipeline()
+                figures["backlog"] = drain_backlog()
                 cpu = meter.stop()
                 cpu["generator"] = children_cpu() - wrk_before
                 figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
@@ -364,12 +378,13 @@ def main() -> None:
                       f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
                       f"socket errors {figures['socket_errors']}", flush=True)
                 print_cpu(figures["cpu_ms_per_request"])
+                print_backlog(figures["backlog"])
                 time.sleep(2)
         for rate in map(float, args.rates.split(",")):
             meter.start()
             result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
             summary = result.summary()
-            wait_for_pipeline()  # the worker's share of these requests' impressions
+            summary["backlog"] = drain_backlog()  # the worker's share of these requests' impressions
             summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
             results["open_loop"].append(summary)
             print(f"open loop {rate:.0f} req/s for {args.duration}s: achieved {summary['achieved_rps']:.0f} req/s, "
@@ -377,6 +392,7 @@ def main() -> None:
                   f"p99.9 {summary['p99_9']:.2f} ms, max {summary['max_ms']:.1f} ms, errors {summary['errors']} "
                   f"{summary['status']}", flush=True)
             print_cpu(summary["cpu_ms_per_request"])
+            print_backlog(summary["backlog"])
             time.sleep(2)
         wait_for_pipeline()
         outbox, impressions = pipeline_counts()
