@@ -9,6 +9,16 @@ and log-mels for the from-scratch CNN rows. For every seed and split it trains e
 the train part, makes every choice (best step) on the validation part, and scores the test
 part once. Prints one table per split (mean ± std over seeds), the per-seed lift of
 CrossMuSim over the best audio-only row, and writes the JSON to var/bench/.
+
+A held-out-styles split is scored on its unseen-style test tracks among themselves; as an
+extra figure those tracks also query the whole test part (its seen-style tracks as
+distractors). That split's validation part holds no unseen style, so tuning for unseen
+styles uses ``--inner-heldout STYLE,...`` (``--splits inner_heldout``): some training styles
+held out of the train and val parts, the real test part never touched.
+
+    DJANGO_DB_NAME=bench_retrieval .venv/bin/python bench/retrieval_quality.py --score-part val \
+        --splits default --set strip_mode_words=false            # a choice, on validation
+    ... --splits inner_heldout --inner-heldout monteverdi_madrigal,german_folk_song,hornpipe
 """
 
 from __future__ import annotations
@@ -44,9 +54,11 @@ from recommender.crossmusim.features import pool_many  # noqa: E402
 from recommender.crossmusim.scratch_cnn import ScratchCNNConfig  # noqa: E402
 from recommender.crossmusim.textprep import (  # noqa: E402
     DROPPED_PERSPECTIVES,
+    STRIP_MODE_WORDS,
     instrument_vocabulary,
     label_vocabulary,
     strip_label_words,
+    strip_mode_words,
 )
 from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig  # noqa: E402
 from recommender.crossmusim.train import (  # noqa: E402
@@ -62,6 +74,10 @@ AUDIO_ONLY_ROWS = ("mean-pooled log-mel", "untrained small CNN", "SimCLR small C
                    "pretrained features (z-scored)", "projection + SimCLR")
 BASELINE_ROW = "pretrained features"
 MAIN_ROW = "CrossMuSim"
+# the mode ablation is the opposite of what CrossMuSim does (BenchSettings.strip_mode_words)
+MODE_FREE_ROW = "CrossMuSim, mode words removed"
+MODE_KEPT_ROW = "CrossMuSim, mode words kept"
+WHOLE_COLUMNS = ("whole_style_p10", "whole_xinst_style_p10", "whole_mode_p10")
 SCRATCH_MELS = 48
 
 
@@ -115,6 +131,9 @@ class BenchSettings:
     # chosen on the validation part (default split, seed 0): see textprep.DROPPED_PERSPECTIVES
     drop_perspectives: tuple[str, ...] = DROPPED_PERSPECTIVES
     strip_instrument_words: bool = True  # cut instrument names from the other captions too
+    # every CrossMuSim row's text without key/mode names and mode-chosen mood adjectives (textprep);
+    # the "mode words removed" row always has them removed
+    strip_mode_words: bool = STRIP_MODE_WORDS
     perspectives: tuple[str, ...] = ()  # empty = every perspective
     sources: tuple[str, ...] = ()  # empty = every source
     audio_steps: int = 600
@@ -152,7 +171,9 @@ def _scratch_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
 # --- text of the rows --------------------------------------------------------------------------
 
 def captions_for(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSettings):
-    """(texts, scores) per track: kept descriptions, label-free descriptions, or document text only."""
+    """(texts, scores) per track: kept descriptions ("all"), label-free descriptions ("label_free"),
+    document text only ("documents"), kept descriptions without mode words ("mode_free") or, whatever
+    ``s.strip_mode_words`` says, with them ("mode_kept")."""
     texts, scores = [], []
     for i in rows:
         chosen = [d for d in cat.descriptions[i]
@@ -163,6 +184,9 @@ def captions_for(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSetting
             if not chosen and cat.documents[i].strip():
                 chosen = [Description(cat.documents[i].strip()[:1000], 1.0, "document")]
         pairs = [(d.text, d.score) for d in chosen]
+        if kind == "mode_free" or (s.strip_mode_words and kind != "mode_kept"):
+            pairs = [(strip_mode_words(t, moods=d.perspective == "mood"), sc)
+                     for (t, sc), d in zip(pairs, chosen, strict=True)]
         if s.strip_instrument_words:
             pairs = [(strip_label_words(t, cat.instrument_words), sc) for t, sc in pairs]
         if kind == "label_free":
@@ -206,12 +230,19 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
               part_to_score: str = "test", log=print) -> dict[str, dict]:
     parts = cat.splits[split]
     train, val = parts["train"], parts["val"]
-    scored = parts[part_to_score]
+    scored = whole = parts[part_to_score]
     seen = {cat.labels[i].get("style", "") for i in train}
     unseen = np.array([i for i in scored if cat.labels[i].get("style", "") not in seen], dtype=np.int64)
     if len(unseen) >= 2:  # a held-out-styles split is scored on the styles never seen in training
         scored = unseen
-    labels_val, labels_scored = cat.eval_labels(val), cat.eval_labels(scored)
+    # Every row embeds the whole scored part; the table's figures use the ``scored`` tracks among
+    # themselves. When those are the unseen styles, an extra figure lets them query the whole part
+    # (the seen-style tracks of the part as distractors): ``whole_*`` columns.
+    extra_whole = len(scored) < len(whole)
+    embedded = whole if extra_whole else scored
+    position = {int(row): k for k, row in enumerate(embedded)}
+    in_scored = np.array([position[int(row)] for row in scored], dtype=np.int64)
+    labels_val, labels_scored, labels_whole = cat.eval_labels(val), cat.eval_labels(scored), cat.eval_labels(whole)
     query_vectors, query_targets = text_queries(cat, scored)
     styles = sorted({cat.labels[i].get("style", "") for i in train})
     style_index = {name: k for k, name in enumerate(styles)}
@@ -221,27 +252,34 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
         return rows_wanted is None or name in rows_wanted
 
     def record(name: str, embeddings: np.ndarray, seconds: float = 0.0, model=None, extra: dict | None = None):
+        """``embeddings`` are those of the ``embedded`` rows."""
         text = embed_text(model, query_vectors) if model is not None and len(query_vectors) else None
-        metrics = evaluate_embeddings(embeddings, labels_scored, text, query_targets if text is not None else None)
-        results[name] = {**metrics, "train_seconds": round(seconds, 2), "n_scored": len(scored), **(extra or {})}
+        metrics = evaluate_embeddings(embeddings[in_scored], labels_scored, text,
+                                      query_targets if text is not None else None)
+        if extra_whole:
+            whole_metrics = evaluate_embeddings(embeddings, labels_whole, queries=in_scored)
+            metrics.update({f"whole_{k}": whole_metrics[k] for k in ("style_p10", "xinst_style_p10", "mode_p10")})
+        results[name] = {**metrics, "train_seconds": round(seconds, 2), "n_scored": len(scored),
+                         **({"n_whole": len(whole)} if extra_whole else {}), **(extra or {})}
         log(f"  [{split} seed {seed}] {name:34s} xinst P@10 {metrics['xinst_style_p10']:.3f}  "
-            f"style P@10 {metrics['style_p10']:.3f}  ({seconds:.1f} s"
-            + (f", best step {extra['best_step']})" if extra else ")"), flush=True)
+            f"style P@10 {metrics['style_p10']:.3f}  mode P@10 {metrics['mode_p10']:.3f}"
+            + (f"  whole-part xinst P@10 {metrics['whole_xinst_style_p10']:.3f}" if extra_whole else "")
+            + f"  ({seconds:.1f} s" + (f", best step {extra['best_step']})" if extra else ")"), flush=True)
 
     pooled_train = pool_many([cat.patches[i] for i in train])
-    pooled_scored = pool_many([cat.patches[i] for i in scored])
+    pooled_embedded = pool_many([cat.patches[i] for i in embedded])
     if want("chance"):
-        record("chance", chance_embeddings(len(scored), seed=seed))
+        record("chance", chance_embeddings(len(embedded), seed=seed))
     if want("mean-pooled log-mel"):
-        record("mean-pooled log-mel", log_mel_embeddings([cat.logmels[i] for i in scored]))
+        record("mean-pooled log-mel", log_mel_embeddings([cat.logmels[i] for i in embedded]))
     if want("untrained small CNN"):
         record("untrained small CNN", untrained_cnn_embeddings(
-            [cat.logmels[i] for i in scored], ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128), seed=seed))
+            [cat.logmels[i] for i in embedded], ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128), seed=seed))
     if want("pretrained features"):
-        record("pretrained features", baseline_embeddings(pooled_scored))
+        record("pretrained features", baseline_embeddings(pooled_embedded))
     if want("pretrained features (z-scored)"):
         record("pretrained features (z-scored)",
-               baseline_embeddings(pooled_scored, pooled_train.mean(0), pooled_train.std(0)))
+               baseline_embeddings(pooled_embedded, pooled_train.mean(0), pooled_train.std(0)))
 
     def trained(name: str, data: TrainingData, val_data: TrainingData, config: TrainConfig, scored_inputs):
         torch.manual_seed(seed)
@@ -254,24 +292,27 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
     audio_train = TrainingData(patches=[cat.patches[i] for i in train], logmels=[cat.logmels[i] for i in train],
                                labels=np.array([style_index[cat.labels[i].get("style", "")] for i in train]))
     audio_val = TrainingData(patches=[cat.patches[i] for i in val], logmels=[cat.logmels[i] for i in val])
-    scored_logmels = [cat.logmels[i] for i in scored]
+    scored_logmels = [cat.logmels[i] for i in embedded]
     if want("supervised style classifier (ceiling)"):
         trained("supervised style classifier (ceiling)", audio_train, audio_val,
-                _text_config(s, seed, "supervised", s.audio_steps), pooled_scored)
+                _text_config(s, seed, "supervised", s.audio_steps), pooled_embedded)
     if want(MAIN_ROW):
-        trained(MAIN_ROW, text_data(cat, train, "all", s), audio_val, _text_config(s, seed), pooled_scored)
+        trained(MAIN_ROW, text_data(cat, train, "all", s), audio_val, _text_config(s, seed), pooled_embedded)
+    if want(MODE_FREE_ROW) or want(MODE_KEPT_ROW):
+        name, kind = (MODE_KEPT_ROW, "mode_kept") if s.strip_mode_words else (MODE_FREE_ROW, "mode_free")
+        trained(name, text_data(cat, train, kind, s), audio_val, _text_config(s, seed), pooled_embedded)
     if want("CrossMuSim, label-free text"):
         trained("CrossMuSim, label-free text", text_data(cat, train, "label_free", s), audio_val,
-                _text_config(s, seed), pooled_scored)
+                _text_config(s, seed), pooled_embedded)
     if want("CrossMuSim, document text only"):
         data = text_data(cat, train, "documents", s)
         if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
-            trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_scored)
+            trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_embedded)
     if want("SimCLR small CNN"):
         trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), scored_logmels)
     if want("projection + SimCLR"):
         trained("projection + SimCLR", audio_train, audio_val,
-                _text_config(s, seed, "simclr", s.audio_steps), pooled_scored)
+                _text_config(s, seed, "simclr", s.audio_steps), pooled_embedded)
     if want("CrossMuSim, scratch CNN tower"):
         trained("CrossMuSim, scratch CNN tower", text_data(cat, train, "all", s), audio_val,
                 _scratch_config(s, seed, "text"), scored_logmels)
@@ -285,31 +326,44 @@ def summarise(per_seed: list[dict[str, dict]]) -> dict:
     table = {}
     for name in names:
         table[name] = {}
-        for column in (*METRIC_COLUMNS, "train_seconds"):
+        for column in (*METRIC_COLUMNS, *WHOLE_COLUMNS, "train_seconds"):
             values = [run[name][column] for run in per_seed if name in run and column in run[name]]
             if values:
                 table[name][column] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
                                        "values": [float(v) for v in values]}
-    lifts = []
-    for run in per_seed:
-        audio_only = [run[n]["xinst_style_p10"] for n in AUDIO_ONLY_ROWS if n in run]
-        if MAIN_ROW in run and audio_only:
-            best = max(audio_only)
-            lifts.append(run[MAIN_ROW]["xinst_style_p10"] / best if best > 0 else float("inf"))
-    summary = {"table": table, "lift_over_best_audio_only": lifts}
+    def lifts(column: str, row: str = MAIN_ROW) -> list[float]:
+        out = []
+        for run in per_seed:
+            audio_only = [run[n][column] for n in AUDIO_ONLY_ROWS if n in run and column in run[n]]
+            if row in run and column in run[row] and audio_only:
+                best = max(audio_only)
+                out.append(run[row][column] / best if best > 0 else float("inf"))
+        return out
+
+    summary = {"table": table, "lift_over_best_audio_only": lifts("xinst_style_p10")}
+    if "supervised style classifier (ceiling)" in table:
+        summary["ceiling_over_best_audio_only"] = lifts("xinst_style_p10", "supervised style classifier (ceiling)")
+    if any("whole_xinst_style_p10" in cells for cells in table.values()):
+        summary["whole_lift_over_best_audio_only"] = lifts("whole_xinst_style_p10")
     if MAIN_ROW in table and "supervised style classifier (ceiling)" in table:
         summary["fraction_of_ceiling"] = (table[MAIN_ROW]["xinst_style_p10"]["mean"]
                                           / table["supervised style classifier (ceiling)"]["xinst_style_p10"]["mean"])
-    if MAIN_ROW in table and BASELINE_ROW in table:
-        summary["mode_p10_gap"] = table[MAIN_ROW]["mode_p10"]["mean"] - table[BASELINE_ROW]["mode_p10"]["mean"]
+    if BASELINE_ROW in table:
+        summary["mode_p10_gaps"] = {name: table[name]["mode_p10"]["mean"] - table[BASELINE_ROW]["mode_p10"]["mean"]
+                                    for name in (MAIN_ROW, MODE_FREE_ROW, MODE_KEPT_ROW) if name in table}
+        summary["mode_p10_within_style_gaps"] = {
+            name: table[name]["mode_p10_within_style"]["mean"] - table[BASELINE_ROW]["mode_p10_within_style"]["mean"]
+            for name in (MAIN_ROW, MODE_FREE_ROW, MODE_KEPT_ROW) if name in table}
+        if MAIN_ROW in table:
+            summary["mode_p10_gap"] = summary["mode_p10_gaps"][MAIN_ROW]
     return summary
 
 
 def print_table(split: str, summary: dict) -> None:
     columns = ("style_p1", "style_p10", "style_map", "style_ndcg10", "xinst_style_p10", "xinst_style_map",
-               "instrument_p10", "mode_p10", "t2a_r1", "t2a_r5", "t2a_r10", "train_seconds")
+               "instrument_p10", "mode_p10", "mode_p10_within_style", "t2a_r1", "t2a_r5", "t2a_r10", "train_seconds")
     heads = ("style P@1", "style P@10", "style mAP", "nDCG@10", "x-inst P@10", "x-inst mAP", "instr P@10",
-             "mode P@10", "t2a R@1", "t2a R@5", "t2a R@10", "train s")
+             "mode P@10", "mode P@10 in style", "t2a R@1", "t2a R@5", "t2a R@10", "train s")
     print(f"\n### split: {split}\n")
     print("| row | " + " | ".join(heads) + " |")
     print("|---|" + "---|" * len(heads))
@@ -324,12 +378,30 @@ def print_table(split: str, summary: dict) -> None:
             else:
                 row.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}")
         print(f"| {name} | " + " | ".join(row) + " |")
-    lifts = ", ".join(f"{x:.2f}x" for x in summary["lift_over_best_audio_only"])
-    print(f"\nCrossMuSim cross-instrument style P@10 over the best audio-only row, per seed: {lifts}")
+    def per_seed(values: list[float]) -> str:
+        return ", ".join(f"{x:.2f}x" for x in values)
+
+    print(f"\nCrossMuSim cross-instrument style P@10 over the best audio-only row, per seed: "
+          f"{per_seed(summary['lift_over_best_audio_only'])}")
+    if summary.get("ceiling_over_best_audio_only"):
+        print(f"the supervised ceiling over the best audio-only row, per seed: "
+              f"{per_seed(summary['ceiling_over_best_audio_only'])}")
     if "fraction_of_ceiling" in summary:
         print(f"fraction of the supervised ceiling: {summary['fraction_of_ceiling']:.1%}")
-    if "mode_p10_gap" in summary:
-        print(f"mode P@10, CrossMuSim minus baseline: {summary['mode_p10_gap']:+.3f}")
+    for name, gap in summary.get("mode_p10_gaps", {}).items():
+        print(f"mode P@10, {name} minus {BASELINE_ROW}: {gap:+.3f} "
+              f"(within the query's style: {summary['mode_p10_within_style_gaps'][name]:+.3f})")
+    whole = [(name, cells) for name, cells in summary["table"].items() if "whole_xinst_style_p10" in cells]
+    if whole:
+        print("\nExtra figure (not the table's): the unseen-style tracks query the whole scored part, "
+              "its seen-style tracks included as distractors\n")
+        print("| row | style P@10 | x-inst P@10 | mode P@10 |")
+        print("|---|---|---|---|")
+        for name, cells in whole:
+            print(f"| {name} | " + " | ".join(f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" for c in WHOLE_COLUMNS)
+                  + " |")
+        print(f"\nCrossMuSim over the best audio-only row on that figure, per seed: "
+              f"{per_seed(summary.get('whole_lift_over_best_audio_only', []))}")
 
 
 # --- data sources ------------------------------------------------------------------------------
@@ -350,7 +422,10 @@ def _cached_encoder(cache_path: Path) -> Callable[[list[str]], np.ndarray]:
             vectors = encode_texts([t for _, t in todo])
             stored.update(zip([k for k, _ in todo], vectors, strict=True))
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache_path, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+            # atomic: several bench processes may share the cache
+            tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+            tmp.replace(cache_path)
         return np.stack([stored[k] for k in keys])
 
     return encode
@@ -509,6 +584,31 @@ def load_synthetic_catalog(n_tracks: int = 480) -> BenchCatalog:
 
 # --- main ----------------------------------------------------------------------------------------
 
+INNER_SPLIT = "inner_heldout"
+
+
+def add_inner_heldout_split(cat: BenchCatalog, styles: list[str], base: str = "heldout_styles") -> str:
+    """A tuning split for unseen styles that never touches ``base``'s test part.
+
+    ``base``'s validation part holds no track of its held-out styles, so choices made on it
+    (best step, settings) only see seen styles. This split holds ``styles`` out of ``base``'s
+    train and val parts instead: train = train minus those styles, val = val minus them (best
+    step), test = every train/val track of those styles (the pseudo-unseen queries) plus the
+    remaining val tracks (distractors for the whole-part figure). Score it with the default
+    ``--score-part test``: none of its tracks is in ``base``'s test part.
+    """
+    parts = cat.splits[base]
+    held = set(styles)
+    missing = held - {str(cat.labels[i].get("style", "")) for i in parts["train"]}
+    if missing:
+        raise SystemExit(f"not training styles of {base}: {sorted(missing)}")
+    is_held = np.array([str(label.get("style", "")) in held for label in cat.labels])
+    train, val = parts["train"][~is_held[parts["train"]]], parts["val"][~is_held[parts["val"]]]
+    held_rows = np.concatenate([parts["train"][is_held[parts["train"]]], parts["val"][is_held[parts["val"]]]])
+    cat.splits[INNER_SPLIT] = {"train": train, "val": val, "test": np.sort(np.concatenate([held_rows, val]))}
+    return INNER_SPLIT
+
+
 def write_report(report: dict, out: Path, tag: str, stamped: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=1, default=str)
@@ -530,6 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-part", default="test", choices=["val", "test"],
                         help="'val' scores the validation part (for tuning); the report uses 'test'")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a BenchSettings field")
+    parser.add_argument("--inner-heldout", metavar="STYLE,STYLE,...",
+                        help=f"tuning for unseen styles: add split {INNER_SPLIT!r}, these training styles of "
+                             "heldout_styles held out of its train and val parts (its test part is never used); "
+                             f"run with --splits {INNER_SPLIT}")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -548,12 +652,15 @@ def main(argv: list[str] | None = None) -> int:
         cat = load_file_catalog(Path(args.catalog_dir), args.backbone)
     else:
         cat = load_database_catalog(args.backbone)
+    if args.inner_heldout:
+        add_inner_heldout_split(cat, [x for x in args.inner_heldout.split(",") if x])
     print(f"catalog: {len(cat.track_ids)} tracks, {sum(map(len, cat.descriptions))} kept descriptions, "
           f"splits {sorted(cat.splits)}, loaded in {time.perf_counter() - began:.0f} s")
     tag = "synthetic" if args.synthetic else ("files-" if args.catalog_dir else "") + args.score_part
     if sorted(args.splits) != ["default", "heldout_styles"]:
         tag += "-" + "-".join(args.splits)
     report = {"settings": settings.__dict__, "seeds": args.seeds, "scored_part": args.score_part,
+              "inner_heldout": args.inner_heldout,
               "synthetic": args.synthetic, "catalog_dir": args.catalog_dir, "splits": {}}
     for split in args.splits:
         if split not in cat.splits:

@@ -35,11 +35,13 @@ Baseline arm (``baselines``)::
 
 Evaluation (``evaluate``/``metrics``)::
 
-    evaluate_embeddings(audio_emb, EvalLabels(style, ensemble, mode, work_id), text_emb=None, text_targets=None)
+    evaluate_embeddings(audio_emb, EvalLabels(style, ensemble, mode, work_id), text_emb=None, text_targets=None,
+                        queries=None)
       -> {"style_p1", "style_p10", "style_map", "style_ndcg10", "xinst_style_p10", "xinst_style_map",
-          "instrument_p10", "mode_p10", ["t2a_r1", "t2a_r5", "t2a_r10"]}
+          "instrument_p10", "mode_p10", "mode_p10_within_style", ["t2a_r1", "t2a_r5", "t2a_r10"]}
 
 Ablation text (``textprep``)::
 
     strip_label_words(text, label_values) -> text without style / tune-type / collection / composer words
+    strip_mode_words(text, moods=True) -> text without key / mode names (and mode-chosen mood adjectives)
 """

@@ -39,10 +39,11 @@ class RankingScores:
     n_queries: int
 
 
-def _ranked_relevance(similarity: np.ndarray, relevance: np.ndarray, candidate_mask: np.ndarray | None):
+def _ranked_relevance(similarity: np.ndarray, relevance: np.ndarray, candidate_mask: np.ndarray | None,
+                      queries=None):
     """Yield the relevance vector of each query's candidates, best-scored first."""
     n = similarity.shape[0]
-    for i in range(n):
+    for i in (range(n) if queries is None else np.asarray(queries, dtype=np.int64)):
         candidates = np.ones(n, dtype=bool) if candidate_mask is None else candidate_mask[i].copy()
         candidates[i] = False
         idx = np.flatnonzero(candidates)
@@ -75,11 +76,15 @@ def ndcg_at_k(ranked: np.ndarray, k: int) -> float:
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def ranking_scores(embeddings: np.ndarray, labels, candidate_mask: np.ndarray | None = None) -> RankingScores:
-    """P@1, P@10, mAP and nDCG@10 of label-matching retrieval among the tracks themselves."""
+def ranking_scores(embeddings: np.ndarray, labels, candidate_mask: np.ndarray | None = None,
+                   queries=None) -> RankingScores:
+    """P@1, P@10, mAP and nDCG@10 of label-matching retrieval among the tracks themselves.
+
+    ``queries`` (row indices) restricts which tracks ask; every track stays a candidate.
+    """
     similarity = cosine_similarity_matrix(embeddings)
     relevance = same_label_matrix(labels)
-    rows = [r for r in _ranked_relevance(similarity, relevance, candidate_mask) if r.any()]
+    rows = [r for r in _ranked_relevance(similarity, relevance, candidate_mask, queries) if r.any()]
     if not rows:
         return RankingScores(0.0, 0.0, 0.0, 0.0, 0)
     return RankingScores(

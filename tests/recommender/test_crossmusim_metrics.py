@@ -78,3 +78,28 @@ def test_text_to_audio_recall():
     assert recall[2] == pytest.approx(2 / 3)
     result = evaluate_embeddings(audio, EvalLabels(["a"] * 4, ["e"] * 4, ["m"] * 4), text, [0, 1, 3])
     assert result["t2a_r1"] == pytest.approx(2 / 3) and result["t2a_r10"] == 1.0
+
+
+def test_queries_restrict_who_asks_but_every_track_stays_a_candidate():
+    # two unseen-style tracks "u" and two seen-style distractors "s", each nearer to either u than the other u
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.8, 0.2]])
+    labels = EvalLabels(style=["u", "u", "s", "s"], ensemble=["a", "b", "c", "d"], mode=["major"] * 4)
+    among_themselves = evaluate_embeddings(emb[:2], EvalLabels(style=["u", "u"], ensemble=["a", "b"],
+                                                               mode=["major"] * 2))
+    whole = evaluate_embeddings(emb, labels, queries=[0, 1])
+    assert among_themselves["style_p1"] == 1.0
+    assert whole["style_p1"] == 0.0 and whole["style_p10"] == pytest.approx(1 / 3)
+    scores = ranking_scores(emb, labels.style, queries=[0])
+    assert scores.n_queries == 1 and scores.precision_at_1 == 0.0
+    assert ranking_scores(emb, labels.style, queries=[3]).precision_at_1 == 1.0
+
+
+def test_mode_within_style_only_ranks_the_query_s_own_style():
+    emb = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99], [0.2, 0.98]])
+    labels = EvalLabels(style=["a", "a", "a", "b", "b", "b"], ensemble=list("uvwxyz"),
+                        mode=["major", "major", "minor", "minor", "minor", "major"])
+    result = evaluate_embeddings(emb, labels)
+    # every track: 2 same-mode tracks among its 5 candidates
+    assert result["mode_p10"] == pytest.approx(2 / 5)
+    # own style only: 1 same-mode track among 2 candidates; the odd-mode track of each style has none (left out)
+    assert result["mode_p10_within_style"] == pytest.approx(1 / 2)
