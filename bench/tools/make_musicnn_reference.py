@@ -32,7 +32,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -178,19 +177,12 @@ def timing(seconds: float = 30.0, repeats: int = 5) -> None:
         mel = librosa.feature.melspectrogram(y=wave, sr=SR, hop_length=256, n_fft=512, n_mels=96).T
         network(patches_of(np.log10(1 + 10000 * mel.astype(np.float16)).astype(np.float32), hop=187))
 
-    def best(run) -> tuple[float, float]:
-        run()
-        wall, cpu = [], []
-        for _ in range(repeats):
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            run()
-            wall.append(time.perf_counter() - start_wall)
-            cpu.append(time.process_time() - start_cpu)
-        return min(wall), min(cpu)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/timing.py: standard library only
+    from timing import best_of
 
-    wall, cpu = best(features)
+    wall, cpu = best_of(features, repeats)
     print(f"original, graph built once, 1 thread: {wall:.3f} s wall, {cpu:.3f} s CPU per {seconds:.0f}-s track")
-    wall, cpu = best(lambda: original_extractor(wave, "MTT_musicnn"))
+    wall, cpu = best_of(lambda: original_extractor(wave, "MTT_musicnn"), repeats)
     print(f"original extractor() per call (default threads): {wall:.3f} s wall, {cpu:.3f} s CPU per track")
 
 

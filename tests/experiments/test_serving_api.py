@@ -105,6 +105,26 @@ def test_titles_come_from_a_cache_that_a_lifecycle_change_refreshes(client, worl
     assert fresh["title"] == "renamed"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_title_cache_refills_in_the_background_and_keeps_serving_meanwhile():
+    import time
+
+    from experiments.selectors import TrackTitles
+    from recommender.models import Track
+
+    track = Track.objects.create(title="old", artist="a", album="x", duration_s=1.0, sample_rate=16000,
+                                 checksum=uuid.uuid4().hex, audio_path="none")
+    titles = TrackTitles(ttl_s=0.2)
+    assert titles.get([track.pk]) == {track.pk: ("old", "a")}  # first fill: inline
+    Track.objects.filter(pk=track.pk).update(title="new")
+    time.sleep(0.3)  # expired
+    assert titles.get([track.pk]) == {track.pk: ("old", "a")}  # served from the old cache at once
+    deadline = time.monotonic() + 10
+    while titles.get([track.pk])[track.pk][0] != "new" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert titles.get([track.pk]) == {track.pk: ("new", "a")}
+
+
 def test_assignment_is_sticky_and_uses_both_arms(client, world):
     first = {f"user{i}": get(client, world, user=f"user{i}", seed_track=world.tracks[0].pk, k=2).json()["variant"]
              for i in range(60)}

@@ -54,21 +54,29 @@ def test_players_clicks_land_in_user_aggregates(live_server, events_worker):
     assert Assignment.objects.filter(experiment=experiment).count() == summary.users_active
 
 
-@pytest.mark.django_db(transaction=True)
-def test_drop_arm_users_vanish_after_their_first_request(live_server, events_worker, tmp_path):
-    tracks = label_catalog(prefix="drop")
-    timbre, style = arm_models(tracks, seed=1)
-    experiment = running_experiment("sim drop arm", control=timbre, treatment=style)
-    _, key = api_key_create(name="simulator drop test")
+def simulate_with_dropped_treatment(live_server, tmp_path, *, prefix: str, seed: int, users: int, sim_seed: int,
+                                    extra: tuple[str, ...] = ()) -> tuple:
+    """A fresh catalog and experiment, then ``simulate_players`` with every treatment user dropped (``extra``
+    says when); returns (experiment, the run's JSON summary) once the worker has landed its events."""
+    tracks = label_catalog(prefix=prefix)
+    timbre, style = arm_models(tracks, seed=seed)
+    experiment = running_experiment(f"sim {prefix} drop", control=timbre, treatment=style)
+    _, key = api_key_create(name=f"simulator {prefix} drop test")
     out = tmp_path / "summary.json"
-
     call_command(
-        "simulate_players", "--users", "30", "--rate", "100", "--duration", "20", "--seed", "5", "--workers", "4",
-        "--api-key", key, "--base-url", live_server.url, "--drop-arm", "treatment", "--drop-fraction", "1.0",
-        "--no-progress", "--summary-json", str(out),
+        "simulate_players", "--users", str(users), "--rate", "100", "--duration", "20", "--seed", str(sim_seed),
+        "--workers", "4", "--api-key", key, "--base-url", live_server.url, "--drop-arm", "treatment",
+        "--drop-fraction", "1.0", *extra, "--no-progress", "--summary-json", str(out),
     )
     summary = json.loads(out.read_text())
     wait_for_aggregates(experiment, summary["impressions"], summary["events_accepted"])
+    return experiment, summary
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_arm_users_vanish_after_their_first_request(live_server, events_worker, tmp_path):
+    experiment, summary = simulate_with_dropped_treatment(
+        live_server, tmp_path, prefix="drop", seed=1, users=30, sim_seed=5)
     assert summary["request_errors"] == 0 and summary["stop_reason"] == "all sessions played"
     treatment, control = summary["variants"]["treatment"], summary["variants"]["control"]
     assert treatment["vanished"] == treatment["users"] > 0 and control["vanished"] == 0
@@ -83,19 +91,9 @@ def test_drop_arm_users_vanish_after_their_first_request(live_server, events_wor
 @pytest.mark.django_db(transaction=True)
 def test_users_lost_before_their_first_request_never_reach_the_platform(live_server, events_worker, tmp_path):
     """The SRM proof's mode: the arm is computed from the experiment's salt, and exactly that arm goes missing."""
-    tracks = label_catalog(prefix="early")
-    timbre, style = arm_models(tracks, seed=2)
-    experiment = running_experiment("sim early drop", control=timbre, treatment=style)
-    _, key = api_key_create(name="simulator early drop test")
-    out = tmp_path / "summary.json"
-
-    call_command(
-        "simulate_players", "--users", "40", "--rate", "100", "--duration", "20", "--seed", "6", "--workers", "4",
-        "--max-requests", "60", "--api-key", key, "--base-url", live_server.url, "--drop-arm", "treatment",
-        "--drop-fraction", "1.0", "--drop-when", "before_first_request", "--no-progress", "--summary-json", str(out),
-    )
-    summary = json.loads(out.read_text())
-    wait_for_aggregates(experiment, summary["impressions"], summary["events_accepted"])
+    experiment, summary = simulate_with_dropped_treatment(
+        live_server, tmp_path, prefix="early", seed=2, users=40, sim_seed=6,
+        extra=("--max-requests", "60", "--drop-when", "before_first_request"))
     assert summary["request_errors"] == 0 and summary["users_vanished"] > 5
     assert set(summary["variants"]) == {"control", "treatment"}
     assert summary["variants"]["treatment"]["requests"] == 0  # only the vanished count lives under treatment
