@@ -84,6 +84,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
     from django.utils import timezone
 
     from experiments.assignment import user_key
+    from experiments.event_ids import new_request_id
 
     rng = np.random.default_rng(0)
     now = timezone.now().isoformat()
@@ -93,7 +94,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
         user = int(rng.integers(users))
         uid = f"bench-user-{user}"
         variant = variant_ids[user % len(variant_ids)]
-        request = uuid.uuid4()
+        request = new_request_id()  # time-ordered, as the API makes them
         key = user_key(uid)
         shown = min(10, n_events - written)
         tracks = [int(t) for t in rng.integers(1, 100_000, size=shown)]

@@ -1,23 +1,52 @@
-"""The derived id of an impression, computed the same way in Python and in SQL.
+"""Request ids and the derived id of an impression, computed the same way in Python and in SQL.
 
 An impression's ``event_id`` is a function of (request id, position): a click names its
 request and position, and so finds the impression by the unique ``event_id`` index without
-a second index on the high-volume table. It is an MD5 of ``"<request uuid>/<position>"``
-read as a UUID, because PostgreSQL computes that natively (``md5()``): the worker expands a
-recommendation's outbox row into its impressions inside one SQL statement, and a click is
-checked against a not-yet-expanded recommendation in SQL too.
+a second index on the high-volume table. It is built from an MD5 of ``"<request uuid>/<position>"``
+because PostgreSQL computes that natively (``md5()``): the worker expands a recommendation's
+outbox row into its impressions inside one SQL statement, and a click is checked against a
+not-yet-expanded recommendation in SQL too.
+
+Request ids are UUID version 7 (RFC 9562: a millisecond timestamp, then 74 random bits), and
+an impression id keeps its request id's first 8 bytes (the timestamp half) in front of the
+last 8 bytes of that MD5. So impression ids grow with time and the worker's inserts land at
+the right-hand edge of the ``event_id`` index instead of on random pages of a large index:
+inserting 2,000 impressions into a 12M-row table took 12.7 ms instead of 38 ms (bench database,
+README). Requests served before this scheme (version 4 ids) keep the plain MD5 id, so a click
+on one of them still finds its impression.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import uuid
 
 
+def new_request_id() -> uuid.UUID:
+    """A UUID version 7: time-ordered (millisecond timestamp first), unguessable (74 random bits)."""
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 9562 variant
+    return uuid.UUID(bytes=bytes(raw))
+
+
 def impression_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
-    return uuid.UUID(hashlib.md5(f"{request_id}/{int(position)}".encode(), usedforsecurity=False).hexdigest())
+    digest = hashlib.md5(f"{request_id}/{int(position)}".encode(), usedforsecurity=False).hexdigest()
+    if request_id.version == 7:
+        return uuid.UUID(request_id.hex[:16] + digest[16:])
+    return uuid.UUID(digest)
 
 
 def impression_event_id_sql(request_id: str, position: str) -> str:
-    """The SQL expression of ``impression_event_id`` over two SQL expressions (a uuid and an integer)."""
-    return f"md5(({request_id})::text || '/' || ({position})::text)::uuid"
+    """The SQL expression of ``impression_event_id`` over two SQL expressions (a uuid and an integer).
+
+    ``uuid.version`` is 7 only for the RFC variant, hence the check of both nibbles of the text form
+    (``xxxxxxxx-xxxx-7xxx-[89ab]xxx-xxxxxxxxxxxx``).
+    """
+    text = f"({request_id})::text"
+    digest = f"md5({text} || '/' || ({position})::text)"
+    return (f"(CASE WHEN substr({text}, 15, 1) = '7' AND substr({text}, 20, 1) IN ('8', '9', 'a', 'b') "
+            f"THEN (left(replace({text}, '-', ''), 16) || right({digest}, 16))::uuid "
+            f"ELSE {digest}::uuid END)")

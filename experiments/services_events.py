@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from experiments.assignment import assign_variant, user_key
-from experiments.event_ids import impression_event_id, impression_event_id_sql
+from experiments.event_ids import impression_event_id, impression_event_id_sql, new_request_id
 from experiments.models import Click, EventOutbox, Impression
 from experiments.selectors import (
     NEIGHBOURS_SELECT,
@@ -67,7 +67,7 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
         arm = config.fallback
     else:
         raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
-    request_id = uuid.uuid4()
+    request_id = new_request_id()
     if variant is None:
         items = nearest_to_track(arm, seed_track_id, k, exclude)
     else:

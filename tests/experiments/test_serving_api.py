@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from experiments.assignment import ArmSpec, assign_variant, user_key
-from experiments.event_ids import impression_event_id
+from experiments.event_ids import impression_event_id, new_request_id
 from experiments.models import ApiKey, EventOutbox, Impression
 from experiments.services import experiment_pause
 from experiments.services_ingest import drain_outbox
@@ -78,18 +78,45 @@ def test_one_impression_per_item_goes_to_the_outbox(client, world):
     assert not EventOutbox.objects.filter(request_id=body["request_id"]).exists()
 
 
-def test_impression_ids_agree_between_python_and_sql(db):
+@pytest.mark.parametrize("request_id", [new_request_id(), uuid.uuid4()], ids=["version 7", "legacy version 4"])
+def test_impression_ids_agree_between_python_and_sql(db, request_id):
     from django.db import connection
 
     from experiments.event_ids import impression_event_id_sql
 
-    request = uuid.uuid4()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {impression_event_id_sql('%s::uuid', 'p')} FROM generate_series(1, 12) AS p",
-                       [str(request)])
+        cursor.execute(f"SELECT {impression_event_id_sql('q.r', 'p')} FROM (SELECT %s::uuid AS r) AS q, "
+                       "generate_series(1, 12) AS p", [str(request_id)])
         from_sql = [row[0] for row in cursor.fetchall()]
-    assert from_sql == [impression_event_id(request, p) for p in range(1, 13)]
+    assert from_sql == [impression_event_id(request_id, p) for p in range(1, 13)]
     assert len(set(from_sql)) == 12
+
+
+def test_request_and_impression_ids_grow_with_time():
+    import time
+
+    earlier = new_request_id()
+    time.sleep(0.002)
+    later = new_request_id()
+    assert earlier.version == later.version == 7 and earlier.variant == uuid.RFC_4122
+    assert earlier < later and impression_event_id(earlier, 99) < impression_event_id(later, 1)
+    assert impression_event_id(later, 3).hex[:16] == later.hex[:16]  # the timestamp half leads
+    legacy = uuid.uuid4()
+    assert impression_event_id(legacy, 3).hex[:16] != legacy.hex[:16]
+
+
+def test_clicks_on_a_request_served_with_a_legacy_id_still_match(client, world, monkeypatch):
+    """Requests answered before ids became time-ordered (version 4) keep their MD5 impression ids."""
+    import experiments.services_events as services_events
+
+    monkeypatch.setattr(services_events, "new_request_id", uuid.uuid4)
+    body = get(client, world, user="gil", seed_track=world.tracks[0].pk, k=4).json()
+    assert uuid.UUID(body["request_id"]).version == 4
+    before = post_events(client, world, [click(body, 2)]).json()  # still a recommendation row in the outbox
+    drain_outbox()
+    after = post_events(client, world, [click(body, 3)]).json()  # expanded into impressions by then
+    assert (before["accepted"], before["rejected"]) == (1, [])
+    assert (after["accepted"], after["rejected"]) == (1, [])
 
 
 def test_titles_come_from_a_cache_that_a_lifecycle_change_refreshes(client, world):
