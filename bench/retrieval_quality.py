@@ -258,7 +258,7 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
                                       query_targets if text is not None else None)
         if extra_whole:
             whole_metrics = evaluate_embeddings(embeddings, labels_whole, queries=in_scored)
-            metrics.update({f"whole_{k}": whole_metrics[k] for k in ("style_p10", "xinst_style_p10", "mode_p10")})
+            metrics.update({column: whole_metrics[column.removeprefix("whole_")] for column in WHOLE_COLUMNS})
         results[name] = {**metrics, "train_seconds": round(seconds, 2), "n_scored": len(scored),
                          **({"n_whole": len(whole)} if extra_whole else {}), **(extra or {})}
         log(f"  [{split} seed {seed}] {name:34s} xinst P@10 {metrics['xinst_style_p10']:.3f}  "
@@ -292,7 +292,7 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
     audio_train = TrainingData(patches=[cat.patches[i] for i in train], logmels=[cat.logmels[i] for i in train],
                                labels=np.array([style_index[cat.labels[i].get("style", "")] for i in train]))
     audio_val = TrainingData(patches=[cat.patches[i] for i in val], logmels=[cat.logmels[i] for i in val])
-    scored_logmels = [cat.logmels[i] for i in embedded]
+    embedded_logmels = [cat.logmels[i] for i in embedded]
     if want("supervised style classifier (ceiling)"):
         trained("supervised style classifier (ceiling)", audio_train, audio_val,
                 _text_config(s, seed, "supervised", s.audio_steps), pooled_embedded)
@@ -309,13 +309,13 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
         if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
             trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_embedded)
     if want("SimCLR small CNN"):
-        trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), scored_logmels)
+        trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), embedded_logmels)
     if want("projection + SimCLR"):
         trained("projection + SimCLR", audio_train, audio_val,
                 _text_config(s, seed, "simclr", s.audio_steps), pooled_embedded)
     if want("CrossMuSim, scratch CNN tower"):
         trained("CrossMuSim, scratch CNN tower", text_data(cat, train, "all", s), audio_val,
-                _scratch_config(s, seed, "text"), scored_logmels)
+                _scratch_config(s, seed, "text"), embedded_logmels)
     return results
 
 

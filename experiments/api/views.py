@@ -132,10 +132,9 @@ class RecommendationView(PlayerApiView):
 
     @classmethod
     def as_view(cls, **initkwargs):
-        view = csrf_exempt(serve_recommendations)
-        view.cls = cls
-        view.initkwargs = initkwargs
-        return view
+        serve_recommendations.cls = cls  # already csrf_exempt; routed once, so setting these here is enough
+        serve_recommendations.initkwargs = initkwargs
+        return serve_recommendations
 
     def get(self, request: Request) -> Response:  # pragma: no cover - documentation only, see as_view
         raise NotImplementedError("served by serve_recommendations")

@@ -8,6 +8,7 @@ the music in other words.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -83,8 +84,11 @@ _MODE_PATTERNS = (
 _WORDS = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 
 
+@functools.cache
 def mood_vocabulary() -> frozenset[str]:
-    """The templates' mood adjectives: each is chosen by the track's mode (see templates.MOODS)."""
+    """The templates' mood adjectives: each is chosen by the track's mode (see templates.MOODS).
+
+    Cached: ``strip_mode_words`` asks for it once per caption."""
     from .descriptions.templates import MOODS
 
     return frozenset(word.lower() for words in MOODS.values() for word in words)
