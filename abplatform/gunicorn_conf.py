@@ -17,8 +17,8 @@ After start-up each worker imports every view and then freezes its heap (``gc.fr
 the ~175k objects of Django, DRF, scipy and pandas (the analysis views) stay out of the
 collector's reach. Unfrozen, each full collection held the GIL for 50-280 ms under load,
 stalling every request of that worker (README, "Where the tail at 400 req/s comes from").
-The heartbeat file lives in /dev/shm: gunicorn touches it on every loop turn, and on a
-disk-backed /tmp that is a metadata write each time (gunicorn's own advice).
+The heartbeat file lives in /dev/shm: gunicorn sets its mtime (os.utime) on every loop turn,
+an inode update each time on a disk-backed /tmp (gunicorn's docs advise a tmpfs; not measured here).
 """
 
 import gc
