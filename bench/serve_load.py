@@ -14,6 +14,10 @@ What it does, in its own database (``bench_serving``):
    ``wrk`` closed loop (max throughput) and ``bench/loadgen.py`` open loop at fixed rates;
    each request is a random user (of 100k) and a random seed track, k=10.
 4. Waits for the event pipeline to land every impression and prints the counts.
+5. The same-minute ceiling (``--no-ceiling`` skips it): the bare KNN under the same gunicorn
+   (``bench/ceiling_app.py``: no key, no assignment, no recording, no worker), wrk and the
+   first open-loop rate, and ours as a fraction of it. This VM's speed swings by a third
+   between runs, so a figure of ours only means something beside the ceiling of its minutes.
 
 The load generator shares the machine's cores with everything it measures.
 """
@@ -164,23 +168,32 @@ def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k:
     return recalls
 
 
+def _server_env(workers: int, threads: int) -> dict:
+    return {**os.environ, "CONN_MAX_AGE": "600", "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
+
+
+def start_gunicorn(workers: int, threads: int, port: int, app: str = "abplatform.wsgi:application",
+                   chdir: Path = ROOT) -> subprocess.Popen:
+    log_dir = ROOT / "var" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), app, "--chdir", str(chdir),
+         "-c", str(ROOT / "abplatform" / "gunicorn_conf.py"), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=ROOT, env=_server_env(workers, threads), stdout=open(log_dir / "serve_gunicorn.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
 def start_processes(workers: int, threads: int, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
     log_dir = ROOT / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CONN_MAX_AGE": "600", "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, "--pool", "solo",
          "--loglevel", "WARNING", "-n", f"{QUEUE}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=open(log_dir / "serve_worker.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
+        cwd=ROOT, env=_server_env(workers, threads), stdout=open(log_dir / "serve_worker.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, start_new_session=True,
     )
-    web = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "abplatform.wsgi:application",
-         "-c", str(ROOT / "abplatform" / "gunicorn_conf.py"), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=open(log_dir / "serve_gunicorn.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
-    return worker, web
+    return worker, start_gunicorn(workers, threads, port)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -204,22 +217,26 @@ def wait_http(url: str, headers: dict, timeout: float = 60) -> None:
     raise SystemExit(f"server did not answer {url} within {timeout}s (see var/bench/serve_gunicorn.log)")
 
 
-def request_paths(track_ids: list[int], count: int, k: int = 10) -> list[str]:
+RECOMMENDATIONS_PATH = "/api/v1/recommendations?user=user-%d&seed_track=%d&k=10"
+CEILING_PATH = "/knn?user=user-%d&seed_track=%d&k=10"  # bench/ceiling_app.py ignores the user
+
+
+def request_paths(track_ids: list[int], count: int, template: str = RECOMMENDATIONS_PATH) -> list[str]:
     import numpy as np
 
     rng = np.random.default_rng(7)
-    return [f"/api/v1/recommendations?user=user-{int(u)}&seed_track={track_ids[int(s)]}&k={k}"
+    return [template % (int(u), track_ids[int(s)])
             for u, s in zip(rng.integers(USERS, size=count), rng.integers(len(track_ids), size=count), strict=True)]
 
 
-def run_wrk(port: int, key: str, track_ids: list[int], duration: int, connections: int) -> dict:
+def run_wrk(port: int, key: str, track_ids: list[int], duration: int, connections: int,
+            template: str = RECOMMENDATIONS_PATH) -> dict:
     sample = ",".join(str(t) for t in track_ids[:: max(1, len(track_ids) // 5000)])
     script = f"""
 local ids = {{{sample}}}
 math.randomseed(os.time())
 request = function()
-  local path = string.format("/api/v1/recommendations?user=user-%d&seed_track=%d&k=10",
-                             math.random(1, {USERS}), ids[math.random(1, #ids)])
+  local path = string.format("{template}", math.random(1, {USERS}), ids[math.random(1, #ids)])
   return wrk.format("GET", path, {{["Authorization"] = "Api-Key {key}"}})
 end
 """
@@ -317,6 +334,55 @@ def pipeline_counts() -> tuple[int, int]:
         return cursor.fetchone()
 
 
+def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
+    """The bare KNN under the same gunicorn (bench/ceiling_app.py), right after our endpoint's runs."""
+    from loadgen import CpuMeter, group_pids, run_open_loop
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    web = start_gunicorn(args.workers, args.threads, port, "ceiling_app:application", ROOT / "bench")
+    figures: dict = {}
+    try:
+        paths = request_paths(track_ids, 60_000, CEILING_PATH)
+        wait_http(f"http://127.0.0.1:{port}{paths[0]}", {})
+        run_open_loop("127.0.0.1", port, paths[:2000], {}, rate=300, duration=4)
+        meter = CpuMeter({"web": lambda: group_pids(web.pid), "postgres": postgres_backends})
+        if not args.skip_wrk:
+            connections = int(args.wrk_connections.split(",")[0])
+            wrk = run_wrk(port, key, track_ids, args.duration, connections, CEILING_PATH)
+            figures["wrk"] = {k: v for k, v in wrk.items() if k != "raw"}
+            print(f"  ceiling (bare KNN, same gunicorn), wrk {connections} connections: {wrk['rps']:.0f} req/s, "
+                  f"p50 {wrk['p50']:.2f} ms, p99 {wrk['p99']:.2f} ms, non-2xx {wrk['non_2xx']}", flush=True)
+        meter.start()
+        result = run_open_loop("127.0.0.1", port, paths, {}, rate=rate, duration=args.duration)
+        cpu = meter.stop()
+        summary = result.summary()
+        summary["cpu_ms_per_request"] = {name: round(seconds * 1000 / max(result.ok, 1), 3)
+                                         for name, seconds in cpu.items()}
+        figures["open_loop"] = summary
+        print(f"  ceiling, open loop {rate:.0f} req/s: achieved {summary['achieved_rps']:.0f} req/s, "
+              f"p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms, p99.9 {summary['p99_9']:.2f} ms, "
+              f"errors {summary['errors']}; CPU per request web {summary['cpu_ms_per_request']['web']:.2f} + "
+              f"postgres {summary['cpu_ms_per_request']['postgres']:.2f} ms", flush=True)
+    finally:
+        stop(web)
+    return figures
+
+
+def print_against_ceiling(results: dict, ceiling: dict) -> None:
+    ours_open, bare_open = results["open_loop"][0], ceiling["open_loop"]
+    ours_cpu = ours_open["cpu_ms_per_request"]["server_total"]
+    bare_cpu = bare_open["cpu_ms_per_request"]["web"] + bare_open["cpu_ms_per_request"]["postgres"]
+    line = (f"ours against the ceiling: open loop {ours_open['target_rps']:.0f} req/s p99 {ours_open['p99']:.1f} vs "
+            f"{bare_open['p99']:.1f} ms; server CPU per request {ours_cpu:.2f} vs {bare_cpu:.2f} ms "
+            f"({ours_cpu / bare_cpu:.2f}x)")
+    if results["wrk"] and "wrk" in ceiling:
+        line += (f"; wrk {results['wrk'][0]['rps']:.0f} vs {ceiling['wrk']['rps']:.0f} req/s "
+                 f"({results['wrk'][0]['rps'] / ceiling['wrk']['rps']:.0%})")
+    print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=100_000)
@@ -330,6 +396,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--recall-queries", type=int, default=400)
     parser.add_argument("--skip-wrk", action="store_true")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
     args = parser.parse_args()
 
@@ -401,6 +469,9 @@ def main() -> None:
     finally:
         stop(web)
         stop(worker)
+    if args.ceiling:
+        results["ceiling"] = ceiling = measure_ceiling(args, key, track_ids, float(args.rates.split(",")[0]))
+        print_against_ceiling(results, ceiling)
     results["load_avg_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str))
