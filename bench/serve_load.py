@@ -172,25 +172,33 @@ def _server_env(workers: int, threads: int) -> dict:
     return {**os.environ, "CONN_MAX_AGE": "600", "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
 
 
-def start_gunicorn(workers: int, threads: int, port: int, app: str = "abplatform.wsgi:application",
-                   chdir: Path = ROOT) -> subprocess.Popen:
+def _log_file(name: str):
     log_dir = ROOT / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
+    return open(log_dir / name, "ab")  # noqa: SIM115 - handed to the child process
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gunicorn(workers: int, threads: int, port: int, app: str = "abplatform.wsgi:application",
+                   chdir: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), app, "--chdir", str(chdir),
          "-c", str(ROOT / "abplatform" / "gunicorn_conf.py"), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=_server_env(workers, threads), stdout=open(log_dir / "serve_gunicorn.log", "ab"),  # noqa: SIM115
+        cwd=ROOT, env=_server_env(workers, threads), stdout=_log_file("serve_gunicorn.log"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
 def start_processes(workers: int, threads: int, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
-    log_dir = ROOT / "var" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "abplatform", "worker", "-Q", QUEUE, "--pool", "solo",
          "--loglevel", "WARNING", "-n", f"{QUEUE}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=_server_env(workers, threads), stdout=open(log_dir / "serve_worker.log", "ab"),  # noqa: SIM115
+        cwd=ROOT, env=_server_env(workers, threads), stdout=_log_file("serve_worker.log"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )
     return worker, start_gunicorn(workers, threads, port)
@@ -274,11 +282,12 @@ def postgres_backends() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def cpu_meter(web: subprocess.Popen, worker: subprocess.Popen):
+def cpu_meter(web: subprocess.Popen, worker: subprocess.Popen | None):
+    """CPU by process group; ``worker`` None for a run without the Celery worker (the ceiling)."""
     from loadgen import CpuMeter, group_pids, redis_pids
 
     return CpuMeter({"web": lambda: group_pids(web.pid), "postgres": postgres_backends,
-                     "worker": lambda: group_pids(worker.pid), "redis": redis_pids,
+                     "worker": lambda: group_pids(worker.pid) if worker else [], "redis": redis_pids,
                      "generator": lambda: [os.getpid()]})
 
 
@@ -336,18 +345,16 @@ def pipeline_counts() -> tuple[int, int]:
 
 def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
     """The bare KNN under the same gunicorn (bench/ceiling_app.py), right after our endpoint's runs."""
-    from loadgen import CpuMeter, group_pids, run_open_loop
+    from loadgen import run_open_loop
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     web = start_gunicorn(args.workers, args.threads, port, "ceiling_app:application", ROOT / "bench")
     figures: dict = {}
     try:
         paths = request_paths(track_ids, 60_000, CEILING_PATH)
         wait_http(f"http://127.0.0.1:{port}{paths[0]}", {})
         run_open_loop("127.0.0.1", port, paths[:2000], {}, rate=300, duration=4)
-        meter = CpuMeter({"web": lambda: group_pids(web.pid), "postgres": postgres_backends})
+        meter = cpu_meter(web, None)
         if not args.skip_wrk:
             connections = int(args.wrk_connections.split(",")[0])
             wrk = run_wrk(port, key, track_ids, args.duration, connections, CEILING_PATH)
@@ -356,15 +363,13 @@ def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
                   f"p50 {wrk['p50']:.2f} ms, p99 {wrk['p99']:.2f} ms, non-2xx {wrk['non_2xx']}", flush=True)
         meter.start()
         result = run_open_loop("127.0.0.1", port, paths, {}, rate=rate, duration=args.duration)
-        cpu = meter.stop()
         summary = result.summary()
-        summary["cpu_ms_per_request"] = {name: round(seconds * 1000 / max(result.ok, 1), 3)
-                                         for name, seconds in cpu.items()}
+        summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
         figures["open_loop"] = summary
         print(f"  ceiling, open loop {rate:.0f} req/s: achieved {summary['achieved_rps']:.0f} req/s, "
               f"p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms, p99.9 {summary['p99_9']:.2f} ms, "
-              f"errors {summary['errors']}; CPU per request web {summary['cpu_ms_per_request']['web']:.2f} + "
-              f"postgres {summary['cpu_ms_per_request']['postgres']:.2f} ms", flush=True)
+              f"errors {summary['errors']}", flush=True)
+        print_cpu(summary["cpu_ms_per_request"])
     finally:
         stop(web)
     return figures
@@ -373,7 +378,7 @@ def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
 def print_against_ceiling(results: dict, ceiling: dict) -> None:
     ours_open, bare_open = results["open_loop"][0], ceiling["open_loop"]
     ours_cpu = ours_open["cpu_ms_per_request"]["server_total"]
-    bare_cpu = bare_open["cpu_ms_per_request"]["web"] + bare_open["cpu_ms_per_request"]["postgres"]
+    bare_cpu = bare_open["cpu_ms_per_request"]["server_total"]
     line = (f"ours against the ceiling: open loop {ours_open['target_rps']:.0f} req/s p99 {ours_open['p99']:.1f} vs "
             f"{bare_open['p99']:.1f} ms; server CPU per request {ours_cpu:.2f} vs {bare_cpu:.2f} ms "
             f"({ours_cpu / bare_cpu:.2f}x)")
@@ -402,9 +407,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if not args.port:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            args.port = probe.getsockname()[1]
+        args.port = free_port()
     setup_django()
     from loadgen import run_open_loop
 
