@@ -40,6 +40,9 @@ class Experiment(models.Model):
         RUNNING = "running"
         PAUSED = "paused"
         STOPPED = "stopped"
+        # A stopped experiment put away: hidden from the default admin list, its events and results kept.
+        # Experiments that ever ran are archived, never deleted (their event rows would be orphaned).
+        ARCHIVED = "archived"
 
     name = models.CharField(max_length=200, unique=True)
     hypothesis = models.TextField(blank=True)
@@ -231,10 +234,63 @@ class EventOutbox(models.Model):
     scores = ArrayField(models.FloatField(), null=True, blank=True)  # RECOMMENDATION rows only
 
 
+class EventQuarantine(models.Model):
+    """Outbox rows the worker could not land, kept aside so that one bad row never blocks the rest.
+
+    The columns are the outbox's own (the row moves here whole, same id), plus why and when.
+    ``manage.py replay_quarantine`` (or the admin action) moves rows back into the outbox.
+    """
+
+    id = models.BigIntegerField(primary_key=True)  # the outbox id it had
+    kind = models.PositiveSmallIntegerField(choices=EventOutbox.Kind.choices)
+    event_id = models.UUIDField()
+    request_id = models.UUIDField()
+    experiment_id = models.BigIntegerField()
+    variant_id = models.BigIntegerField()
+    user_key = models.BigIntegerField()
+    user_id = models.CharField(max_length=200, blank=True)
+    track_id = models.BigIntegerField()
+    position = models.PositiveSmallIntegerField()
+    score = models.FloatField(null=True, blank=True)
+    client_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    track_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
+    scores = ArrayField(models.FloatField(), null=True, blank=True)
+    error = models.TextField()
+    quarantined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "quarantined event"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"outbox row {self.id} ({self.get_kind_display()}): {self.error[:80]}"
+
+
+class RelayHeartbeat(models.Model):
+    """The active outbox relay's last sign of life and counters (one row, written every few seconds)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    beat_at = models.DateTimeField()
+    host = models.CharField(max_length=200, blank=True)
+    sent_rows = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+
 class ApiKey(models.Model):
-    """A player app's key: only a lookup prefix and the SHA-256 of the full key are stored."""
+    """An API key: only a lookup prefix and the SHA-256 of the full key are stored.
+
+    ``player`` keys ship inside client apps and reach the player API only (recommendations,
+    events, tracks, search); ``analyst`` keys also read experiment results.
+    """
+
+    class Scope(models.TextChoices):
+        PLAYER = "player"
+        ANALYST = "analyst"
 
     name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.PLAYER)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
     active = models.BooleanField(default=True)
