@@ -25,6 +25,10 @@ import gc
 import os
 from collections import Counter
 
+# Read by abplatform.settings: the web process gets statement and lock timeouts on its database connections.
+os.environ.setdefault("ABPLATFORM_WEB", "1")
+capture_output = True  # print()s and tracebacks of the workers reach the error log, even daemonised
+
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "abplatform.api_errors.ApiErrorMiddleware",
     # Serves /static/ (plotly.js, admin CSS, Swagger UI) from gunicorn itself: no CDN, no nginx needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -93,6 +94,16 @@ else:
         }
     }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_S", default=3))
+# The web server (gunicorn_conf sets ABPLATFORM_WEB=1) never waits long for the database: a statement or a lock
+# wait past these limits fails, and the API answers 503 with Retry-After (abplatform.api_errors) instead of
+# hanging. Workers and commands (training, indexing, analysis jobs) run without them.
+if env.bool("ABPLATFORM_WEB", default=False):
+    _db_options["options"] = (
+        f"-c statement_timeout={env.int('WEB_DB_STATEMENT_TIMEOUT_MS', default=10000)} "
+        f"-c lock_timeout={env.int('WEB_DB_LOCK_TIMEOUT_MS', default=1000)}"
+    )
 # Concurrent test runs (several developers, CI) each get their own test database.
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DB_NAME", default="test_abplatform")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -127,8 +138,18 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- API limits -------------------------------------------------------------------------
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_048_576)  # larger bodies get 413
+API_RETRY_AFTER_S = env.int("API_RETRY_AFTER_S", default=5)  # Retry-After of a 503 when the database is away
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# --- Health ----------------------------------------------------------------------------
+HEALTH_RELAY_STALE_S = env.float("HEALTH_RELAY_STALE_S", default=15.0)  # heartbeat older: relay stuck
+HEALTH_OUTBOX_STALE_S = env.float("HEALTH_OUTBOX_STALE_S", default=60.0)  # oldest outbox row older: ingest stuck
+
 # --- Django REST framework --------------------------------------------------------------
 REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": ["abplatform.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
@@ -145,9 +166,18 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Errors (with the request path) and warnings of every process go to LOG_FILE and to the console (stderr; gunicorn's
+# --capture-output and Celery's --logfile put the console of daemonised processes in var/ too).
+LOG_FILE = Path(env.str("LOG_FILE", default=str(embedded.VAR_DIR / "log" / "platform.log")))
+LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Watched: reopens the file when logrotate moves it; several processes append to the same file.
+        "file": {"class": "logging.handlers.WatchedFileHandler", "filename": str(LOG_FILE), "formatter": "plain"},
+    },
+    "root": {"handlers": ["console", "file"], "level": env.str("LOG_LEVEL", default="WARNING")},
 }

@@ -19,7 +19,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
 
 PLAYER_API_PATHS = frozenset({"/api/v1/recommendations", "/api/v1/events"})
 # Security headers (nosniff, referrer policy, HTTPS redirect when configured) still apply to the API.
-PLAYER_API_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware",)
+# JSON errors (503 when the database is away, 413, logged 500s) too.
+PLAYER_API_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "abplatform.api_errors.ApiErrorMiddleware")
 
 
 class SubsetMiddlewareHandler(WSGIHandler):

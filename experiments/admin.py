@@ -136,3 +136,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def deactivate_keys(self, request, queryset) -> None:
         count = queryset.update(active=False)
         self.message_user(request, f"{count} key(s) deactivated (effective within 30 s)")
+
+from experiments import admin_events  # noqa: E402,F401 - registers the event pipeline's admin

@@ -39,6 +39,19 @@ def impression_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
     return uuid.UUID(digest)
 
 
+def click_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
+    """The id a click is stored under: one per impression, whatever id the client sent.
+
+    A click names (request, position); deriving its id from them makes "at most one counted
+    click per impression" a property of the unique ``event_id`` index, not of the client's
+    honesty (a client that makes up a fresh event id per post cannot click an item twice).
+    Time-ordered like the impression id, for the same reason (appends to the index)."""
+    digest = hashlib.md5(f"click/{request_id}/{int(position)}".encode(), usedforsecurity=False).hexdigest()
+    if request_id.version == 7:
+        return uuid.UUID(request_id.hex[:16] + digest[16:])
+    return uuid.UUID(digest)
+
+
 def impression_event_id_sql(request_id: str, position: str) -> str:
     """The SQL expression of ``impression_event_id`` over two SQL expressions (a uuid and an integer).
 

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from experiments.assignment import assign_variant, user_key
-from experiments.event_ids import impression_event_id, impression_event_id_sql, new_request_id
+from experiments.event_ids import click_event_id, impression_event_id, impression_event_id_sql, new_request_id
 from experiments.models import Click, EventOutbox, Impression
 from experiments.selectors import (
     NEIGHBOURS_SELECT,
@@ -52,8 +52,11 @@ class Recommendation:
     recorded: bool  # impressions went to the outbox (the user is in the analysis)
 
 
-def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = ()) -> Recommendation:
-    """The user's arm -> KNN around the seed -> one impression per item shown (when in the experiment)."""
+def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
+              record: bool = True) -> Recommendation:
+    """The user's arm -> KNN around the seed -> one impression per item shown (when in the experiment).
+
+    ``record=False`` (an HTTP HEAD: nothing is shown to anybody) computes the same answer and writes nothing."""
     config = serving_config()
     experiment = config.experiment
     variant = None
@@ -61,7 +64,7 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
         assigned = assign_variant(experiment.salt, user_id, experiment.arms, experiment.traffic_fraction)
         serving_variant = experiment.variants[assigned.variant_key]
         arm: ServingArm = serving_variant.arm
-        if assigned.in_experiment:
+        if assigned.in_experiment and record:
             variant = serving_variant
     elif config.fallback is not None:
         arm = config.fallback
@@ -122,7 +125,9 @@ class ClickEvent:
 @dataclass
 class ClickBatchResult:
     accepted: int = 0  # new clicks, each counted once
-    duplicates: int = 0  # event ids already accepted (earlier or in this batch): acknowledged, not counted again
+    # a click on an impression that already has one (same event id resent, or a new id for the same
+    # request and position, earlier or in this batch): acknowledged, not counted again
+    duplicates: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (event_id, reason), never counted
 
 
@@ -160,6 +165,10 @@ _CLICKS_SQL = (
 def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
+    A click is stored under ``click_event_id(request, position)``, not the client's id: one
+    counted click per impression by construction, so a user's clicks never outnumber the
+    impressions they were shown, whatever ids a client makes up.
+
     The impression a click points at has a derived id (``impression_event_id``), looked up by
     unique key in the outbox (its recommendation row) and in ``Impression``: a statement sees
     one snapshot, and the worker moves a recommendation from one to the other in one
@@ -168,18 +177,19 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     result = ClickBatchResult()
     if not events:
         return result
+    counted_ids = [click_event_id(e.request_id, e.position) for e in events]
     # every recorded request has a position 1, which tells "unknown request" from "position not shown"
     wanted = {impression_event_id(e.request_id, e.position) for e in events if e.position >= 1}
     wanted |= {impression_event_id(e.request_id, 1) for e in events}
     with connection.cursor() as cursor:
-        cursor.execute(_KNOWN_SQL, {"events": [e.event_id for e in events]})
+        cursor.execute(_KNOWN_SQL, {"events": counted_ids})
         known = {row[0] for row in cursor.fetchall()}
         cursor.execute(_SHOWN_SQL, {"impressions": list(wanted), "requests": list({e.request_id for e in events})})
         shown = {row[0]: row[1:] for row in cursor.fetchall()}
-    fresh: list[tuple[ClickEvent, tuple]] = []
+    fresh: list[tuple[uuid.UUID, ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
-    for event in events:
-        if event.event_id in known or event.event_id in seen:
+    for event, counted_id in zip(events, counted_ids, strict=True):
+        if counted_id in known or counted_id in seen:
             result.duplicates += 1
             continue
         impression = shown.get(impression_event_id(event.request_id, event.position))
@@ -191,18 +201,18 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
         if impression[0] != event.track_id:
             result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
             continue
-        seen.add(event.event_id)
-        fresh.append((event, impression))
+        seen.add(counted_id)
+        fresh.append((counted_id, event, impression))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(_CLICKS_SQL, {
                 "now": timezone.now(),
-                "events": [e.event_id for e, _ in fresh], "requests": [e.request_id for e, _ in fresh],
-                "experiments": [imp[1] for _, imp in fresh], "variants": [imp[2] for _, imp in fresh],
-                "users": [imp[3] for _, imp in fresh], "tracks": [e.track_id for e, _ in fresh],
-                "positions": [e.position for e, _ in fresh], "client_times": [e.client_time for e, _ in fresh],
+                "events": [c for c, _, _ in fresh], "requests": [e.request_id for _, e, _ in fresh],
+                "experiments": [imp[1] for _, _, imp in fresh], "variants": [imp[2] for _, _, imp in fresh],
+                "users": [imp[3] for _, _, imp in fresh], "tracks": [e.track_id for _, e, _ in fresh],
+                "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
             })
             inserted = len(cursor.fetchall())
         result.accepted += inserted
-        result.duplicates += len(fresh) - inserted  # raced with a concurrent copy of the same event
+        result.duplicates += len(fresh) - inserted  # raced with a concurrent click on the same impression
     return result

@@ -20,12 +20,13 @@ old and new cumulative values in order.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import weakref
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from experiments.event_ids import impression_event_id_sql
 from experiments.models import (
@@ -39,6 +40,7 @@ from experiments.models import (
     VariantDailyMoments,
 )
 
+logger = logging.getLogger(__name__)
 OUTBOX = EventOutbox._meta.db_table
 # Columns carried from the outbox to the worker, in COPY order (the relay uses the same list).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
@@ -195,6 +197,20 @@ class IngestResult:
     impressions: int  # newly inserted
     clicks: int  # newly inserted
     seconds: float
+    quarantined: int = 0  # outbox rows moved aside because they could not be landed
+
+
+def copy_records(copy_text: str) -> list[str]:
+    """The records of COPY text, split on its record separator only.
+
+    COPY writes a newline inside a value as the two characters backslash and ``n``, so a real
+    newline ends a record and nothing else does. ``str.splitlines()`` would also split on U+2028,
+    U+2029, U+0085 and other characters a value may hold (that split once stopped the relay on
+    one request's user id)."""
+    records = copy_text.split("\n")
+    if records and records[-1] == "":
+        records.pop()
+    return records
 
 
 def _test_delay_s() -> float:
@@ -211,11 +227,10 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
     columns = ", ".join(COPY_COLUMNS)
     nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.connection not in _prepared_sessions:
+        created = connection.connection not in _prepared_sessions
+        if created:  # IF NOT EXISTS: also right after a failed batch rolled the creation back
             for statement in _SETUP:
                 cursor.execute(statement)
-            if not nested:
-                _prepared_sessions.add(connection.connection)
         # Safe to skip the WAL flush wait: a batch lost in a crash is lost whole, with its outbox deletion,
         # so the relay sends it again.
         cursor.execute("SET LOCAL synchronous_commit = off")
@@ -236,8 +251,55 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         if delay > 0:
             cursor.execute("SELECT pg_sleep(%s)", [delay])
         cursor.execute(_CONFIRM)
+    if created and not nested:  # committed: the temp tables now live as long as the session
+        _prepared_sessions.add(connection.connection)
     return IngestResult(received=received, impressions=impressions, clicks=clicks,
                         seconds=time.perf_counter() - started)
+
+
+# The database is away or busy: the batch is fine, retry it whole later (the task's autoretry, the relay's resend).
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+def ingest_or_quarantine(copy_text: str) -> IngestResult:
+    """``ingest_copy_batch``, except that rows that make it fail are quarantined and the rest landed.
+
+    A batch that fails for a non-transient reason is split in halves, recursively, so one bad
+    row costs about 2 log2(batch) extra attempts and never blocks the other rows. Transient
+    errors propagate: the whole batch is retried later.
+    """
+    try:
+        return ingest_copy_batch(copy_text)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:  # noqa: BLE001 - any other failure is a property of some row of this batch
+        records = copy_records(copy_text)
+        if len(records) <= 1:
+            return _quarantine_records(records, error)
+        middle = len(records) // 2
+        started = time.perf_counter()
+        parts = [ingest_or_quarantine("".join(r + "\n" for r in half)) for half in (records[:middle],
+                                                                                     records[middle:])]
+        return IngestResult(received=sum(p.received for p in parts), impressions=sum(p.impressions for p in parts),
+                            clicks=sum(p.clicks for p in parts), seconds=time.perf_counter() - started,
+                            quarantined=sum(p.quarantined for p in parts))
+
+
+def _quarantine_records(records: list[str], error: Exception) -> IngestResult:
+    from experiments.services_quarantine import quarantine_rows
+
+    ids = []
+    for record in records:
+        head = record.split("\t", 1)[0]
+        if head.isdigit():
+            ids.append(int(head))
+        else:  # not an outbox record at all: nothing to move; the outbox row (if any) is re-sent
+            logger.error("ingest: dropped a record that is not an outbox row: %.200r", record)
+    reason = f"{type(error).__name__}: {error}".strip()
+    moved = quarantine_rows(ids, reason) if ids else 0
+    if moved:
+        logger.error("ingest: quarantined outbox row(s) %s: %s", ids, reason)
+    return IngestResult(received=0, impressions=0, clicks=0, seconds=0.0, quarantined=moved)
 
 
 def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
@@ -262,5 +324,5 @@ def drain_outbox(batch_size: int = 5000) -> int:
         text, last = outbox_copy_text(batch_size, after)
         if not text:
             return total
-        total += ingest_copy_batch(text).received
+        total += ingest_or_quarantine(text).received
         after = last

@@ -18,11 +18,17 @@ The relay never marks rows: a row leaves the outbox only when the worker commits
 
 A restarted relay starts with an empty memory and so re-sends whatever is in the outbox:
 the worker's ``ON CONFLICT (event_id) DO NOTHING`` makes every resend harmless.
+
+The loop never dies: any error is logged with its traceback, counted in the heartbeat row
+(``RelayHeartbeat``, written every ``heartbeat_every_s`` by the leader, read by ``/healthz``)
+and followed by an exponential back-off. A row the worker cannot land is moved aside by the
+worker (``services_quarantine``), so no row can block the others.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -32,13 +38,14 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from experiments.models import EventOutbox
-from experiments.services_ingest import COPY_COLUMNS
+from experiments.models import EventOutbox, RelayHeartbeat
+from experiments.services_ingest import COPY_COLUMNS, copy_records
 
 logger = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x0C0551_12  # pg_try_advisory_lock key: one active relay per database
 OUTBOX = EventOutbox._meta.db_table
+HEARTBEAT = RelayHeartbeat._meta.db_table
 
 
 @dataclass
@@ -60,6 +67,9 @@ class RelayConfig:
     gap_wait_s: float = 2.0
     sweep_every_s: float = 1.0
     max_gap_span: int = 50_000
+    heartbeat_every_s: float = 2.0
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 30.0
 
 
 @dataclass
@@ -69,6 +79,8 @@ class RelayStats:
     resent_batches: int = 0
     swept_rows: int = 0
     send_errors: int = 0
+    loop_errors: int = 0  # passes that raised (database or anything else); the loop went on after a back-off
+    last_error: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -90,6 +102,8 @@ class OutboxRelay:
         self._conn: psycopg.Connection | None = None
         self.is_leader = False
         self.backpressured = False  # the last pass sent nothing new because max_inflight batches await confirmation
+        self._last_beat = 0.0
+        self.host = socket.gethostname()
 
     # --- connection and leadership ----------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -125,7 +139,7 @@ class OutboxRelay:
             for chunk in copy:
                 chunks.append(bytes(chunk))
         text = b"".join(chunks).decode("utf-8")
-        ids = [int(line.split("\t", 1)[0]) for line in text.splitlines()]
+        ids = [int(record.split("\t", 1)[0]) for record in copy_records(text)]
         return text, ids
 
     def _send(self, text: str, ids: list[int]) -> bool:
@@ -209,6 +223,20 @@ class OutboxRelay:
         self.inflight.append(InflightBatch(ids[0], ids[-1], now))
         return len(ids)
 
+    def heartbeat(self, now: float, force: bool = False) -> None:
+        """Upsert the heartbeat row (the leader only, at most every ``heartbeat_every_s``)."""
+        if not self.is_leader or (not force and now - self._last_beat < self.config.heartbeat_every_s):
+            return
+        self._connection().execute(
+            f"INSERT INTO {HEARTBEAT} (id, beat_at, host, sent_rows, errors, last_error) "
+            f"VALUES (1, now(), %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET beat_at = EXCLUDED.beat_at, "
+            f"host = EXCLUDED.host, sent_rows = EXCLUDED.sent_rows, errors = EXCLUDED.errors, "
+            f"last_error = EXCLUDED.last_error",
+            [self.host, self.stats.sent_rows, self.stats.loop_errors + self.stats.send_errors,
+             self.stats.last_error[:2000]],
+        )
+        self._last_beat = now
+
     def run_once(self) -> int:
         """One pass; returns the number of new rows sent (0: the caller may sleep)."""
         if not self._ensure_leader():
@@ -217,17 +245,26 @@ class OutboxRelay:
         self._confirm()
         self._resend_stale(now)
         self._sweep(now)
-        return self._send_new(now)
+        sent = self._send_new(now)
+        self.heartbeat(now)
+        return sent
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop``; survives every exception (logged, counted, then a back-off)."""
+        backoff = self.config.backoff_min_s
         while not stop.is_set():
             try:
                 sent = self.run_once()
-            except psycopg.Error as error:
-                logger.warning("outbox relay: database error, reconnecting: %s", error)
+            except Exception as error:  # noqa: BLE001 - the relay must outlive any single failure
+                self.stats.loop_errors += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("outbox relay: pass failed (error %d), retrying in %.1f s",
+                                 self.stats.loop_errors, backoff)
                 self.close()
-                stop.wait(1.0)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.config.backoff_max_s)
                 continue
+            backoff = self.config.backoff_min_s
             if not self.is_leader:
                 stop.wait(1.0)
             elif self.backpressured:

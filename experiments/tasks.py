@@ -21,7 +21,7 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.db import OperationalError
 
-from experiments.services_ingest import ingest_copy_batch
+from experiments.services_ingest import ingest_or_quarantine
 
 logger = logging.getLogger(__name__)
 INGEST_TASK = "experiments.ingest_outbox_batch"
@@ -35,9 +35,12 @@ def events_queue() -> str:
              autoretry_for=(OperationalError, psycopg.OperationalError), retry_backoff=0.2, retry_backoff_max=5,
              max_retries=5)
 def ingest_outbox_batch(copy_text: str, count: int = 0) -> dict:
-    """Land one relay batch (PostgreSQL COPY text); idempotent, so a redelivery is harmless."""
-    result = ingest_copy_batch(copy_text)
-    return {"received": result.received, "impressions": result.impressions, "clicks": result.clicks}
+    """Land one relay batch (PostgreSQL COPY text); idempotent, so a redelivery is harmless.
+
+    Rows that cannot be landed are quarantined (``services_quarantine``), the rest lands."""
+    result = ingest_or_quarantine(copy_text)
+    return {"received": result.received, "impressions": result.impressions, "clicks": result.clicks,
+            "quarantined": result.quarantined}
 
 
 def send_batch(copy_text: str, count: int) -> None:

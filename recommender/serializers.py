@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from abplatform.validation import text_problem
 from recommender.models import Track
 
 MAX_SEARCH_K = 100
@@ -19,6 +20,12 @@ class SearchQuerySerializer(serializers.Serializer):
                               help_text="Free text describing the music, e.g. 'a lively fiddle reel'")
     k = serializers.IntegerField(min_value=1, max_value=MAX_SEARCH_K, default=10,
                                  help_text=f"Number of tracks to return (1-{MAX_SEARCH_K})")
+
+    def validate_q(self, value: str) -> str:
+        problem = text_problem(value, "q")
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class ModelRefSerializer(serializers.Serializer):

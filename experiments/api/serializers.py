@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
+from abplatform.validation import text_problem
+
 MAX_K = 100
 MAX_EXCLUDE = 500
 MAX_EVENTS = 1000
@@ -51,8 +53,8 @@ def parse_recommendation_query(query: Mapping[str, str]) -> RecommendationQuery 
         errors["user"] = ["user must not be blank"]
     elif len(user) > MAX_USER_LEN:
         errors["user"] = [f"user takes at most {MAX_USER_LEN} characters"]
-    elif any(ord(ch) < 32 for ch in user):
-        errors["user"] = ["user must not contain control characters"]
+    elif (problem := text_problem(user, "user")) is not None:
+        errors["user"] = [problem]
     seed = query.get("seed_track")
     seed_track = 0
     if seed is None:

@@ -86,7 +86,8 @@ def serve_recommendations(request: HttpRequest) -> HttpResponse:
     if isinstance(query, dict):
         return _json(_bad_request_body(query), status.HTTP_400_BAD_REQUEST)
     try:
-        result = recommend(user_id=query.user, seed_track_id=query.seed_track, k=query.k, exclude=query.exclude)
+        result = recommend(user_id=query.user, seed_track_id=query.seed_track, k=query.k, exclude=query.exclude,
+                           record=request.method == "GET")
     except SeedNotIndexedError as error:
         return _json({"detail": str(error)}, status.HTTP_404_NOT_FOUND)
     except NoArmAvailableError as error:

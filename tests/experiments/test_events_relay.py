@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from experiments.models import EventOutbox
-from experiments.services_ingest import ingest_copy_batch
+from experiments.services_ingest import copy_records, ingest_copy_batch
 from experiments.services_relay import OutboxRelay, RelayConfig
 from experiments.tasks import relay_conninfo
 
@@ -23,11 +23,11 @@ class Recorder:
     def __call__(self, text: str, count: int) -> None:
         if self.fail:
             raise ConnectionError("broker down")
-        assert count == len(text.splitlines())
+        assert count == len(copy_records(text))
         self.batches.append(text)
 
     def ids(self) -> list[int]:
-        return [int(line.split("\t", 1)[0]) for batch in self.batches for line in batch.splitlines()]
+        return [int(line.split("\t", 1)[0]) for batch in self.batches for line in copy_records(batch)]
 
 
 def add_rows(count: int, explicit_id: int | None = None) -> None:
