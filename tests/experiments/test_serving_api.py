@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from experiments.assignment import ArmSpec, assign_variant, user_key
-from experiments.event_ids import impression_event_id, new_request_id
+from experiments.event_ids import click_event_id, impression_event_id, new_request_id
 from experiments.models import ApiKey, EventOutbox, Impression
 from experiments.services import experiment_pause
 from experiments.services_ingest import drain_outbox
@@ -276,7 +276,8 @@ def test_clicks_are_validated_against_the_impressions_shown(client, world):
     assert "position" in reasons[events[2]["event_id"]]
     assert "track" in reasons[events[3]["event_id"]]
     stored = EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK)
-    assert [str(e.event_id) for e in stored] == [good["event_id"]]
+    # stored under the impression's click id (one counted click per impression), not the client's id
+    assert [e.event_id for e in stored] == [click_event_id(uuid.UUID(body["request_id"]), 2)]
     assert stored[0].variant_id == EventOutbox.objects.get(request_id=body["request_id"], kind=3).variant_id
 
 
