@@ -19,6 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
+# API keys travel in files (var/player_api_key, mode 600), never on a command line: `ps` shows those to every user.
 .PHONY: run demo test install system-deps services migrate web worker stop lint bench proofs
 
 install: system-deps $(STAMP)
@@ -63,10 +64,10 @@ run: demo web worker
 	@curl -s $(BASE_URL)/healthz; echo
 	@echo "==> simulated players: $(SIM_USERS) users at $(SIM_RATE) req/s for $(SIM_DURATION) s"
 	$(PY) manage.py simulate_players --users $(SIM_USERS) --rate $(SIM_RATE) --duration $(SIM_DURATION) \
-	  --api-key "$$(cat var/player_api_key)" --base-url $(BASE_URL)
+	  --api-key-file var/player_api_key --base-url $(BASE_URL)
 	@if [ -f var/simulator.pid ] && kill -0 $$(cat var/simulator.pid) 2>/dev/null; then :; else \
 	  nohup $(PY) manage.py simulate_players --users $(SIM_USERS) --rate 20 --duration 1800 --seed 1 --no-progress \
-	    --api-key "$$(cat var/player_api_key)" --base-url $(BASE_URL) > var/simulator.log 2>&1 & echo $$! > var/simulator.pid; \
+	    --api-key-file var/player_api_key --base-url $(BASE_URL) > var/simulator.log 2>&1 & echo $$! > var/simulator.pid; \
 	  echo "players keep coming for 30 min in the background (var/simulator.log)"; fi
 	@$(PY) manage.py demo_info --base-url $(BASE_URL)
 
@@ -91,4 +92,4 @@ bench: install services
 	$(PY) bench/retrieval_quality.py
 
 proofs: install
-	$(PY) bench/proofs.py --base-url $(BASE_URL)
+	$(PY) bench/proofs.py --base-url $(BASE_URL) $(if $(wildcard var/player_api_key),--api-key-file var/player_api_key)

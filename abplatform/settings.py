@@ -7,6 +7,7 @@ under var/ are started (or found running) and used; set the URLs to use external
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",  # lockout after repeated admin login failures (AXES_* below)
     "recommender",
     "experiments",
     "abplatform",
@@ -52,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "abplatform.api_errors.ApiErrorMiddleware",
+    # Per-key / per-address token buckets on /api/v1/ (abplatform/ratelimit.py); also in wsgi.PLAYER_API_MIDDLEWARE.
+    "abplatform.ratelimit.RateLimitMiddleware",
     # Serves /static/ (plotly.js, admin CSS, Swagger UI) from gunicorn itself: no CDN, no nginx needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -60,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "abplatform.urls"
@@ -107,6 +113,34 @@ if env.bool("ABPLATFORM_WEB", default=False):
 # Concurrent test runs (several developers, CI) each get their own test database.
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DB_NAME", default="test_abplatform")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Login lockout (django-axes) ---------------------------------------------------------
+# AxesStandaloneBackend first: it refuses a locked-out username+address before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+# Username and address together: an attacker locks out only himself, never the real admin elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address is REMOTE_ADDR (django-ipware is not installed, so X-Forwarded-For cannot forge one).
+
+# --- Rate limits on the player API (abplatform/ratelimit.py) ------------------------------
+# Requests per second and burst, PER WEB PROCESS: with W gunicorn workers a client gets up to W times these.
+# 0 disables a limit; a burst of 0 means twice the rate. A player key is shared by every install of its app,
+# so its limit is the app's whole traffic; the address limit is what stops one device or script.
+RATE_LIMIT_KEY_PER_S = env.float("RATE_LIMIT_KEY_PER_S", default=1000.0)
+RATE_LIMIT_KEY_BURST = env.float("RATE_LIMIT_KEY_BURST", default=0.0)
+RATE_LIMIT_ADDR_PER_S = env.float("RATE_LIMIT_ADDR_PER_S", default=200.0)
+RATE_LIMIT_ADDR_BURST = env.float("RATE_LIMIT_ADDR_BURST", default=0.0)
+# Missing or wrong keys (401s) per address: after the burst, the address gets 429 until the budget refills.
+RATE_LIMIT_AUTH_FAIL_PER_S = env.float("RATE_LIMIT_AUTH_FAIL_PER_S", default=1.0)
+RATE_LIMIT_AUTH_FAIL_BURST = env.float("RATE_LIMIT_AUTH_FAIL_BURST", default=20.0)
+RATE_LIMIT_PATH_PREFIX = "/api/v1/"
+# Behind a reverse proxy: the request.META name of a header the proxy overwrites (e.g. HTTP_X_REAL_IP).
+RATE_LIMIT_ADDR_HEADER = env.str("RATE_LIMIT_ADDR_HEADER", default="")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

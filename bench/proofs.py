@@ -44,8 +44,9 @@ django.setup()
 from django.db.models import Count, Sum  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.api.authentication import verify_api_key  # noqa: E402
 from experiments.management.commands.simulate_players import arm_oracle  # noqa: E402
-from experiments.models import Experiment, UserAggregate  # noqa: E402
+from experiments.models import ApiKey, Experiment, UserAggregate  # noqa: E402
 from experiments.selectors import SERVING_CACHE_TTL_S  # noqa: E402
 from experiments.services import (  # noqa: E402
     VariantSpec,
@@ -56,7 +57,13 @@ from experiments.services import (  # noqa: E402
     experiment_stop,
     resolve_embedding_model,
 )
-from experiments.simulation import DropPolicy, PlatformClient, SimulationConfig, run_simulation  # noqa: E402
+from experiments.simulation import (  # noqa: E402
+    DropPolicy,
+    PlatformClient,
+    SimulationConfig,
+    resolve_api_key,
+    run_simulation,
+)
 from experiments.simulation.runner import DROP_AFTER_FIRST_REQUEST, DROP_BEFORE_FIRST_REQUEST  # noqa: E402
 
 ALPHA = 0.05
@@ -157,7 +164,10 @@ def wait_until_landed(experiment: Experiment, impressions: int, clicks: int, tim
         time.sleep(1.0)
 
 
-def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatment_id: int, stamp: str) -> ProofOutcome:
+def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatment_id: int, stamp: str,
+              results_client: PlatformClient | None = None) -> ProofOutcome:
+    """One proof; players go through ``client``, the results are read through ``results_client`` (an analyst
+    key: a player key gets 403 there) or ``client`` when that key is an analyst key itself."""
     same = proof in ("aa", "srm", "srm_after")
     name = {"aa": "A/A", "ab": "A/B", "srm": "SRM", "srm_after": "SRM contrast"}[proof]
     experiment = experiment_create(
@@ -199,7 +209,7 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     print(summary.format())
     landed = wait_until_landed(experiment, summary.impressions, summary.events_accepted, args.land_timeout)
     experiment_stop(experiment=experiment)
-    results = client.experiment_results(experiment.pk)
+    results = (results_client or client).experiment_results(experiment.pk)
     verdict = read_verdict(results)
     passed = judge(proof, verdict)
     expectation = {
@@ -250,8 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-model", default="baseline", help="embedding model id, arm or name")
     parser.add_argument("--treatment-model", default="crossmusim", help="embedding model id, arm or name")
     parser.add_argument("--base-url", default=os.environ.get("PLAYER_BASE_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--api-key", default=os.environ.get("PLAYER_API_KEY", ""),
-                        help="player API key (default $PLAYER_API_KEY, else a new key 'proofs' is created)")
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--api-key-file", type=Path, default=None,
+                      help="file holding the API key the players use (default $PLAYER_API_KEY, else the file "
+                           "$PLAYER_API_KEY_FILE, else a new player key 'proofs' is created); the results are "
+                           "read with it if it is an analyst key, else with a new analyst key 'proofs (results)'")
+    keys.add_argument("--api-key", default="",
+                      help="the key itself (compatibility only: it shows in `ps`; prefer --api-key-file)")
     parser.add_argument("--land-timeout", type=float, default=180.0, help="seconds to wait for the worker")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "proofs")
     args = parser.parse_args(argv)
@@ -260,11 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(proofs) - {"aa", "ab", "srm", "srm_after"}
     if unknown:
         parser.error(f"unknown proofs {sorted(unknown)}")
+    try:  # first: a wrong key file is an argument error, before anything is created
+        key = resolve_api_key(args.api_key, args.api_key_file)
+    except ValueError as error:
+        parser.error(str(error))
     control = resolve_embedding_model(args.control_model)
     treatment = resolve_embedding_model(args.treatment_model)
     for role, model in (("control", control), ("treatment", treatment)):
         print(f"{role} model: {model} (id {model.pk}); offline test metrics: {offline_metrics(model) or 'none'}")
-    key = args.api_key or api_key_create(name="proofs")[1]
+    key = key or api_key_create(name="proofs")[1]
+    given = verify_api_key(key)
+    # The results JSON needs an analyst key; a player key given for the players gets a companion one.
+    results_key = key if given is not None and given.scope == ApiKey.Scope.ANALYST else \
+        api_key_create(name="proofs (results)", scope=ApiKey.Scope.ANALYST)[1]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     background = ROOT / "var" / "simulator.pid"
@@ -277,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         experiment_pause(experiment=experiment)
     outcomes = []
     try:
-        with PlatformClient(args.base_url, key, max_connections=args.workers + 2) as client:
+        with PlatformClient(args.base_url, key, max_connections=args.workers + 2) as client, \
+                PlatformClient(args.base_url, results_key, max_connections=2) as results_client:
             for proof in proofs:
-                outcomes.append(run_proof(proof, args, client, control.pk, treatment.pk, stamp))
+                outcomes.append(run_proof(proof, args, client, control.pk, treatment.pk, stamp, results_client))
     finally:
         for experiment in running:
             print(f"resuming {experiment.name!r}")

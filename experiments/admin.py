@@ -1,16 +1,23 @@
-"""Staff admin: experiments with inline variants and start/pause/stop actions, and API keys.
+"""Staff admin: experiments with inline variants and start/pause/stop/archive actions, and API keys.
 
 A started experiment's variants, weights, salt and traffic fraction are read-only here,
-and the services refuse the change too (``services.ensure_unlocked``).
+and the services refuse the change too (``services.ensure_unlocked``). Only a draft that
+never ran can be deleted (its one-by-one and bulk delete, and ``services.experiment_delete``);
+a finished experiment is archived and the list hides archived ones unless asked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
 
 from experiments import services
+from experiments.api.authentication import CACHE_TTL_S, clear_api_key_cache
 from experiments.models import ApiKey, Experiment, Variant
 
 LOCKED_EXPERIMENT_FIELDS = ("salt", "traffic_fraction")
@@ -48,13 +55,39 @@ class VariantInline(admin.TabularInline):
         return 0 if self._locked(obj) else self.extra
 
 
+class ExperimentStatusFilter(admin.SimpleListFilter):
+    """The status filter, defaulting to "not archived": archived experiments stay out of the way until asked for."""
+
+    title = "status"
+    parameter_name = "status"
+    ALL = "all"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [*Experiment.Status.choices, (self.ALL, "All, archived too")]
+
+    def choices(self, changelist) -> Iterator[dict]:
+        yield {"selected": self.value() is None, "display": "Not archived",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for lookup, title in self.lookup_choices:
+            yield {"selected": self.value() == str(lookup), "display": title,
+                   "query_string": changelist.get_query_string({self.parameter_name: lookup})}
+
+    def queryset(self, request, queryset: QuerySet[Experiment]) -> QuerySet[Experiment]:
+        value = self.value()
+        if value is None:
+            return queryset.exclude(status=Experiment.Status.ARCHIVED)
+        if value == self.ALL:
+            return queryset
+        return queryset.filter(status=value)
+
+
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
-    list_filter = ("status",)
+    list_filter = (ExperimentStatusFilter,)
     search_fields = ("name", "hypothesis")
     inlines = [VariantInline]
-    actions = ["start_experiments", "pause_experiments", "stop_experiments"]
+    actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments"]
     fields = ("name", "hypothesis", "status", "traffic_fraction", "salt", "primary_metric", "started_at",
               "stopped_at")
 
@@ -74,6 +107,30 @@ class ExperimentAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{', '.join(changed)} unchanged: the experiment has started",
                                   level=messages.WARNING)
         super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """No delete link, view or bulk delete for an experiment that ran (see ``services.experiment_delete``).
+
+        Django's bulk ``delete_selected`` asks this for every selected object and answers 403
+        if any is refused, so one running experiment in the selection keeps them all.
+        """
+        if obj is not None and obj.is_locked:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj) -> None:
+        try:
+            services.experiment_delete(experiment=obj)
+        except services.ExperimentError as error:  # the permission check above already refuses; a race lands here
+            raise PermissionDenied(str(error)) from error
+
+    def delete_queryset(self, request, queryset) -> None:
+        try:
+            with transaction.atomic():
+                for experiment in queryset:
+                    services.experiment_delete(experiment=experiment)
+        except services.ExperimentError as error:
+            raise PermissionDenied(str(error)) from error
 
     def _transition(self, request, queryset, service, verb: str) -> None:
         for experiment in queryset:
@@ -96,17 +153,32 @@ class ExperimentAdmin(admin.ModelAdmin):
     def stop_experiments(self, request, queryset) -> None:
         self._transition(request, queryset, services.experiment_stop, "stopped")
 
+    @admin.action(description="Archive the selected experiments (stopped ones only)")
+    def archive_experiments(self, request, queryset) -> None:
+        self._transition(request, queryset, services.experiment_archive, "archived")
+
 
 class ApiKeyCreateForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ("name",)
+        fields = ("name", "scope")
+        help_texts = {"scope": "player: recommendations, events, tracks and search (what ships inside an app); "
+                               "analyst: those and experiment results"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["scope"].required = False  # a form posted without it (scripts, old bookmarks) gets a player key
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data.get("scope") or ApiKey.Scope.PLAYER
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "active", "created_at")
-    list_filter = ("active",)
+    """Keys are created here (shown once) and deactivated; the scope is chosen at creation and fixed after."""
+
+    list_display = ("name", "scope", "prefix", "active", "created_at")
+    list_filter = ("active", "scope")
     search_fields = ("name", "prefix")
     actions = ["deactivate_keys"]
 
@@ -116,25 +188,31 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ("name",) if obj is None else ("name", "prefix", "active", "created_at")
+        return ("name", "scope") if obj is None else ("name", "scope", "prefix", "active", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else ("prefix", "created_at")
+        return () if obj is None else ("scope", "prefix", "created_at")
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            clear_api_key_cache()  # this process at once; every other one within CACHE_TTL_S
             return
-        created, key = services.api_key_create(name=obj.name)
+        created, key = services.api_key_create(name=obj.name, scope=obj.scope)
         obj.pk, obj.prefix, obj.key_hash, obj.created_at = created.pk, created.prefix, created.key_hash, \
             created.created_at
         obj._state.adding = False
-        self.message_user(request, f"API key for {created.name!r} (shown once, store it now): {key}",
+        self.message_user(request, f"{created.scope} API key for {created.name!r} (shown once, store it now): {key}",
                           level=messages.WARNING)
 
     @admin.action(description="Deactivate the selected keys")
     def deactivate_keys(self, request, queryset) -> None:
         count = queryset.update(active=False)
-        self.message_user(request, f"{count} key(s) deactivated (effective within 30 s)")
+        # This process at once; every other one within CACHE_TTL_S. (Under ATOMIC_REQUESTS a request racing this
+        # one could cache the still-committed row again: the TTL bounds that too.)
+        clear_api_key_cache()
+        self.message_user(request, f"{count} key(s) deactivated (refused by every server process within "
+                                   f"{CACHE_TTL_S:g} s)")
+
 
 from experiments import admin_events  # noqa: E402,F401 - registers the event pipeline's admin

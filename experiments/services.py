@@ -1,9 +1,13 @@
 """Writes of the experiments app: experiment lifecycle, variants and API keys.
 
-Lifecycle: draft -> running <-> paused -> stopped. Once started, an experiment's
+Lifecycle: draft -> running <-> paused -> stopped -> archived. Once started, an experiment's
 variants, weights, salt and traffic fraction are locked (a change means a new
 experiment), and a stopped experiment never runs again. Only one experiment runs at a
 time, because a recommendation request can serve only one arm.
+
+Only a draft that never started can be deleted: an experiment that ran has assignments,
+events and aggregates whose foreign keys carry no database constraint (see models), so
+deleting it would orphan them silently. A finished experiment is archived instead.
 """
 
 from __future__ import annotations
@@ -92,8 +96,8 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
     """Start a draft or resume a paused experiment."""
     with transaction.atomic():
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        if experiment.status == Experiment.Status.STOPPED:
-            raise ExperimentError(f"experiment {experiment.name!r} is stopped and cannot restart")
+        if experiment.status in (Experiment.Status.STOPPED, Experiment.Status.ARCHIVED):
+            raise ExperimentError(f"experiment {experiment.name!r} is {experiment.status} and cannot restart")
         if experiment.status == Experiment.Status.RUNNING:
             return experiment
         other = Experiment.objects.filter(status=Experiment.Status.RUNNING).exclude(pk=experiment.pk).first()
@@ -127,13 +131,39 @@ def experiment_pause(*, experiment: Experiment) -> Experiment:
 def experiment_stop(*, experiment: Experiment) -> Experiment:
     with transaction.atomic():
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        if experiment.status == Experiment.Status.STOPPED:
-            return experiment
+        if experiment.status in (Experiment.Status.STOPPED, Experiment.Status.ARCHIVED):
+            return experiment  # already over; stopping an archived one must not bring it back to the list
         experiment.status = Experiment.Status.STOPPED
         experiment.stopped_at = timezone.now()
         experiment.save(update_fields=["status", "stopped_at"])
         transaction.on_commit(clear_serving_cache)
     return experiment
+
+
+def experiment_archive(*, experiment: Experiment) -> Experiment:
+    """Put a stopped experiment away: its events and results stay, the admin list hides it by default."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status == Experiment.Status.ARCHIVED:
+            return experiment
+        if experiment.status != Experiment.Status.STOPPED:
+            raise ExperimentError(f"only a stopped experiment can be archived; {experiment.name!r} is "
+                                  f"{experiment.status} (stop it first)")
+        experiment.status = Experiment.Status.ARCHIVED
+        experiment.save(update_fields=["status"])
+    return experiment
+
+
+def experiment_delete(*, experiment: Experiment) -> None:
+    """Delete a draft that never started; refused for any experiment that ran (archive it instead)."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.is_locked:
+            raise ExperimentError(
+                f"experiment {experiment.name!r} is {experiment.status} and has run: it cannot be deleted (its "
+                "assignments and events would be orphaned); stop it, then archive it"
+            )
+        experiment.delete()
 
 
 def resolve_embedding_model(ref: str) -> EmbeddingModel:
@@ -157,9 +187,14 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key, which is shown once and never stored."""
+def api_key_create(*, name: str, scope: str = ApiKey.Scope.PLAYER) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is shown once and never stored.
+
+    ``player`` (the default) is what ships inside client apps; ``analyst`` also reads results.
+    """
+    if scope not in ApiKey.Scope.values:
+        raise ValueError(f"scope must be one of {ApiKey.Scope.values}, got {scope!r}")
     prefix = secrets.token_hex(KEY_PREFIX_LEN // 2)
     key = f"{prefix}.{secrets.token_urlsafe(32)}"
-    api_key = ApiKey.objects.create(name=name, prefix=prefix, key_hash=hash_api_key(key))
+    api_key = ApiKey.objects.create(name=name, scope=scope, prefix=prefix, key_hash=hash_api_key(key))
     return api_key, key

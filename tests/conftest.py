@@ -72,3 +72,13 @@ def celery_worker_process(django_db_setup, django_db_blocker, celery_queue):
         yield process
     finally:
         stop_worker(process)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Every test starts with full rate-limit budgets: the buckets are per process, and the suite's earlier
+    requests (all from 127.0.0.1, some with wrong keys on purpose) must not spend a later test's budget."""
+    from abplatform import ratelimit
+
+    ratelimit.reset()
+    yield

@@ -1,4 +1,4 @@
-"""GET /api/v1/experiments/<id>/results: the full analysis as JSON (staff session or API key)."""
+"""GET /api/v1/experiments/<id>/results: the full analysis as JSON (staff session or an ``analyst`` API key)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from experiments.analysis import experiment_results
-from experiments.api.authentication import ApiKeyAuthentication, IsStaffOrApiKey
+from experiments.api.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
 from experiments.models import Experiment
 
 
 class ExperimentResultsView(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
-    permission_classes = [IsStaffOrApiKey]
+    permission_classes = [IsStaffOrAnalystKey]  # player keys ship in apps: 403
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT},
                    description="Variant table, every test (delta method, always-valid, naive), SRM, power, "

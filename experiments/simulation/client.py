@@ -7,15 +7,46 @@ keep their event ids, so the platform counts them once.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+API_KEY_ENV = "PLAYER_API_KEY"
+API_KEY_FILE_ENV = "PLAYER_API_KEY_FILE"
+
+
+def resolve_api_key(key: str = "", key_file: str | os.PathLike | None = None) -> str:
+    """The API key to use: ``key``, else the first line of ``key_file``, else $PLAYER_API_KEY, else the file
+    named by $PLAYER_API_KEY_FILE; "" when none is given.
+
+    Why a file: a key passed as ``--api-key KEY`` sits in the process's command line, which every
+    local user can read (``ps``, /proc/<pid>/cmdline). A file (mode 600, like var/player_api_key)
+    or the environment stays private to the owner. Raises ``ValueError`` for an unreadable or
+    empty file, so a typo in the path is not mistaken for "no key".
+    """
+    if key:
+        return key.strip()
+    if key_file is None:
+        if os.environ.get(API_KEY_ENV, "").strip():
+            return os.environ[API_KEY_ENV].strip()
+        key_file = os.environ.get(API_KEY_FILE_ENV) or None
+        if key_file is None:
+            return ""
+    try:
+        text = Path(key_file).read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read the API key file {key_file}: {error.strerror or error}") from error
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(f"the API key file {key_file} is empty")
+    return lines[0].strip()
 
 
 class ApiError(Exception):

@@ -78,12 +78,18 @@ def test_charts_data_is_complete(seeded, staff_client):
 
 
 def test_api_key_and_permissions(seeded):
+    """Results need an analyst key or staff: a player key (it ships inside apps) is authenticated but refused."""
     clear_api_key_cache()
-    _, key = api_key_create(name="player")
+    _, player = api_key_create(name="player")
+    _, analyst = api_key_create(name="analyst", scope="analyst")
     client = APIClient()
     assert client.get(url(seeded.experiment.pk)).status_code == 401
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    assert client.get(url(seeded.experiment.pk)).status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {player}")
+    refused = client.get(url(seeded.experiment.pk))
+    assert refused.status_code == 403 and "analyst" in refused.json()["detail"]
+    assert "variants" not in refused.json()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {analyst}")
+    assert client.get(url(seeded.experiment.pk)).json()["srm"]["observed"] == [1500, 1500]
     client.credentials(HTTP_AUTHORIZATION="Api-Key nope.nope")
     assert client.get(url(seeded.experiment.pk)).status_code == 401
     user_client = APIClient()

@@ -1,4 +1,5 @@
-"""Experiment lifecycle (services, admin, commands): locked variants, no restart, staff-only admin."""
+"""Experiment lifecycle (services, admin, commands): locked variants, no restart, no delete once run, archive,
+staff-only admin."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from experiments.services import (
     ExperimentError,
     ExperimentLockedError,
     VariantSpec,
+    experiment_archive,
     experiment_create,
+    experiment_delete,
     experiment_pause,
     experiment_start,
     experiment_stop,
@@ -175,3 +178,83 @@ def test_create_experiment_command(world):
         call_command("create_experiment", "--name", "bad2", "--variant", "control=baseline",
                      "--variant", "t=baseline", "--weights", "1", stdout=io.StringIO())
     assert not Experiment.objects.filter(name__startswith="bad").exists()
+
+
+def in_every_state(world) -> dict[str, Experiment]:
+    """One experiment per status (only one can run at a time, so the running one is started last)."""
+    experiments = {"draft": draft(world, "d")}
+    paused = experiment_start(experiment=draft(world, "p"))
+    experiments["paused"] = experiment_pause(experiment=paused)
+    experiments["stopped"] = experiment_stop(experiment=experiment_start(experiment=draft(world, "s")))
+    archived = experiment_stop(experiment=experiment_start(experiment=draft(world, "a")))
+    experiments["archived"] = experiment_archive(experiment=archived)
+    experiments["running"] = experiment_start(experiment=draft(world, "r"))
+    assert {status: e.status for status, e in experiments.items()} == {s: s for s in experiments}
+    return experiments
+
+
+def test_only_a_draft_can_be_deleted_and_only_a_stopped_one_archived(world):
+    experiments = in_every_state(world)
+    for status in ("running", "paused", "stopped", "archived"):
+        with pytest.raises(ExperimentError, match="cannot be deleted"):
+            experiment_delete(experiment=experiments[status])
+    experiment_delete(experiment=experiments["draft"])
+    assert sorted(Experiment.objects.values_list("status", flat=True)) == ["archived", "paused", "running", "stopped"]
+    assert not Variant.objects.filter(experiment_id=experiments["draft"].pk).exists()
+
+    for status in ("running", "paused"):
+        with pytest.raises(ExperimentError, match="only a stopped experiment can be archived"):
+            experiment_archive(experiment=experiments[status])
+    with pytest.raises(ExperimentError, match="only a stopped"):
+        experiment_archive(experiment=draft(world, "fresh"))
+    archived = experiment_archive(experiment=experiments["stopped"])
+    assert archived.status == "archived" and archived.stopped_at is not None
+    # archived is final: no restart, and stopping again does not bring it back
+    with pytest.raises(ExperimentError, match="archived and cannot restart"):
+        experiment_start(experiment=archived)
+    assert experiment_stop(experiment=archived).status == "archived"
+
+
+def test_admin_refuses_to_delete_experiments_that_ran(staff_client, world):
+    experiments = in_every_state(world)
+    for status in ("running", "paused", "stopped", "archived"):
+        experiment = experiments[status]
+        page = staff_client.get(f"{CHANGELIST}{experiment.pk}/change/").content.decode()
+        assert f"{experiment.pk}/delete/" not in page, status  # no delete link
+        assert staff_client.get(f"{CHANGELIST}{experiment.pk}/delete/").status_code == 403, status
+        assert staff_client.post(f"{CHANGELIST}{experiment.pk}/delete/", {"post": "yes"}).status_code == 403, status
+    # bulk delete: one experiment that ran in the selection refuses the whole action
+    running, the_draft = experiments["running"], experiments["draft"]
+    bulk = staff_client.post(CHANGELIST, {"action": "delete_selected", "post": "yes",
+                                          "_selected_action": [running.pk, the_draft.pk]})
+    assert bulk.status_code == 403
+    assert Experiment.objects.filter(pk__in=[running.pk, the_draft.pk]).count() == 2
+    assert Experiment.objects.count() == 5
+    # drafts still go, one by one and in bulk
+    second = draft(world, "second draft")
+    assert staff_client.post(f"{CHANGELIST}{the_draft.pk}/delete/", {"post": "yes"}).status_code == 302
+    staff_client.post(CHANGELIST, {"action": "delete_selected", "post": "yes", "_selected_action": [second.pk]})
+    assert not Experiment.objects.filter(pk__in=[the_draft.pk, second.pk]).exists()
+    assert sorted(Experiment.objects.values_list("status", flat=True)) == ["archived", "paused", "running", "stopped"]
+
+
+def test_admin_archive_action_and_the_list_hides_archived_by_default(staff_client, world):
+    experiments = in_every_state(world)
+    stopped, running = experiments["stopped"], experiments["running"]
+    response = staff_client.post(CHANGELIST, {"action": "archive_experiments",
+                                              "_selected_action": [stopped.pk, running.pk]}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert f"{stopped.name}: archived" in shown
+    assert any(m.startswith(f"{running.name}: only a stopped experiment") for m in shown)
+    stopped.refresh_from_db()
+    running.refresh_from_db()
+    assert (stopped.status, running.status) == ("archived", "running")
+
+    def listed(query: str = "") -> set[str]:
+        page = staff_client.get(CHANGELIST + query)
+        return {e.name for e in page.context["cl"].result_list}
+
+    assert listed() == {"d", "p", "r"}  # both archived ones hidden
+    assert listed("?status=all") == {"d", "p", "s", "a", "r"}
+    assert listed("?status=archived") == {"s", "a"}
+    assert listed("?status=running") == {"r"}

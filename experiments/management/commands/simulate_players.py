@@ -11,7 +11,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments.simulation import ApiError, DropPolicy, PlatformClient, SimulationConfig, run_simulation
+from experiments.simulation import (
+    ApiError,
+    DropPolicy,
+    PlatformClient,
+    SimulationConfig,
+    resolve_api_key,
+    run_simulation,
+)
 from experiments.simulation.runner import DROP_AFTER_FIRST_REQUEST, DROP_BEFORE_FIRST_REQUEST, load_catalog
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -54,8 +61,13 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=50.0, help="Recommendation requests per second (default 50)")
         parser.add_argument("--duration", type=float, default=60.0, help="Upper bound on the run in seconds")
         parser.add_argument("--max-requests", type=int, default=None, help="Upper bound on recommendation requests")
-        parser.add_argument("--api-key", default=os.environ.get("PLAYER_API_KEY", ""),
-                            help="Player API key (default: $PLAYER_API_KEY)")
+        keys = parser.add_mutually_exclusive_group()
+        keys.add_argument("--api-key-file", type=Path, default=None,
+                          help="File holding the player API key, e.g. var/player_api_key (default: "
+                               "$PLAYER_API_KEY, else the file $PLAYER_API_KEY_FILE)")
+        keys.add_argument("--api-key", default="",
+                          help="Player API key itself (kept for compatibility: it shows in `ps`; prefer "
+                               "--api-key-file or $PLAYER_API_KEY)")
         parser.add_argument("--base-url", default=os.environ.get("PLAYER_BASE_URL", DEFAULT_BASE_URL),
                             help=f"Platform URL (default: $PLAYER_BASE_URL or {DEFAULT_BASE_URL})")
         parser.add_argument("--seed", type=int, default=0, help="Seed of users, tastes, sessions and clicks")
@@ -73,8 +85,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bar")
 
     def handle(self, *args, **options):
-        if not options["api_key"]:
-            raise CommandError("an API key is needed: --api-key KEY or PLAYER_API_KEY (manage.py create_api_key NAME)")
+        try:
+            api_key = resolve_api_key(options["api_key"], options["api_key_file"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if not api_key:
+            raise CommandError("an API key is needed: --api-key-file PATH, PLAYER_API_KEY or PLAYER_API_KEY_FILE "
+                               "(manage.py create_api_key NAME)")
         try:
             drop = DropPolicy(
                 arm=options["drop_arm"],
@@ -91,7 +108,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
-        with PlatformClient(options["base_url"], options["api_key"], max_connections=config.workers + 2) as client:
+        with PlatformClient(options["base_url"], api_key, max_connections=config.workers + 2) as client:
             try:
                 catalog, _ = load_catalog(client)
             except ApiError as exc:
