@@ -46,9 +46,10 @@ def assert_limited(response, reason: str) -> None:
     assert reason in response.json()["detail"]
 
 
-def test_the_limiter_is_in_both_middleware_chains_right_after_security(settings):
-    assert settings.MIDDLEWARE[:2] == ["django.middleware.security.SecurityMiddleware", MIDDLEWARE]
-    assert MIDDLEWARE in PLAYER_API_MIDDLEWARE
+def test_the_limiter_is_in_both_middleware_chains_right_after_security_and_json_errors(settings):
+    early = ["django.middleware.security.SecurityMiddleware", "abplatform.api_errors.ApiErrorMiddleware", MIDDLEWARE]
+    assert settings.MIDDLEWARE[:3] == early
+    assert list(PLAYER_API_MIDDLEWARE) == early
     assert {RECOMMEND, EVENTS} <= PLAYER_API_PATHS
 
 
