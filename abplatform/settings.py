@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",  # lockout after repeated admin login failures (AXES_* below)
+    "abplatform.apikeys",
     "recommender",
     "experiments",
     "abplatform",
@@ -171,6 +172,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Vector search (recommender.vector_search): HNSW ef_search of every KNN; recall measured in bench/serve_load.py
+VECTOR_EF_SEARCH = env.int("VECTOR_EF_SEARCH", default=40)
 
 # --- API limits -------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_048_576)  # larger bodies get 413

@@ -84,7 +84,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
     from django.utils import timezone
 
     from experiments.assignment import user_key
-    from experiments.event_ids import new_request_id
+    from experiments.events.ids import new_request_id
 
     rng = np.random.default_rng(0)
     now = timezone.now().isoformat()
@@ -157,7 +157,7 @@ def postgres_backends() -> list[int]:
 
 
 def relay_leading() -> bool:
-    from experiments.services_relay import RELAY_LOCK
+    from experiments.events.relay import RELAY_LOCK
 
     return bool(scalar(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {RELAY_LOCK} "
                        "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))

@@ -44,13 +44,14 @@ django.setup()
 from django.db.models import Count, Sum  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from experiments.api.authentication import verify_api_key  # noqa: E402
+from abplatform.apikeys.authentication import verify_api_key  # noqa: E402
+from abplatform.apikeys.models import ApiKey  # noqa: E402
+from abplatform.apikeys.services import api_key_create  # noqa: E402
 from experiments.management.commands.simulate_players import arm_oracle  # noqa: E402
-from experiments.models import ApiKey, Experiment, UserAggregate  # noqa: E402
+from experiments.models import Experiment, UserAggregate  # noqa: E402
 from experiments.selectors import SERVING_CACHE_TTL_S  # noqa: E402
 from experiments.services import (  # noqa: E402
     VariantSpec,
-    api_key_create,
     experiment_create,
     experiment_pause,
     experiment_start,

@@ -119,8 +119,9 @@ def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
 
 
 def fresh_experiment(models) -> tuple[int, str]:
+    from abplatform.apikeys.services import api_key_create
     from experiments.models import Experiment
-    from experiments.services import VariantSpec, api_key_create, experiment_create, experiment_start, experiment_stop
+    from experiments.services import VariantSpec, experiment_create, experiment_start, experiment_stop
 
     for running in Experiment.objects.filter(status__in=["running", "paused"]):
         experiment_stop(experiment=running)
@@ -136,7 +137,7 @@ def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k:
     import numpy as np
     from django.db import connection
 
-    from experiments import selectors
+    from recommender import vector_search
     from recommender.models import Track
 
     track_ids = np.array(Track.objects.order_by("id").values_list("id", flat=True))
@@ -147,11 +148,11 @@ def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k:
         for model in models:
             matrix = vectors[model.pk]
             unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-            arm = selectors.ServingArm(model.pk, model.dim, str(model))
+            arm = vector_search.VectorSpace.of(model)
             with connection.cursor() as cursor:
                 cursor.execute(f"SET hnsw.ef_search = {int(ef)}")
                 cursor.execute("SET hnsw.iterative_scan = relaxed_order")
-            selectors._tuned_connections.add(connection.connection)  # keep this ef for the loop below
+            vector_search._tuned_connections.add(connection.connection)  # keep this ef for the loop below
             for _ in range(queries // len(models)):
                 row = int(rng.integers(len(track_ids)))
                 exclude = [int(x) for x in rng.choice(track_ids, size=20, replace=False)]
@@ -159,11 +160,11 @@ def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k:
                 banned = np.isin(track_ids, [track_ids[row], *exclude])
                 scores[banned] = -np.inf
                 exact = set(track_ids[np.argpartition(-scores, k)[:k]].tolist())
-                got = {n.track_id for n in selectors.nearest_to_track(arm, int(track_ids[row]), k, exclude)}
+                got = {n.track_id for n in vector_search.nearest_to_track(arm, int(track_ids[row]), k, exclude)}
                 hits += len(exact & got)
                 total += k
         recalls[ef] = hits / total
-    selectors._tuned_connections.discard(connection.connection)
+    vector_search._tuned_connections.discard(connection.connection)
     connection.close()
     return recalls
 
@@ -414,8 +415,9 @@ def main() -> None:
     setup_django()
     from loadgen import run_open_loop
 
-    from experiments.selectors import HNSW_EF_SEARCH
     from recommender.models import Track
+    from recommender.vector_search import ef_search
+    HNSW_EF_SEARCH = ef_search()
 
     load1 = os.getloadavg()[0]
     header = (f"bench/serve_load.py  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "

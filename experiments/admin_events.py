@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from experiments.events.quarantine import replay_quarantined
 from experiments.models import EventQuarantine
-from experiments.services_quarantine import replay_quarantined
 
 
 @admin.register(EventQuarantine)

@@ -1,7 +1,7 @@
 """Experiments, variants, assignments, the raw events and the aggregates the worker keeps.
 
 The event and aggregate tables are written only by the Celery worker from the outbox
-(``experiments.services_ingest``), in batches and idempotently by ``event_id``. Their
+(``experiments.events.ingest``), in batches and idempotently by ``event_id``. Their
 foreign keys carry no database constraint on purpose: at tens of thousands of rows a
 second, a constraint check per row takes a KEY SHARE lock on the same few experiment and
 variant rows from every concurrent batch (multixact churn); the ORM relation is kept for
@@ -276,28 +276,3 @@ class RelayHeartbeat(models.Model):
     sent_rows = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     last_error = models.TextField(blank=True)
-
-
-class ApiKey(models.Model):
-    """An API key: only a lookup prefix and the SHA-256 of the full key are stored.
-
-    ``player`` keys ship inside client apps and reach the player API only (recommendations,
-    events, tracks, search); ``analyst`` keys also read experiment results.
-    """
-
-    class Scope(models.TextChoices):
-        PLAYER = "player"
-        ANALYST = "analyst"
-
-    name = models.CharField(max_length=100)
-    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.PLAYER)
-    prefix = models.CharField(max_length=16, unique=True)
-    key_hash = models.CharField(max_length=64)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

@@ -12,15 +12,13 @@ deleting it would orphan them silently. A finished experiment is archived instea
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
-from experiments.models import ApiKey, Experiment, Variant
+from experiments.models import Experiment, Variant
 from experiments.selectors import clear_serving_cache
 from recommender.models import EmbeddingModel
 from recommender.selectors import ModelNotFoundError, embedding_model_get
@@ -176,25 +174,3 @@ def resolve_embedding_model(ref: str) -> EmbeddingModel:
         return embedding_model_get(ref)
     except ModelNotFoundError as error:
         raise ExperimentError(f"no embedding model with id, arm or name {ref!r}: {error}") from error
-
-
-# --- API keys ---------------------------------------------------------------------------
-
-KEY_PREFIX_LEN = 8
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def api_key_create(*, name: str, scope: str = ApiKey.Scope.PLAYER) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key, which is shown once and never stored.
-
-    ``player`` (the default) is what ships inside client apps; ``analyst`` also reads results.
-    """
-    if scope not in ApiKey.Scope.values:
-        raise ValueError(f"scope must be one of {ApiKey.Scope.values}, got {scope!r}")
-    prefix = secrets.token_hex(KEY_PREFIX_LEN // 2)
-    key = f"{prefix}.{secrets.token_urlsafe(32)}"
-    api_key = ApiKey.objects.create(name=name, scope=scope, prefix=prefix, key_hash=hash_api_key(key))
-    return api_key, key

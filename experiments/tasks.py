@@ -21,7 +21,7 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.db import OperationalError
 
-from experiments.services_ingest import ingest_or_quarantine
+from experiments.events.ingest import ingest_or_quarantine
 
 logger = logging.getLogger(__name__)
 INGEST_TASK = "experiments.ingest_outbox_batch"
@@ -37,7 +37,7 @@ def events_queue() -> str:
 def ingest_outbox_batch(copy_text: str, count: int = 0) -> dict:
     """Land one relay batch (PostgreSQL COPY text); idempotent, so a redelivery is harmless.
 
-    Rows that cannot be landed are quarantined (``services_quarantine``), the rest lands."""
+    Rows that cannot be landed are quarantined (``events.quarantine``), the rest lands."""
     result = ingest_or_quarantine(copy_text)
     return {"received": result.received, "impressions": result.impressions, "clicks": result.clicks,
             "quarantined": result.quarantined}
@@ -59,7 +59,7 @@ def relay_conninfo() -> str:
 
 
 def relay_config_from_env():
-    from experiments.services_relay import RelayConfig
+    from experiments.events.relay import RelayConfig
 
     return RelayConfig(batch_size=int(os.environ.get("EXPERIMENTS_RELAY_BATCH", "2000")),
                        resend_after_s=float(os.environ.get("EXPERIMENTS_RELAY_RESEND_S", "30")),
@@ -79,7 +79,7 @@ def start_outbox_relay(sender=None, **_kwargs) -> None:
     if events_queue() not in consumed:
         logger.info("outbox relay off: this worker does not consume %r", events_queue())
         return
-    from experiments.services_relay import OutboxRelay
+    from experiments.events.relay import OutboxRelay
 
     relay = OutboxRelay(relay_conninfo(), send_batch, relay_config_from_env())
     _relay_stop.clear()

@@ -1,25 +1,19 @@
-"""Reads of the recommender app: catalog pages, embedding models, vector search.
+"""Reads of the recommender app: catalog pages and embedding models (the KNN is ``recommender.vector_search``).
 
 Views and commands call these instead of building querysets themselves, so that every
-read of an embedding model or a KNN goes through one place (HackSoft "selectors").
+read of an embedding model goes through one place (HackSoft "selectors").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
-from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from recommender.models import DatasetSplit, Description, EmbeddingModel, Track, TrackEmbedding
-from recommender.vector_index import nearest_tracks
 
 MODEL_SPEC = re.compile(r"^(?P<name>[^:]+?)(?::v?(?P<version>\d+))?$")
-# HNSW returns at most ef_search rows, so a query for k rows needs ef_search >= k.
-MIN_EF_SEARCH = 40
 
 
 class ModelNotFoundError(LookupError):
@@ -90,53 +84,3 @@ def all_track_labels() -> list[dict]:
 
 def model_embedding_count(model: EmbeddingModel) -> int:
     return TrackEmbedding.objects.filter(model=model).count()
-
-
-@dataclass(frozen=True)
-class TrackHit:
-    track: Track
-    score: float
-
-
-def nearest_tracks_to_vector(
-    model: EmbeddingModel, vector: np.ndarray, k: int, exclude_track_ids: Sequence[int] = ()
-) -> list[TrackHit]:
-    """The k catalog tracks closest to ``vector`` in ``model``'s space (cosine similarity as score)."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(MIN_EF_SEARCH, int(k)))])
-        rows = list(nearest_tracks(model, vector, k, exclude_track_ids).select_related("track"))
-    return [TrackHit(track=row.track, score=1.0 - float(row.distance)) for row in rows]
-
-
-class SearchUnavailableError(RuntimeError):
-    """Text search cannot run now; ``status`` is the HTTP status that says why (409 / 503)."""
-
-    def __init__(self, reason: str, status: int):
-        super().__init__(reason)
-        self.reason, self.status = reason, status
-
-
-@dataclass(frozen=True)
-class TextSearchResult:
-    query: str
-    model: EmbeddingModel
-    hits: list[TrackHit]
-
-
-def text_search(query: str, k: int, arm: str = EmbeddingModel.Kind.CROSSMUSIM) -> TextSearchResult:
-    """Tracks whose audio embedding is closest to the text query, in the arm's active cross-modal space."""
-    from recommender.services.embedding_runtime import CheckpointError, NotCrossModalError, text_embed
-
-    model = active_model_for_arm(arm)
-    if model is None:
-        raise SearchUnavailableError(
-            f"no model is active for the {arm} arm; train one and run "
-            f"'manage.py index_embeddings MODEL --activate-arm {arm}'", status=503)
-    try:
-        vector = text_embed(model, [query])[0]
-    except NotCrossModalError as error:
-        raise SearchUnavailableError(f"{error}: only a cross-modal model can search by text", status=409) from error
-    except CheckpointError as error:
-        raise SearchUnavailableError(str(error), status=503) from error
-    return TextSearchResult(query=query, model=model, hits=nearest_tracks_to_vector(model, vector, k))

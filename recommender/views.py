@@ -11,14 +11,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from experiments.api.authentication import ApiKeyAuthentication, IsStaffOrApiKey
-from recommender.selectors import SearchUnavailableError, text_search, track_list
+from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrApiKey
+from recommender.selectors import track_list
 from recommender.serializers import (
     ErrorSerializer,
     SearchQuerySerializer,
     SearchResponseSerializer,
     TrackSerializer,
 )
+from recommender.services.search import SearchUnavailableError, text_search
 
 # Players send ``Authorization: Api-Key <key>``; staff may use the API from a logged-in session.
 API_AUTHENTICATION = [ApiKeyAuthentication, SessionAuthentication]

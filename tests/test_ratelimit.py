@@ -17,8 +17,8 @@ from django.db import close_old_connections
 from django.test import RequestFactory, override_settings
 
 from abplatform import ratelimit
+from abplatform.apikeys.services import api_key_create
 from abplatform.wsgi import PLAYER_API_MIDDLEWARE, PLAYER_API_PATHS, SubsetMiddlewareHandler
-from experiments.services import api_key_create
 from tests.experiments.serving_fixtures import build_world
 
 RECOMMEND = "/api/v1/recommendations"

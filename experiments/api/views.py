@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from experiments.api.authentication import KEYWORD, ApiKeyAuthentication, HasApiKey, api_client_from_header
+from abplatform.apikeys.authentication import KEYWORD, ApiKeyAuthentication, HasApiKey, api_client_from_header
 from experiments.api.serializers import (
     ApiErrorSerializer,
     EventBatchResponseSerializer,
@@ -30,8 +30,9 @@ from experiments.api.serializers import (
     RecommendationResponseSerializer,
     parse_recommendation_query,
 )
-from experiments.selectors import SeedNotIndexedError
-from experiments.services_events import ClickEvent, NoArmAvailableError, clicks_record, recommend
+from experiments.events.clicks import ClickEvent, clicks_record
+from experiments.serving import NoArmAvailableError, recommend
+from recommender.vector_search import SeedNotIndexedError
 
 
 def _flatten(errors, prefix: str = "") -> dict[str, str]:

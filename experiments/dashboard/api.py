@@ -9,8 +9,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
 from experiments.analysis import experiment_results
-from experiments.api.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
 from experiments.models import Experiment
 
 

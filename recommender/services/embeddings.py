@@ -22,7 +22,7 @@ from django.utils import timezone
 from recommender.crossmusim.audio_io import AudioReadError, load_mono
 from recommender.models import EmbeddingModel, Track, TrackEmbedding
 from recommender.selectors import embedding_model_next_version
-from recommender.vector_index import create_hnsw_index, drop_hnsw_index
+from recommender.vector_search import create_hnsw_index, drop_hnsw_index
 
 Progress = Callable[[Iterable], Iterable]
 DEFAULT_BACKBONE = "MTT_musicnn"

@@ -1,7 +1,7 @@
 """Event-pipeline helpers: a killable Celery worker running the relay, a private Redis, exact counts.
 
 Other apps' tests that need impressions and clicks landed in the aggregates can either
-call ``experiments.services_ingest.drain_outbox()`` (in-process, no broker) or start an
+call ``experiments.events.ingest.drain_outbox()`` (in-process, no broker) or start an
 events worker here with ``start_events_worker(queue, db_name)``.
 """
 
@@ -19,21 +19,21 @@ from pathlib import Path
 
 from django.db import connection
 
-from experiments.models import EventOutbox
-from experiments.services_relay import RELAY_LOCK
+from experiments.events.relay import RELAY_LOCK
+from experiments.models import EventOutbox, Impression
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = PROJECT_ROOT / "var" / "test-logs"
 
 
-def start_events_worker(queue: str, database_name: str, *, delay_s: float = 0.0, resend_s: float = 2.0,
+def start_events_worker(queue: str, database_name: str, *, resend_s: float = 2.0,
                         batch: int = 500, broker_url: str | None = None) -> subprocess.Popen:
     """A real ``celery worker`` (solo pool, own session) that consumes ``queue`` and runs the relay on it."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "DJANGO_DB_NAME": database_name, "CELERY_QUEUE": queue, "EXPERIMENTS_EVENTS_QUEUE": queue,
-        "EXPERIMENTS_INGEST_DELAY_S": str(delay_s), "EXPERIMENTS_RELAY_RESEND_S": str(resend_s),
+        "EXPERIMENTS_RELAY_RESEND_S": str(resend_s),
         "EXPERIMENTS_RELAY_BATCH": str(batch), "PYTHONUNBUFFERED": "1",
     }
     if broker_url:
@@ -84,11 +84,30 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> N
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+@contextlib.contextmanager
+def slow_ingest(seconds: float):
+    """Make every worker batch sleep ``seconds`` inside its transaction, after its raw inserts (so a test can kill a
+    worker mid-batch): a statement trigger on the impression table of the test database, dropped afterwards.
+    Test-only machinery lives here, never in the production ingest."""
+    table = Impression._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE OR REPLACE FUNCTION test_slow_ingest() RETURNS trigger LANGUAGE plpgsql AS "
+                       f"$$ BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NULL; END $$")
+        cursor.execute(f"CREATE TRIGGER test_slow_ingest AFTER INSERT ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION test_slow_ingest()")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER IF EXISTS test_slow_ingest ON {table}")
+            cursor.execute("DROP FUNCTION IF EXISTS test_slow_ingest()")
+
+
 def ingest_in_progress() -> bool:
-    """A worker's batch transaction is open and sleeping before its commit (EXPERIMENTS_INGEST_DELAY_S)."""
+    """A worker's batch transaction is open and sleeping before its commit (``slow_ingest``)."""
     return bool(_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%%' "
-        "AND state = 'active' AND pid <> pg_backend_pid()"))
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' "
+        "AND pid <> pg_backend_pid()"))
 
 
 def outbox_empty() -> bool:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 from django.utils import timezone
 
-from experiments.api.authentication import clear_api_key_cache
+from abplatform.apikeys.authentication import clear_api_key_cache
+from abplatform.apikeys.services import api_key_create
 from experiments.models import Experiment
 from experiments.selectors import clear_serving_cache
-from experiments.services import VariantSpec, api_key_create, experiment_create, experiment_start
+from experiments.services import VariantSpec, experiment_create, experiment_start
 from recommender.models import EmbeddingModel, Track, TrackEmbedding
-from recommender.vector_index import create_hnsw_index
+from recommender.vector_search import create_hnsw_index
 
 
 @dataclass

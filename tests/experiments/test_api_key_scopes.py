@@ -9,9 +9,9 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
-from experiments.api.authentication import CACHE_TTL_S, clear_api_key_cache, verify_api_key
-from experiments.models import ApiKey
-from experiments.services import api_key_create
+from abplatform.apikeys.authentication import CACHE_TTL_S, clear_api_key_cache, verify_api_key
+from abplatform.apikeys.models import ApiKey
+from abplatform.apikeys.services import api_key_create
 from tests.experiments.serving_fixtures import build_world
 
 RECOMMEND = "/api/v1/recommendations"
@@ -87,21 +87,21 @@ def staff_client(client, django_user_model):
 
 
 def test_admin_creates_a_key_with_its_scope_and_keeps_it_fixed(staff_client):
-    form = staff_client.get("/admin/experiments/apikey/add/").content.decode()
+    form = staff_client.get("/admin/apikeys/apikey/add/").content.decode()
     assert 'name="scope"' in form
-    response = staff_client.post("/admin/experiments/apikey/add/", {"name": "reports", "scope": "analyst"},
+    response = staff_client.post("/admin/apikeys/apikey/add/", {"name": "reports", "scope": "analyst"},
                                  follow=True)
     shown = [str(m) for m in response.context["messages"]]
     key = next(m.split(": ")[-1] for m in shown if "shown once" in m)
     row = ApiKey.objects.get(name="reports")
     assert row.scope == "analyst" and verify_api_key(key).scope == "analyst"
-    change = staff_client.get(f"/admin/experiments/apikey/{row.pk}/change/").content.decode()
+    change = staff_client.get(f"/admin/apikeys/apikey/{row.pk}/change/").content.decode()
     assert "analyst" in change.lower() and 'name="scope"' not in change  # shown, read-only
-    staff_client.post(f"/admin/experiments/apikey/{row.pk}/change/", {"name": "reports", "scope": "player",
+    staff_client.post(f"/admin/apikeys/apikey/{row.pk}/change/", {"name": "reports", "scope": "player",
                                                                         "active": "on"})
     row.refresh_from_db()
     assert row.scope == "analyst"
-    listing = staff_client.get("/admin/experiments/apikey/").content.decode()
+    listing = staff_client.get("/admin/apikeys/apikey/").content.decode()
     assert "analyst" in listing.lower()
 
 
@@ -125,7 +125,7 @@ def test_admin_deactivation_is_immediate_here_and_says_how_fast_elsewhere(staff_
     params = {"user": "u", "seed_track": world.tracks[0].pk, "k": 2}
     assert staff_client.get(RECOMMEND, params, headers=world.headers).status_code == 200  # cached
     row = ApiKey.objects.get()
-    response = staff_client.post("/admin/experiments/apikey/", {"action": "deactivate_keys",
+    response = staff_client.post("/admin/apikeys/apikey/", {"action": "deactivate_keys",
                                                                 "_selected_action": [row.pk]}, follow=True)
     shown = " ".join(str(m) for m in response.context["messages"])
     assert "1 key(s) deactivated" in shown and "within 1 s" in shown and "30 s" not in shown

@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from experiments.assignment import user_key
+from experiments.events.clicks import ClickEvent, clicks_record
+from experiments.events.ingest import drain_outbox, ingest_copy_batch
+from experiments.events.outbox import copy_records
+from experiments.events.relay import OutboxRelay, RelayConfig
 from experiments.models import EventOutbox, EventQuarantine, RelayHeartbeat, UserAggregate
-from experiments.services_events import ClickEvent, clicks_record, recommend
-from experiments.services_ingest import copy_records, drain_outbox, ingest_copy_batch
-from experiments.services_relay import OutboxRelay, RelayConfig
+from experiments.serving import recommend
 from experiments.tasks import relay_conninfo
 from tests.experiments.events_fixtures import (
     assert_aggregates_match_raw_events,

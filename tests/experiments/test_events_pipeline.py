@@ -6,6 +6,7 @@ a private broker is killed and restarted, and every event is counted: 0 lost, 0 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -13,6 +14,9 @@ import httpx
 import pytest
 from django.conf import settings
 
+from experiments.events.clicks import ClickEvent, clicks_record
+from experiments.events.ingest import drain_outbox, ingest_copy_batch
+from experiments.events.outbox import outbox_copy_text
 from experiments.models import (
     Assignment,
     Impression,
@@ -20,8 +24,7 @@ from experiments.models import (
     UserAggregate,
     VariantDailyMoments,
 )
-from experiments.services_events import ClickEvent, clicks_record, recommend
-from experiments.services_ingest import drain_outbox, ingest_copy_batch, outbox_copy_text
+from experiments.serving import recommend
 from tests.experiments.events_fixtures import (
     LOG_DIR,
     RedisServer,
@@ -31,6 +34,7 @@ from tests.experiments.events_fixtures import (
     outbox_empty,
     raw_counts,
     relay_is_leading,
+    slow_ingest,
     start_events_worker,
     stop_worker,
     wait_until,
@@ -120,13 +124,14 @@ def test_sigkilled_worker_mid_batch_loses_and_doubles_nothing():
     world = build_world(n_tracks=60)
     impressions, clicks = produce(world, users=40, requests_per_user=5, k=10, click_every=2)
     queue = f"test-events-{uuid.uuid4().hex[:8]}"
-    slow = start_events_worker(queue, db_name(), delay_s=1.5, batch=40, resend_s=2.0)
-    try:
-        wait_until(lambda: raw_counts().impressions > 0, 60, "a first committed batch")
-        wait_until(ingest_in_progress, 30, "a batch in the middle of its transaction")
-        kill_worker(slow)  # SIGKILL to the whole worker: the open transaction is never committed
-    finally:
-        kill_worker(slow)
+    with slow_ingest(1.5):
+        slow = start_events_worker(queue, db_name(), batch=40, resend_s=2.0)
+        try:
+            wait_until(lambda: raw_counts().impressions > 0, 60, "a first committed batch")
+            wait_until(ingest_in_progress, 30, "a batch in the middle of its transaction")
+            kill_worker(slow)  # SIGKILL to the whole worker: the open transaction is never committed
+        finally:
+            kill_worker(slow)
     partial = raw_counts()
     assert 0 < partial.impressions + partial.clicks < impressions + clicks
     assert not outbox_empty()
@@ -151,8 +156,11 @@ def test_broker_stopped_and_restarted_loses_and_doubles_nothing():
     redis = RedisServer()
     redis.start()
     queue = f"test-events-{uuid.uuid4().hex[:8]}"
-    worker = start_events_worker(queue, db_name(), delay_s=0.3, batch=10, resend_s=3.0, broker_url=redis.url)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(slow_ingest(0.3))  # exits last: after the worker stopped
+        stack.callback(redis.cleanup)
+        worker = start_events_worker(queue, db_name(), batch=10, resend_s=3.0, broker_url=redis.url)
+        stack.callback(stop_worker, worker)  # runs first
         before_i, before_c = produce(world, users=20, requests_per_user=2, tag="a")
         wait_until(lambda: raw_counts().impressions > 0, 60, "the first events through the private broker")
         # messages queued in the broker when it dies are lost with it (no persistence)...
@@ -163,9 +171,6 @@ def test_broker_stopped_and_restarted_loses_and_doubles_nothing():
         # ...and the relay re-sends whatever the worker has not confirmed
         wait_until(lambda: outbox_empty() and not ingest_in_progress(), 120, "the outbox to drain after the restart")
         time.sleep(1.0)
-    finally:
-        stop_worker(worker)
-        redis.cleanup()
     log = (LOG_DIR / f"events-worker-{queue}.log").read_text()
     assert "broker refused" in log and "re-sent" in log  # the failure really happened and was recovered
     final = raw_counts()

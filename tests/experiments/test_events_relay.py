@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from experiments.events.ingest import ingest_copy_batch
+from experiments.events.outbox import copy_records
+from experiments.events.relay import OutboxRelay, RelayConfig
 from experiments.models import EventOutbox
-from experiments.services_ingest import copy_records, ingest_copy_batch
-from experiments.services_relay import OutboxRelay, RelayConfig
 from experiments.tasks import relay_conninfo
 
 

@@ -5,8 +5,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from experiments.api.authentication import clear_api_key_cache
-from experiments.services import api_key_create
+from abplatform.apikeys.authentication import clear_api_key_cache
+from abplatform.apikeys.services import api_key_create
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig, RatioZTest
 from experiments.stats.statistics import RatioStatistic
 from tests.experiments.dashboard_fixtures import seed_empty_experiment, seed_experiment

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from experiments.analysis import experiment_results
+from experiments.events.ingest import drain_outbox
 from experiments.models import EventOutbox, Experiment, Impression
-from experiments.services_ingest import drain_outbox
 from experiments.stats.frequentist import RatioZTest
 from experiments.stats.statistics import RatioStatistic
 from tests.experiments.dashboard_fixtures import seed_empty_experiment

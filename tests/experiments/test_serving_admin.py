@@ -8,8 +8,9 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from experiments.api.authentication import verify_api_key
-from experiments.models import ApiKey, Experiment, Variant
+from abplatform.apikeys.authentication import verify_api_key
+from abplatform.apikeys.models import ApiKey
+from experiments.models import Experiment, Variant
 from experiments.services import (
     ExperimentError,
     ExperimentLockedError,
@@ -143,14 +144,14 @@ def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world
 
 
 def test_admin_api_key_shows_the_key_once_and_stores_a_hash(staff_client, db):
-    response = staff_client.post("/admin/experiments/apikey/add/", {"name": "player app"}, follow=True)
+    response = staff_client.post("/admin/apikeys/apikey/add/", {"name": "player app"}, follow=True)
     assert response.status_code == 200
     row = ApiKey.objects.get(name="player app")
     shown = [str(m) for m in response.context["messages"]]
     key = next(m.split(": ")[-1] for m in shown if "shown once" in m)
     assert key.startswith(row.prefix + ".") and key not in row.key_hash
     assert verify_api_key(key) is not None
-    listing = staff_client.get("/admin/experiments/apikey/").content.decode()
+    listing = staff_client.get("/admin/apikeys/apikey/").content.decode()
     assert key not in listing
 
 

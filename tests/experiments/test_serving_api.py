@@ -8,11 +8,12 @@ from collections import Counter
 
 import pytest
 
+from abplatform.apikeys.models import ApiKey
 from experiments.assignment import ArmSpec, assign_variant, user_key
-from experiments.event_ids import click_event_id, impression_event_id, new_request_id
-from experiments.models import ApiKey, EventOutbox, Impression
+from experiments.events.ids import click_event_id, impression_event_id, new_request_id
+from experiments.events.ingest import drain_outbox
+from experiments.models import EventOutbox, Impression
 from experiments.services import experiment_pause
-from experiments.services_ingest import drain_outbox
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
 
 URL = "/api/v1/recommendations"
@@ -82,7 +83,7 @@ def test_one_impression_per_item_goes_to_the_outbox(client, world):
 def test_impression_ids_agree_between_python_and_sql(db, request_id):
     from django.db import connection
 
-    from experiments.event_ids import impression_event_id_sql
+    from experiments.events.ids import impression_event_id_sql
 
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {impression_event_id_sql('q.r', 'p')} FROM (SELECT %s::uuid AS r) AS q, "
@@ -107,7 +108,7 @@ def test_request_and_impression_ids_grow_with_time():
 
 def test_clicks_on_a_request_served_with_a_legacy_id_still_match(client, world, monkeypatch):
     """Requests answered before ids became time-ordered (version 4) keep their MD5 impression ids."""
-    import experiments.services_events as services_events
+    import experiments.serving as services_events
 
     monkeypatch.setattr(services_events, "new_request_id", uuid.uuid4)
     body = get(client, world, user="gil", seed_track=world.tracks[0].pk, k=4).json()
@@ -136,8 +137,8 @@ def test_titles_come_from_a_cache_that_a_lifecycle_change_refreshes(client, worl
 def test_title_cache_refills_in_the_background_and_keeps_serving_meanwhile():
     import time
 
-    from experiments.selectors import TrackTitles
     from recommender.models import Track
+    from recommender.vector_search import TrackTitles
 
     track = Track.objects.create(title="old", artist="a", album="x", duration_s=1.0, sample_rate=16000,
                                  checksum=uuid.uuid4().hex, audio_path="none")
@@ -235,7 +236,7 @@ def test_authentication(client, world):
     assert other_scheme.status_code == 401
     assert client.get(URL, params, headers=world.headers).status_code == 200
     ApiKey.objects.update(active=False)
-    from experiments.api.authentication import clear_api_key_cache
+    from abplatform.apikeys.authentication import clear_api_key_cache
 
     clear_api_key_cache()
     assert client.get(URL, params, headers=world.headers).status_code == 401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.services import api_key_create
+from abplatform.apikeys.services import api_key_create
 from experiments.simulation import ApiError, PlatformClient
 from experiments.simulation.runner import load_catalog
 from tests.experiments.simulation_fixtures import label_catalog

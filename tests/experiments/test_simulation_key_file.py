@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from experiments.models import ApiKey
-from experiments.services import api_key_create
+from abplatform.apikeys.models import ApiKey
+from abplatform.apikeys.services import api_key_create
 from experiments.simulation import resolve_api_key
 from tests.experiments.simulation_fixtures import arm_models, label_catalog, running_experiment
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.core.management import call_command
 
+from abplatform.apikeys.services import api_key_create
 from experiments.models import Assignment, UserAggregate
-from experiments.services import api_key_create
 from experiments.simulation import PlatformClient, SimulationConfig, run_simulation
 from tests.experiments.simulation_fixtures import (
     arm_models,

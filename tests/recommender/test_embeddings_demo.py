@@ -9,9 +9,9 @@ from django.core.management import call_command
 
 from abplatform.embedded import VAR_DIR
 from recommender.models import EmbeddingModel, TrackEmbedding
-from recommender.selectors import text_search
 from recommender.services.descriptions import mine_descriptions, source_descriptions
 from recommender.services.embeddings import embedding_model_activate
+from recommender.services.search import text_search
 from tests.recommender.embeddings_fixtures import one_torch_thread  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]

@@ -9,7 +9,6 @@ from recommender.selectors import (
     ModelNotFoundError,
     active_model_for_arm,
     embedding_model_get,
-    nearest_tracks_to_vector,
 )
 from recommender.services.embeddings import (
     ActivationError,
@@ -17,7 +16,8 @@ from recommender.services.embeddings import (
     embedding_model_register,
     track_embeddings_write,
 )
-from recommender.vector_index import hnsw_index_name, nearest_tracks
+from recommender.services.search import nearest_tracks_to_vector
+from recommender.vector_search import VectorSpace, explain_knn, hnsw_index_name
 from tests.recommender.embeddings_fixtures import synthetic_tracks
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def test_index_round_trip_nearest_neighbour_is_the_track_itself():
         hits = nearest_tracks_to_vector(model, vectors[i], k=5)
         assert hits[0].track.pk == tracks[i].pk
         assert hits[0].score == pytest.approx(1.0, abs=1e-5)
-    plan = nearest_tracks(model, vectors[3], k=10).explain()
+    plan = explain_knn(VectorSpace.of(model), 10, tracks[3].pk)
     assert hnsw_index_name(model.pk) in plan, plan
     # Stored values survive the COPY text round trip.
     stored = np.asarray(TrackEmbedding.objects.get(model=model, track=tracks[5]).embedding)

@@ -6,8 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recommender.models import EmbeddingModel, TrackEmbedding
-from recommender.selectors import active_model_for_arm, nearest_tracks_to_vector
+from recommender.selectors import active_model_for_arm
 from recommender.services.embedding_runtime import text_embed
+from recommender.services.search import nearest_tracks_to_vector
 from tests.recommender.embeddings_fixtures import described_catalog, one_torch_thread  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]

@@ -4,7 +4,7 @@ import httpx
 import numpy as np
 import pytest
 
-from experiments.services import api_key_create
+from abplatform.apikeys.services import api_key_create
 from recommender.services.embedding_training import crossmusim_train
 from recommender.services.embeddings import (
     catalog_index,

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from experiments.services import api_key_create
+from abplatform.apikeys.services import api_key_create
 from tests.recommender.embeddings_fixtures import staff_http_client, synthetic_tracks
 
 pytestmark = pytest.mark.django_db(transaction=True)

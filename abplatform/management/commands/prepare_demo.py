@@ -16,8 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from abplatform import embedded
-from experiments.models import ApiKey, Experiment
-from experiments.services import api_key_create, hash_api_key
+from abplatform.apikeys.models import ApiKey
+from abplatform.apikeys.services import api_key_create, hash_api_key
+from experiments.models import Experiment
 from recommender.models import Description, EmbeddingModel, Track
 
 EXPERIMENT_NAME = "cross-modal vs baseline"

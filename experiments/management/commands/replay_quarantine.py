@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from experiments.events.quarantine import replay_quarantined
 from experiments.models import EventQuarantine
-from experiments.services_quarantine import replay_quarantined
 
 
 class Command(BaseCommand):

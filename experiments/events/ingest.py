@@ -21,19 +21,25 @@ old and new cumulative values in order.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import weakref
 from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from experiments.event_ids import impression_event_id_sql
+from experiments.events.outbox import (
+    CLICK,
+    COLUMNS_SQL,
+    IMPRESSION,
+    OUTBOX,
+    copy_records,
+    expand_recommendations_sql,
+    outbox_copy_text,
+)
 from experiments.models import (
     Assignment,
     Click,
     DailyUserRollup,
-    EventOutbox,
     Impression,
     PositionRollup,
     UserAggregate,
@@ -41,14 +47,7 @@ from experiments.models import (
 )
 
 logger = logging.getLogger(__name__)
-OUTBOX = EventOutbox._meta.db_table
-# Columns carried from the outbox to the worker, in COPY order (the relay uses the same list).
-COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
 AGGREGATES_LOCK = 0x0C0551_11  # pg_advisory_xact_lock key of the aggregate stage
-IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
-CLICK = int(EventOutbox.Kind.CLICK)
-RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
 
 _T = {
     "impression": Impression._meta.db_table, "click": Click._meta.db_table,
@@ -57,6 +56,8 @@ _T = {
     "moments": VariantDailyMoments._meta.db_table,
 }
 
+_EXPAND_RECOMMENDATIONS = expand_recommendations_sql("ingest_staging")
+
 _SETUP = (
     f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS ingest_new (kind smallint, experiment_id bigint, variant_id bigint, "
@@ -64,15 +65,6 @@ _SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
     "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
 )
-
-# 1b. a recommendation row -> one impression row per item shown (same outbox id, so the confirmation
-# deletes the recommendation row); every later step reads impression and click rows only.
-_EXPAND_RECOMMENDATIONS = f"""INSERT INTO ingest_staging (id, kind, event_id, request_id, experiment_id, variant_id,
-        user_key, user_id, track_id, position, score, client_time, created_at)
-    SELECT s.id, {IMPRESSION}, {impression_event_id_sql('s.request_id', 'u.position')}, s.request_id,
-           s.experiment_id, s.variant_id, s.user_key, s.user_id, u.track_id, u.position, u.score, NULL, s.created_at
-    FROM ingest_staging s, unnest(s.track_ids, s.scores) WITH ORDINALITY AS u(track_id, score, position)
-    WHERE s.kind = {RECOMMENDATION}"""
 
 _STEPS = (
     # 2. raw events; keep only those that were new
@@ -200,31 +192,9 @@ class IngestResult:
     quarantined: int = 0  # outbox rows moved aside because they could not be landed
 
 
-def copy_records(copy_text: str) -> list[str]:
-    """The records of COPY text, split on its record separator only.
-
-    COPY writes a newline inside a value as the two characters backslash and ``n``, so a real
-    newline ends a record and nothing else does. ``str.splitlines()`` would also split on U+2028,
-    U+2029, U+0085 and other characters a value may hold (that split once stopped the relay on
-    one request's user id)."""
-    records = copy_text.split("\n")
-    if records and records[-1] == "":
-        records.pop()
-    return records
-
-
-def _test_delay_s() -> float:
-    """Seconds to wait inside the transaction before the commit: lets tests kill a worker mid-batch."""
-    try:
-        return float(os.environ.get("EXPERIMENTS_INGEST_DELAY_S", "0") or 0)
-    except ValueError:
-        return 0.0
-
-
 def ingest_copy_batch(copy_text: str) -> IngestResult:
     """Land one batch of outbox rows (COPY text format, columns ``COPY_COLUMNS``)."""
     started = time.perf_counter()
-    columns = ", ".join(COPY_COLUMNS)
     nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         created = connection.connection not in _prepared_sessions
@@ -237,7 +207,7 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         if nested:  # emptied by every commit (ON COMMIT DELETE ROWS), but not inside an outer transaction
             cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_new; DELETE FROM ingest_user_days; "
                            "DELETE FROM ingest_moments_delta")
-        with cursor.cursor.copy(f"COPY ingest_staging ({columns}) FROM STDIN") as copy:
+        with cursor.cursor.copy(f"COPY ingest_staging ({COLUMNS_SQL}) FROM STDIN") as copy:
             copy.write(copy_text)
         cursor.execute(_EXPAND_RECOMMENDATIONS)
         cursor.execute(f"SELECT count(*) FROM ingest_staging WHERE kind IN ({IMPRESSION}, {CLICK})")
@@ -247,9 +217,6 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         cursor.execute(f"SELECT count(*) FILTER (WHERE kind = {IMPRESSION}), count(*) FILTER (WHERE kind = {CLICK}) "
                        "FROM ingest_new")
         impressions, clicks = cursor.fetchone()
-        delay = _test_delay_s()
-        if delay > 0:
-            cursor.execute("SELECT pg_sleep(%s)", [delay])
         cursor.execute(_CONFIRM)
     if created and not nested:  # committed: the temp tables now live as long as the session
         _prepared_sessions.add(connection.connection)
@@ -286,7 +253,7 @@ def ingest_or_quarantine(copy_text: str) -> IngestResult:
 
 
 def _quarantine_records(records: list[str], error: Exception) -> IngestResult:
-    from experiments.services_quarantine import quarantine_rows
+    from experiments.events.quarantine import quarantine_rows
 
     ids = []
     for record in records:
@@ -300,18 +267,6 @@ def _quarantine_records(records: list[str], error: Exception) -> IngestResult:
     if moved:
         logger.error("ingest: quarantined outbox row(s) %s: %s", ids, reason)
     return IngestResult(received=0, impressions=0, clicks=0, seconds=0.0, quarantined=moved)
-
-
-def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
-    """Up to ``limit`` outbox rows above ``after_id`` as COPY text, and the last id (0 when none)."""
-    columns = ", ".join(COPY_COLUMNS)
-    with connection.cursor() as cursor, cursor.cursor.copy(
-        f"COPY (SELECT {columns} FROM {OUTBOX} WHERE id > {int(after_id)} ORDER BY id LIMIT {int(limit)}) "
-        "TO STDOUT"
-    ) as copy:
-        text = b"".join(bytes(chunk) for chunk in copy).decode("utf-8")
-    last = int(text.rsplit("\n", 2)[-2].split("\t", 1)[0]) if text else 0
-    return text, last
 
 
 def drain_outbox(batch_size: int = 5000) -> int:

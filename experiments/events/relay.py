@@ -22,7 +22,7 @@ the worker's ``ON CONFLICT (event_id) DO NOTHING`` makes every resend harmless.
 The loop never dies: any error is logged with its traceback, counted in the heartbeat row
 (``RelayHeartbeat``, written every ``heartbeat_every_s`` by the leader, read by ``/healthz``)
 and followed by an exponential back-off. A row the worker cannot land is moved aside by the
-worker (``services_quarantine``), so no row can block the others.
+worker (``events.quarantine``), so no row can block the others.
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from experiments.models import EventOutbox, RelayHeartbeat
-from experiments.services_ingest import COPY_COLUMNS, copy_records
+from experiments.events.outbox import COPY_COLUMNS, OUTBOX, copy_records
+from experiments.models import RelayHeartbeat
 
 logger = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x0C0551_12  # pg_try_advisory_lock key: one active relay per database
-OUTBOX = EventOutbox._meta.db_table
 HEARTBEAT = RelayHeartbeat._meta.db_table
 
 

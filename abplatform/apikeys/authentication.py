@@ -31,8 +31,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
-from experiments.models import ApiKey
-from experiments.services import hash_api_key
+from abplatform.apikeys.models import ApiKey
+from abplatform.apikeys.services import hash_api_key
 
 KEYWORD = "Api-Key"
 # How long a verified key is trusted without asking the database again: the revocation delay.
@@ -164,7 +164,7 @@ class IsStaffOrAnalystKey(BasePermission):
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     """Documents the scheme in the OpenAPI schema (drf-spectacular finds it by the class path)."""
 
-    target_class = "experiments.api.authentication.ApiKeyAuthentication"
+    target_class = "abplatform.apikeys.authentication.ApiKeyAuthentication"
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema):

@@ -18,13 +18,11 @@ from collections.abc import Sequence
 
 from django.db import connection, transaction
 
-from experiments.models import EventOutbox, EventQuarantine
+from experiments.events.outbox import COLUMNS_SQL as _COLUMNS
+from experiments.events.outbox import OUTBOX
+from experiments.models import EventQuarantine
 
-OUTBOX = EventOutbox._meta.db_table
 QUARANTINE = EventQuarantine._meta.db_table
-ROW_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-               "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
-_COLUMNS = ", ".join(ROW_COLUMNS)
 
 _MOVE_TO_QUARANTINE = (
     f"WITH moved AS (DELETE FROM {OUTBOX} WHERE id = ANY(%s::bigint[]) RETURNING {_COLUMNS}) "

@@ -7,8 +7,8 @@ person or a reporting job, never to an app.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from experiments.models import ApiKey
-from experiments.services import api_key_create
+from abplatform.apikeys.models import ApiKey
+from abplatform.apikeys.services import api_key_create
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""The event pipeline: the outbox (its one format), clicks, the relay, the worker's ingest, the quarantine."""

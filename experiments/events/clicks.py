@@ -1,0 +1,95 @@
+"""Click batches from players: each click is checked against the impressions its request showed, and at most one
+click per impression is ever counted (``click_event_id``), whatever ids the client sends."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from experiments.events.ids import click_event_id, impression_event_id
+from experiments.events.outbox import INSERT_CLICKS_SQL, KNOWN_CLICKS_SQL, SHOWN_SQL
+
+
+@dataclass(frozen=True)
+class ClickEvent:
+    event_id: uuid.UUID
+    request_id: uuid.UUID
+    track_id: int
+    position: int
+    client_time: datetime | None = None
+
+
+@dataclass
+class ClickBatchResult:
+    accepted: int = 0  # new clicks, each counted once
+    # a click on an impression that already has one (same event id resent, or a new id for the same
+    # request and position, earlier or in this batch): acknowledged, not counted again
+    duplicates: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (event_id, reason), never counted
+
+
+class RejectReason:
+    UNKNOWN_REQUEST = "no impression recorded for this request_id (unknown request, or a user outside the experiment)"
+    POSITION_NOT_SHOWN = "position was not shown in this request"
+    TRACK_MISMATCH = "track was not shown at this position in this request"
+
+
+def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
+    """Validate clicks against the impressions shown and append the valid new ones to the outbox.
+
+    A click is stored under ``click_event_id(request, position)``, not the client's id: one
+    counted click per impression by construction, so a user's clicks never outnumber the
+    impressions they were shown, whatever ids a client makes up.
+
+    The impression a click points at has a derived id (``impression_event_id``), looked up by
+    unique key in the outbox (its recommendation row) and in ``Impression``: a statement sees
+    one snapshot, and the worker moves a recommendation from one to the other in one
+    transaction, so the UNION finds every shown impression exactly once.
+    """
+    result = ClickBatchResult()
+    if not events:
+        return result
+    counted_ids = [click_event_id(e.request_id, e.position) for e in events]
+    # every recorded request has a position 1, which tells "unknown request" from "position not shown"
+    wanted = {impression_event_id(e.request_id, e.position) for e in events if e.position >= 1}
+    wanted |= {impression_event_id(e.request_id, 1) for e in events}
+    with connection.cursor() as cursor:
+        cursor.execute(KNOWN_CLICKS_SQL, {"events": counted_ids})
+        known = {row[0] for row in cursor.fetchall()}
+        cursor.execute(SHOWN_SQL, {"impressions": list(wanted), "requests": list({e.request_id for e in events})})
+        shown = {row[0]: row[1:] for row in cursor.fetchall()}
+    fresh: list[tuple[uuid.UUID, ClickEvent, tuple]] = []
+    seen: set[uuid.UUID] = set()
+    for event, counted_id in zip(events, counted_ids, strict=True):
+        if counted_id in known or counted_id in seen:
+            result.duplicates += 1
+            continue
+        impression = shown.get(impression_event_id(event.request_id, event.position))
+        if impression is None:
+            known_request = impression_event_id(event.request_id, 1) in shown
+            reason = RejectReason.POSITION_NOT_SHOWN if known_request else RejectReason.UNKNOWN_REQUEST
+            result.rejected.append((str(event.event_id), reason))
+            continue
+        if impression[0] != event.track_id:
+            result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
+            continue
+        seen.add(counted_id)
+        fresh.append((counted_id, event, impression))
+    if fresh:
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT_CLICKS_SQL, {
+                "now": timezone.now(),
+                "events": [c for c, _, _ in fresh], "requests": [e.request_id for _, e, _ in fresh],
+                "experiments": [imp[1] for _, _, imp in fresh], "variants": [imp[2] for _, _, imp in fresh],
+                "users": [imp[3] for _, _, imp in fresh], "tracks": [e.track_id for _, e, _ in fresh],
+                "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
+            })
+            inserted = len(cursor.fetchall())
+        result.accepted += inserted
+        result.duplicates += len(fresh) - inserted  # raced with a concurrent click on the same impression
+    return result

@@ -1,0 +1,109 @@
+"""The outbox: the ONE place that knows the format of an accepted event on its way to the worker.
+
+The API appends events to ``EventOutbox`` inside the request's own transaction (the answer
+goes out after they are durable); the relay (``events.relay``) carries rows to the worker as
+PostgreSQL COPY text in ``COPY_COLUMNS`` order; the worker (``events.ingest``) lands them and
+deletes them. Three kinds of row:
+
+- ``RECOMMENDATION``: one row per page served to a user in an experiment, its items in
+  ``track_ids`` / ``scores`` (position = index + 1), ``event_id`` = ``request_id``; the worker
+  expands it into one impression per item (``expand_recommendations_sql``). One row instead
+  of k keeps the hot path's write (and the relay's and the worker's reads) k times smaller.
+- ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
+- ``IMPRESSION``: one row per item (the worker's input format; older platforms wrote these).
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from experiments.events.ids import impression_event_id_sql
+from experiments.models import Click, EventOutbox, Impression
+
+OUTBOX = EventOutbox._meta.db_table
+IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
+CLICK = int(EventOutbox.Kind.CLICK)
+RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
+# Columns carried from the outbox to the worker, in COPY order (relay, ingest and quarantine use this list).
+COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
+                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
+COLUMNS_SQL = ", ".join(COPY_COLUMNS)
+
+
+def copy_records(copy_text: str) -> list[str]:
+    """The records of COPY text, split on its record separator only.
+
+    COPY writes a newline inside a value as the two characters backslash and ``n``, so a real
+    newline ends a record and nothing else does. ``str.splitlines()`` would also split on U+2028,
+    U+2029, U+0085 and other characters a value may hold (that split once stopped the relay on
+    one request's user id)."""
+    records = copy_text.split("\n")
+    if records and records[-1] == "":
+        records.pop()
+    return records
+
+
+def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
+    """Up to ``limit`` outbox rows above ``after_id`` as COPY text, and the last id (0 when none)."""
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY (SELECT {COLUMNS_SQL} FROM {OUTBOX} WHERE id > {int(after_id)} ORDER BY id LIMIT {int(limit)}) "
+        "TO STDOUT"
+    ) as copy:
+        text = b"".join(bytes(chunk) for chunk in copy).decode("utf-8")
+    last = int(text.rsplit("\n", 2)[-2].split("\t", 1)[0]) if text else 0
+    return text, last
+
+
+# --- written by serving -----------------------------------------------------------------------
+
+# One outbox row for the whole recommendation (the worker expands it into one impression per item).
+# No row when the KNN found nothing; the HAVING keeps the aggregate from making an empty one.
+RECORD_RECOMMENDATION_CTE = (
+    f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
+    f"user_id, track_id, position, score, client_time, created_at, track_ids, scores) "
+    f"SELECT {RECOMMENDATION}, %(request)s::uuid, %(request)s::uuid, %(experiment)s::bigint, "
+    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz, "
+    f"array_agg(track_id ORDER BY distance, track_id), array_agg(1 - distance ORDER BY distance, track_id) "
+    f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0)"
+)
+
+
+# --- read by the worker ---------------------------------------------------------------------------
+
+def expand_recommendations_sql(staging: str) -> str:
+    """INSERT into ``staging`` (a copy of the outbox's columns) one impression row per item of its recommendation
+    rows, under the recommendation's outbox id, so the confirmation deletes the recommendation row."""
+    return f"""INSERT INTO {staging} (id, kind, event_id, request_id, experiment_id, variant_id,
+        user_key, user_id, track_id, position, score, client_time, created_at)
+    SELECT s.id, {IMPRESSION}, {impression_event_id_sql('s.request_id', 'u.position')}, s.request_id,
+           s.experiment_id, s.variant_id, s.user_key, s.user_id, u.track_id, u.position, u.score, NULL, s.created_at
+    FROM {staging} s, unnest(s.track_ids, s.scores) WITH ORDINALITY AS u(track_id, score, position)
+    WHERE s.kind = {RECOMMENDATION}"""
+
+
+# --- clicks ---------------------------------------------------------------------------------------
+
+# Every impression of the requests named, wherever it is now: still a recommendation row in the outbox
+# (expanded here), an impression row in the outbox (the worker's input format), or landed in Impression.
+SHOWN_SQL = (
+    f"SELECT {impression_event_id_sql('o.request_id', 'u.position')}, u.track_id, o.experiment_id, o.variant_id, "
+    f"o.user_key FROM {OUTBOX} o, unnest(o.track_ids) WITH ORDINALITY AS u(track_id, position) "
+    f"WHERE o.event_id = ANY(%(requests)s::uuid[]) AND o.kind = {RECOMMENDATION} "
+    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"WHERE event_id = ANY(%(impressions)s::uuid[]) AND kind = {IMPRESSION} "
+    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key "
+    f"FROM {Impression._meta.db_table} WHERE event_id = ANY(%(impressions)s::uuid[])"
+)
+# Clicks already counted (by their derived id), waiting in the outbox or landed.
+KNOWN_CLICKS_SQL = (
+    f"SELECT event_id FROM {OUTBOX} WHERE event_id = ANY(%(events)s::uuid[]) "
+    f"UNION ALL SELECT event_id FROM {Click._meta.db_table} WHERE event_id = ANY(%(events)s::uuid[])"
+)
+INSERT_CLICKS_SQL = (
+    f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
+    f"track_id, position, score, client_time, created_at) "
+    f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
+    f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
+    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
+    f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
