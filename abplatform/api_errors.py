@@ -3,7 +3,8 @@
 - The database is away, refuses a connection, or a statement ran past the web process's
   statement or lock timeout: ``503`` with ``Retry-After`` (the client should retry; nothing it
   sent was accepted), instead of an HTML 500 or a request that hangs.
-- A body larger than ``API_MAX_BODY_BYTES``: ``413`` before the body is read.
+- A body larger than ``API_MAX_BODY_BYTES``: ``413`` before the body is read; a request Django
+  refuses to parse (more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` query fields, ...): ``400``.
 - Any other exception: logged with the request's method and path (to ``var/log/platform.log``
   and the console) and answered with a JSON ``500``.
 
@@ -18,7 +19,7 @@ import logging
 
 import psycopg
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
@@ -61,5 +62,7 @@ class ApiErrorMiddleware:
             return database_unavailable()
         if isinstance(exception, RequestDataTooBig):
             return json_error("request body too large", 413)
+        if isinstance(exception, (SuspiciousOperation, BadRequest)):  # e.g. more query fields than Django parses
+            return json_error(f"bad request: {exception}", 400)
         logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exception)
         return json_error("internal server error (logged)", 500)

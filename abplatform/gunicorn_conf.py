@@ -33,6 +33,7 @@ worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 keepalive = 30
+limit_request_line = 8190  # gunicorn's maximum: a 500-id exclude list of short ids fits (the default 4094 did not)
 backlog = 2048
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 

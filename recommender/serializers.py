@@ -47,8 +47,3 @@ class SearchResponseSerializer(serializers.Serializer):
     query = serializers.CharField()
     model = ModelRefSerializer()
     items = SearchItemSerializer(many=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField(help_text="Why the request was refused")
-    errors = serializers.DictField(required=False, help_text="Per-parameter messages")

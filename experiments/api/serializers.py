@@ -14,6 +14,8 @@ MAX_EXCLUDE = 500
 MAX_EVENTS = 1000
 MAX_USER_LEN = 200
 MAX_INT = 2**63 - 1
+EXCLUDE_ID_DIGITS = 18  # an excluded id never overflows a bigint, whatever its digits
+MAX_EXCLUDE_ID = 10**EXCLUDE_ID_DIGITS - 1
 
 
 EXCLUDE_INVALID = "exclude must be a comma-separated list of track ids"
@@ -68,7 +70,7 @@ def parse_recommendation_query(query: Mapping[str, str]) -> RecommendationQuery 
         parts = [part.strip() for part in raw_exclude.split(",") if part.strip()]
         if len(parts) > MAX_EXCLUDE:
             errors["exclude"] = [EXCLUDE_TOO_MANY]
-        elif not all(part.isascii() and part.isdigit() and len(part) < 19 for part in parts):
+        elif not all(part.isascii() and part.isdigit() and len(part) <= EXCLUDE_ID_DIGITS for part in parts):
             errors["exclude"] = [EXCLUDE_INVALID]
         else:
             exclude = [int(part) for part in parts]
@@ -105,7 +107,9 @@ class ClickEventSerializer(serializers.Serializer):
 
 
 class EventBatchSerializer(serializers.Serializer):
-    events = ClickEventSerializer(many=True, allow_empty=False, max_length=MAX_EVENTS)
+    # A ListField (not many=True) so that the OpenAPI schema states minItems/maxItems; errors come keyed by index.
+    events = serializers.ListField(child=ClickEventSerializer(), allow_empty=False, min_length=1,
+                                   max_length=MAX_EVENTS, help_text=f"1-{MAX_EVENTS} clicks")
 
 
 class RejectedEventSerializer(serializers.Serializer):
@@ -117,8 +121,3 @@ class EventBatchResponseSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="New events, each counted once")
     duplicates = serializers.IntegerField(help_text="Event ids already accepted: acknowledged, not counted again")
     rejected = RejectedEventSerializer(many=True, help_text="Never counted")
-
-
-class ApiErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = serializers.DictField(required=False)

@@ -14,7 +14,6 @@ import json
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
@@ -23,8 +22,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from abplatform.apikeys.authentication import KEYWORD, ApiKeyAuthentication, HasApiKey, api_client_from_header
+from abplatform.openapi import REQUEST_LINE_LIMIT, error_headers, error_responses, request_line_too_long
+from abplatform.parsers import StrictJSONParser
 from experiments.api.serializers import (
-    ApiErrorSerializer,
+    MAX_EXCLUDE,
+    MAX_EXCLUDE_ID,
+    MAX_INT,
+    MAX_K,
+    MAX_USER_LEN,
     EventBatchResponseSerializer,
     EventBatchSerializer,
     RecommendationResponseSerializer,
@@ -36,11 +41,20 @@ from recommender.vector_search import SeedNotIndexedError
 
 
 def _flatten(errors, prefix: str = "") -> dict[str, str]:
-    """DRF's nested error lists -> {"events[3].position": "reason"}."""
+    """DRF's nested errors -> {"events[3].position": "reason"}: one string per field, as the schema says.
+
+    A ListField keys its items' errors by index (``{3: {...}}``), a list serializer lists them; both
+    read ``events[3]``."""
     flat: dict[str, str] = {}
     if isinstance(errors, dict):
         for name, value in errors.items():
-            flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+            if isinstance(name, int):
+                key = f"{prefix}[{name}]"
+            elif prefix:
+                key = f"{prefix}.{name}"
+            else:
+                key = str(name)
+            flat.update(_flatten(value, key))
     elif isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors):
         flat[prefix or "non_field_errors"] = " ".join(str(e) for e in errors)
     elif isinstance(errors, list):
@@ -109,23 +123,56 @@ def serve_recommendations(request: HttpRequest) -> HttpResponse:
 
 
 class PlayerApiView(APIView):
+    """The player API's DRF views: API key only, JSON in and out (forms get 415, never parsed)."""
+
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
+    parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
+
+
+USER_PATTERN = (
+    # Cheap half of abplatform.validation.text_problem (controls, line/paragraph separators) and "not blank";
+    # the description lists what a pattern cannot say cheaply.
+    r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*[^\s\u0000-\u001F\u007F-\u009F\u2028\u2029]"
+    r"[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$"
+)
 
 
 @extend_schema(
     summary="Recommendations for a user around a seed track",
     description="Assigns the user to a variant of the running experiment (or serves the active baseline arm), "
-                "returns the k nearest tracks of that arm's embedding model and records one impression per item.",
+                "returns the k nearest tracks of that arm's embedding model and records one impression per item. "
+                "HEAD answers the same without recording anything.",
     parameters=[
-        OpenApiParameter("user", OpenApiTypes.STR, required=True),
-        OpenApiParameter("seed_track", OpenApiTypes.INT, required=True),
-        OpenApiParameter("k", OpenApiTypes.INT, description="1-100, default 10"),
-        OpenApiParameter("exclude", OpenApiTypes.STR, description="comma-separated track ids"),
-    ],
-    responses={200: RecommendationResponseSerializer, 400: ApiErrorSerializer, 401: ApiErrorSerializer,
-               404: ApiErrorSerializer, 503: ApiErrorSerializer},
+        OpenApiParameter(
+            "user", {"type": "string", "minLength": 1, "maxLength": MAX_USER_LEN, "pattern": USER_PATTERN},
+            required=True,
+            description=f"The player's user id, 1-{MAX_USER_LEN} characters, not blank. Any letter, mark, number, "
+                        "symbol, punctuation, space or format character of any script; refused (400): control "
+                        "characters, line/paragraph separators, surrogates, noncharacters, private-use and "
+                        "unassigned code points."),
+        OpenApiParameter("seed_track", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},
+                         required=True, description="Track to recommend around; 404 when the arm has not indexed it"),
+        OpenApiParameter("k", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
+                         description=f"Number of tracks, 1-{MAX_K}"),
+        OpenApiParameter(
+            "exclude", {"type": "array", "maxItems": MAX_EXCLUDE,
+                        "items": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_EXCLUDE_ID}},
+            style="form", explode=False,
+            description=f"Track ids never to recommend, comma-separated (`exclude=12,40,7`): at most {MAX_EXCLUDE} "
+                        f"ids of at most {len(str(MAX_EXCLUDE_ID))} digits, and the whole request line within "
+                        f"{REQUEST_LINE_LIMIT} bytes (414 otherwise). Spaces around ids and empty items are ignored. "
+                        "The seed is always excluded."),
+    ] + error_headers(retry_after_on_every_503=False, rate_limited=True),
+    responses={
+        200: RecommendationResponseSerializer,
+        **request_line_too_long(),
+        **error_responses(400, 401, 404, 429, 500, 503,
+                          r404="The seed track is not in the index of the serving arm's model.",
+                          r503="No model is active for the arm the user is assigned to (no `Retry-After`), or the "
+                               "database is unavailable or busy (`Retry-After`)."),
+    },
     tags=["serving"],
 )
 class RecommendationView(PlayerApiView):
@@ -146,9 +193,16 @@ class RecommendationView(PlayerApiView):
     summary="Record a batch of click events",
     description="Each click must match an impression of its request (same position and track). A click with no "
                 "matching impression is rejected with a reason and never counted; a repeated event_id is "
-                "acknowledged as a duplicate and counted once.",
-    request=EventBatchSerializer,
-    responses={202: EventBatchResponseSerializer, 400: ApiErrorSerializer, 401: ApiErrorSerializer},
+                "acknowledged as a duplicate and counted once. The body is JSON only.",
+    request={"application/json": EventBatchSerializer},
+    parameters=error_headers(retry_after_on_every_503=True, rate_limited=True),
+    responses={
+        202: EventBatchResponseSerializer,
+        **error_responses(400, 401, 413, 415, 429, 500, 503,
+                          r400="Not a JSON object `{\"events\": [...]}`, unparsable or too deeply nested JSON, or "
+                               "invalid events (`errors` names each, e.g. `events[3].position`); nothing is "
+                               "recorded."),
+    },
     tags=["serving"],
 )
 class EventBatchView(PlayerApiView):

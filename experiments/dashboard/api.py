@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
+from abplatform.openapi import error_headers, error_responses
+from abplatform.parsers import StrictJSONParser
 from experiments.analysis import experiment_results
+from experiments.api.serializers import MAX_INT
+from experiments.dashboard.schema import ExperimentResultsSerializer
 from experiments.models import Experiment
 
 
 class ExperimentResultsView(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [IsStaffOrAnalystKey]  # player keys ship in apps: 403
+    parser_classes = [StrictJSONParser]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT},
-                   description="Variant table, every test (delta method, always-valid, naive), SRM, power, "
-                               "the verdict and the charts' data of one experiment.")
-    def get(self, request, pk: int):
+    @extend_schema(
+        summary="The full analysis of one experiment",
+        description="Variant table, every test (delta method, always-valid, naive), SRM, power, the verdict and "
+                    "the charts' data of one experiment.",
+        tags=["experiments"],
+        parameters=[
+            OpenApiParameter("id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},
+                             OpenApiParameter.PATH, description="The experiment's id"),
+            *error_headers(retry_after_on_every_503=True, rate_limited=False),
+        ],
+        responses={
+            200: ExperimentResultsSerializer,
+            **error_responses(400, 401, 403, 404, 500, 503,
+                              r400="The experiment has no control variant, so there is nothing to compare with.",
+                              r404="No experiment with this id."),
+        },
+    )
+    def get(self, request: Request, pk: int) -> Response:
         experiment = Experiment.objects.filter(pk=pk).first()
         if experiment is None:
             raise NotFound(f"no experiment {pk}")

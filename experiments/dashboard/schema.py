@@ -1,0 +1,147 @@
+"""The shape of GET /api/v1/experiments/<id>/results, for the OpenAPI schema only.
+
+The view returns ``ExperimentResults.to_dict()`` (experiments/analysis.py) as it is; these
+serializers never touch a response. They exist so that an analyst's client knows every key and
+which numbers can be null: ``to_dict`` turns NaN and infinity into null, and an arm with no
+users yet, a control row or a failed estimate has nulls where a number would be. The fuzz test
+(tests/web/test_api_fuzz.py) validates real answers, of an empty and of a seeded experiment,
+against this shape, so a key added to the dataclasses without a line here fails it.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from experiments.models import Experiment
+
+
+def _number(help_text: str = "") -> serializers.FloatField:
+    return serializers.FloatField(allow_null=True, help_text=help_text or "null when undefined (no data, NaN)")
+
+
+def _numbers(help_text: str = "") -> serializers.ListField:
+    return serializers.ListField(child=serializers.FloatField(allow_null=True), help_text=help_text)
+
+
+class VariantRowSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    is_control = serializers.BooleanField()
+    weight = serializers.FloatField()
+    users = serializers.IntegerField(min_value=0)
+    impressions = serializers.IntegerField(min_value=0)
+    clicks = serializers.IntegerField(min_value=0)
+    ctr = _number()
+    ctr_ci_lower = _number()
+    ctr_ci_upper = _number()
+    lift = _number("Relative lift over the control, delta method; null on the control row")
+    lift_ci_lower = _number()
+    lift_ci_upper = _number()
+    absolute_difference = _number()
+    absolute_ci_lower = _number()
+    absolute_ci_upper = _number()
+    p_value = _number("Delta method, Holm-adjusted with more than two arms")
+    always_valid_p_value = _number()
+    always_valid_ci_lower = _number()
+    always_valid_ci_upper = _number()
+    naive_p_value = _number("Per-impression z-test, for contrast only")
+    chance_to_win = _number()
+    error = serializers.CharField(allow_null=True, help_text="Why an estimate could not be computed")
+
+
+class EstimateSerializer(serializers.Serializer):
+    effect = _number()
+    standard_error = _number()
+    ci_lower = _number()
+    ci_upper = _number()
+    p_value = _number()
+    error = serializers.CharField(allow_null=True)
+
+
+class ComparisonSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The treatment arm compared with the control")
+    relative = EstimateSerializer()
+    absolute = EstimateSerializer()
+    sequential = EstimateSerializer()
+    naive = EstimateSerializer()
+    chance_to_win = _number()
+
+
+class SrmSerializer(serializers.Serializer):
+    p_value = _number()
+    flagged = serializers.BooleanField()
+    message = serializers.CharField()
+    observed = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    expected = _numbers()
+
+
+class PowerRowSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    mde = _number()
+    mde_sequential = _number()
+    power_at_target = _number()
+    target_effect = serializers.FloatField()
+    days_to_decision = serializers.IntegerField(allow_null=True)
+    new_users_per_day = _number()
+
+
+class SeriesSerializer(serializers.Serializer):
+    day = serializers.ListField(child=serializers.DateField())
+    users = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    ctr = _numbers()
+    ctr_lower = _numbers()
+    ctr_upper = _numbers()
+
+
+class LiftSeriesSerializer(serializers.Serializer):
+    day = serializers.ListField(child=serializers.DateField())
+    lift = _numbers()
+    ci_lower = _numbers()
+    ci_upper = _numbers()
+    cs_lower = _numbers()
+    cs_upper = _numbers()
+    p_value = _numbers()
+    always_valid_p = _numbers()
+    mde = _numbers()
+    mde_sequential = _numbers()
+
+
+class PositionsSerializer(serializers.Serializer):
+    position = serializers.ListField(child=serializers.IntegerField(min_value=1))
+    impressions = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    clicks = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    ctr = _numbers()
+
+
+class HistogramSerializer(serializers.Serializer):
+    edges = serializers.ListField(child=serializers.FloatField(), help_text="Bin edges of per-user CTR, 0-1")
+    counts = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField(min_value=0)),
+                                   help_text="Users per bin, by variant key")
+
+
+class AnalysisConfigSerializer(serializers.Serializer):
+    alpha = serializers.FloatField()
+    n_star = serializers.FloatField()
+    power = serializers.FloatField()
+    target_effect = serializers.FloatField()
+
+
+class ExperimentResultsSerializer(serializers.Serializer):
+    experiment_id = serializers.IntegerField()
+    name = serializers.CharField()
+    hypothesis = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Experiment.Status.choices)
+    started_at = serializers.DateTimeField(allow_null=True)
+    age_days = _number("null until started")
+    variants = VariantRowSerializer(many=True, help_text="The control first")
+    comparisons = ComparisonSerializer(many=True, help_text="One per treatment arm")
+    srm = SrmSerializer(help_text="Sample-ratio mismatch check")
+    power = PowerRowSerializer(many=True)
+    verdict = serializers.CharField()
+    series = serializers.DictField(child=SeriesSerializer(), help_text="Cumulative daily series, by variant key")
+    lift_series = serializers.DictField(child=LiftSeriesSerializer(), help_text="By treatment key")
+    positions = serializers.DictField(child=PositionsSerializer(), help_text="CTR by position, by variant key")
+    histogram = HistogramSerializer()
+    config = AnalysisConfigSerializer()
+    computed_at = serializers.DateTimeField()
+    analysis_seconds = serializers.FloatField(min_value=0)
