@@ -66,7 +66,7 @@ def error_responses(*codes: int, **reasons: str) -> dict[int, OpenApiResponse]:
 
 # gunicorn's default limit_request_line (abplatform/gunicorn_conf.py keeps it): a longer request line is answered
 # by gunicorn itself, before Django, with an HTML 414.
-REQUEST_LINE_LIMIT = 4094
+REQUEST_LINE_LIMIT = 8190  # gunicorn_conf.limit_request_line
 
 
 def request_line_too_long() -> dict[int, OpenApiResponse]:
