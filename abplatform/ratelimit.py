@@ -46,6 +46,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 API_KEY_PREFIX = "Api-Key "
@@ -181,11 +183,27 @@ _REASONS = {
 }
 
 
+_settings_version = [0]
+
+
+@receiver(setting_changed)
+def _rates_changed(setting: str, **_kwargs) -> None:
+    """Only tests change settings at run time (pytest-django's ``settings``): a live server's middleware, built
+    once, then reads the new limits on its next request."""
+    if setting.startswith("RATE_LIMIT_"):
+        _settings_version[0] += 1
+
+
 class RateLimitMiddleware:
     """429 for API requests beyond their key's or address's budget; counts the address's 401s."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self._load()
+
+    def _load(self) -> None:
+        """Read the limits; again whenever a test changes a setting (``setting_changed`` bumps the version)."""
+        self._version = _settings_version[0]
         self.prefix: str = getattr(settings, "RATE_LIMIT_PATH_PREFIX", "/api/v1/")
         self.addr_header: str = getattr(settings, "RATE_LIMIT_ADDR_HEADER", "") or "REMOTE_ADDR"
         self.key_rate = Rate.from_settings("KEY", 1000.0)
@@ -195,6 +213,8 @@ class RateLimitMiddleware:
         self.buckets = BUCKETS
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._version != _settings_version[0]:
+            self._load()
         if not request.path_info.startswith(self.prefix):
             return self.get_response(request)
         meta = request.META

@@ -187,7 +187,7 @@ HEALTH_OUTBOX_STALE_S = env.float("HEALTH_OUTBOX_STALE_S", default=60.0)  # olde
 
 # --- Django REST framework --------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_PARSER_CLASSES": ["abplatform.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["abplatform.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from abplatform.validation import text_problem
+from abplatform.api.validation import text_problem
 from recommender.models import Track
 
 MAX_SEARCH_K = 100

@@ -10,9 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from abplatform.api.openapi import ParameterErrorsSerializer, error_headers, error_responses, request_line_too_long
+from abplatform.api.parsers import StrictJSONParser
 from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrApiKey
-from abplatform.openapi import ParameterErrorsSerializer, error_headers, error_responses, request_line_too_long
-from abplatform.parsers import StrictJSONParser
 from recommender.selectors import track_list
 from recommender.serializers import (
     SearchQuerySerializer,
@@ -51,9 +51,9 @@ class TrackPagination(PageNumberPagination):
 @extend_schema(
     summary="Catalog tracks, paginated",
     tags=["catalog"],
-    parameters=error_headers(retry_after_on_every_503=True, rate_limited=False),
+    parameters=error_headers(retry_after_on_every_503=True, rate_limited=True),
     responses={200: TrackSerializer(many=True),  # wrapped in the paginated envelope by drf-spectacular
-               **error_responses(401, 403, 404, 500, 503, r404="`page` is past the last page or not a number.")},
+               **error_responses(401, 403, 404, 429, 500, 503, r404="`page` is past the last page or not a number.")},
 )
 class TrackListView(generics.ListAPIView):
     authentication_classes = API_AUTHENTICATION
@@ -74,12 +74,12 @@ class TextSearchView(APIView):
     @extend_schema(
         summary="Text-to-music search through the active cross-modal model",
         tags=["catalog"],
-        parameters=[SearchQuerySerializer, *error_headers(retry_after_on_every_503=False, rate_limited=False)],
+        parameters=[SearchQuerySerializer, *error_headers(retry_after_on_every_503=False, rate_limited=True)],
         responses={
             200: SearchResponseSerializer,
             400: OpenApiResponse(ParameterErrorsSerializer, description="Invalid `q` or `k`; `errors` says why."),
             **request_line_too_long(),
-            **error_responses(401, 403, 409, 500, 503,
+            **error_responses(401, 403, 409, 429, 500, 503,
                               r409="The model active for the crossmusim arm is not cross-modal: it cannot embed text.",
                               r503="No model is active for the crossmusim arm or its checkpoint is missing (no "
                                    "`Retry-After`), or the database is unavailable or busy (`Retry-After`)."),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
-from abplatform.validation import text_problem
+from abplatform.api.validation import text_problem
 
 MAX_K = 100
 MAX_EXCLUDE = 500

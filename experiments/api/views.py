@@ -21,9 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from abplatform.api.openapi import REQUEST_LINE_LIMIT, error_headers, error_responses, request_line_too_long
+from abplatform.api.parsers import StrictJSONParser
 from abplatform.apikeys.authentication import KEYWORD, ApiKeyAuthentication, HasApiKey, api_client_from_header
-from abplatform.openapi import REQUEST_LINE_LIMIT, error_headers, error_responses, request_line_too_long
-from abplatform.parsers import StrictJSONParser
 from experiments.api.serializers import (
     MAX_EXCLUDE,
     MAX_EXCLUDE_ID,
@@ -132,7 +132,7 @@ class PlayerApiView(APIView):
 
 
 USER_PATTERN = (
-    # Cheap half of abplatform.validation.text_problem (controls, line/paragraph separators) and "not blank";
+    # Cheap half of abplatform.api.validation.text_problem (controls, line/paragraph separators) and "not blank";
     # the description lists what a pattern cannot say cheaply.
     r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*[^\s\u0000-\u001F\u007F-\u009F\u2028\u2029]"
     r"[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$"

@@ -9,9 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from abplatform.api.openapi import error_headers, error_responses
+from abplatform.api.parsers import StrictJSONParser
 from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
-from abplatform.openapi import error_headers, error_responses
-from abplatform.parsers import StrictJSONParser
 from experiments.analysis import experiment_results
 from experiments.api.serializers import MAX_INT
 from experiments.dashboard.schema import ExperimentResultsSerializer
@@ -31,11 +31,11 @@ class ExperimentResultsView(APIView):
         parameters=[
             OpenApiParameter("id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},
                              OpenApiParameter.PATH, description="The experiment's id"),
-            *error_headers(retry_after_on_every_503=True, rate_limited=False),
+            *error_headers(retry_after_on_every_503=True, rate_limited=True),
         ],
         responses={
             200: ExperimentResultsSerializer,
-            **error_responses(400, 401, 403, 404, 500, 503,
+            **error_responses(400, 401, 403, 404, 429, 500, 503,
                               r400="The experiment has no control variant, so there is nothing to compare with.",
                               r404="No experiment with this id."),
         },

@@ -40,7 +40,7 @@ class TrackEmbedding(models.Model):
     """One vector per (model, track).
 
     Models differ in dimension, so the column is untyped and each model gets its own
-    partial HNSW index over ``embedding::vector(dim)`` (see ``recommender.vector_index``).
+    partial HNSW index over the vector cast to its dimension (``recommender.vector_search.typed_embedding``).
     """
 
     model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="embeddings")
