@@ -202,24 +202,20 @@ class VariantDailyMoments(models.Model):
         ]
 
 
-class EventOutbox(models.Model):
-    """Events accepted by the API, waiting for the relay to carry them to the worker.
+class OutboxKind(models.IntegerChoices):
+    IMPRESSION = 1
+    CLICK = 2
+    # One row per recommendation served: its items in ``track_ids`` / ``scores`` (position = index + 1),
+    # ``event_id`` = ``request_id``. The worker expands it into one impression per item: one outbox row
+    # instead of k keeps the hot path's write (and the relay's and the worker's reads) k times smaller.
+    RECOMMENDATION = 3
 
-    Written in the request's own transaction; a row disappears only when the worker has
-    committed the event (and its aggregates), so an accepted event survives a dead broker
-    or worker. Plain integer columns: this is a queue, not a model of the domain.
-    """
 
-    class Kind(models.IntegerChoices):
-        IMPRESSION = 1
-        CLICK = 2
-        # One row per recommendation served: its items in ``track_ids`` / ``scores`` (position = index + 1),
-        # ``event_id`` = ``request_id``. The worker expands it into one impression per item: one outbox row
-        # instead of k keeps the hot path's write (and the relay's and the worker's reads) k times smaller.
-        RECOMMENDATION = 3
+class OutboxColumns(models.Model):
+    """The columns of an accepted event on its way to the worker (format: ``experiments.events.outbox``)."""
 
-    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
-    event_id = models.UUIDField(unique=True)
+    kind = models.PositiveSmallIntegerField(choices=OutboxKind.choices)
+    event_id = models.UUIDField()
     request_id = models.UUIDField()
     experiment_id = models.BigIntegerField()
     variant_id = models.BigIntegerField()
@@ -233,8 +229,23 @@ class EventOutbox(models.Model):
     track_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)  # RECOMMENDATION rows only
     scores = ArrayField(models.FloatField(), null=True, blank=True)  # RECOMMENDATION rows only
 
+    class Meta:
+        abstract = True
 
-class EventQuarantine(models.Model):
+
+class EventOutbox(OutboxColumns):
+    """Events accepted by the API, waiting for the relay to carry them to the worker.
+
+    Written in the request's own transaction; a row disappears only when the worker has
+    committed the event (and its aggregates), so an accepted event survives a dead broker
+    or worker. Plain integer columns: this is a queue, not a model of the domain.
+    """
+
+    Kind = OutboxKind
+    event_id = models.UUIDField(unique=True)  # exactly once: a resent event is the same row
+
+
+class EventQuarantine(OutboxColumns):
     """Outbox rows the worker could not land, kept aside so that one bad row never blocks the rest.
 
     The columns are the outbox's own (the row moves here whole, same id), plus why and when.
@@ -242,20 +253,6 @@ class EventQuarantine(models.Model):
     """
 
     id = models.BigIntegerField(primary_key=True)  # the outbox id it had
-    kind = models.PositiveSmallIntegerField(choices=EventOutbox.Kind.choices)
-    event_id = models.UUIDField()
-    request_id = models.UUIDField()
-    experiment_id = models.BigIntegerField()
-    variant_id = models.BigIntegerField()
-    user_key = models.BigIntegerField()
-    user_id = models.CharField(max_length=200, blank=True)
-    track_id = models.BigIntegerField()
-    position = models.PositiveSmallIntegerField()
-    score = models.FloatField(null=True, blank=True)
-    client_time = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
-    track_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
-    scores = ArrayField(models.FloatField(), null=True, blank=True)
     error = models.TextField()
     quarantined_at = models.DateTimeField(auto_now_add=True)
 
