@@ -68,8 +68,8 @@ class ComparisonSerializer(serializers.Serializer):
     sequential = EstimateSerializer()
     naive = EstimateSerializer()
     chance_to_win = _number()
-    significant = serializers.BooleanField(help_text="The verdict's decision: the always-valid, Holm-adjusted "
-                                                     "p-value is below alpha (outcome win or loss)")
+    significant = serializers.BooleanField(help_text="The verdict calls a winner or a loser (outcome win or loss): "
+                                                     "always-valid, Holm-adjusted p below alpha with enough users")
     outcome = serializers.ChoiceField(choices=_OUTCOMES, help_text="This arm's verdict, as a code")
 
 

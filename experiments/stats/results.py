@@ -109,7 +109,7 @@ class ComparisonOut:
     sequential: Estimate  # lift with the confidence sequence; p = always-valid (running min, Holm-adjusted)
     naive: Estimate  # per-impression two-proportion z-test, for contrast only
     chance_to_win: float | None
-    significant: bool  # the verdict's decision: the always-valid p is below alpha (verdict.Outcome WIN or LOSS)
+    significant: bool  # the verdict calls a winner or loser (outcome win/loss): always-valid p < alpha, enough users
     outcome: str  # verdict.Outcome of this arm
 
 

@@ -33,7 +33,7 @@ class Outcome(StrEnum):
 class ArmVerdict:
     key: str
     outcome: Outcome
-    significant: bool  # the always-valid, Holm-adjusted p-value is below alpha
+    significant: bool  # outcome WIN or LOSS: always-valid Holm-adjusted p < alpha, enough users, a valid test
     text: str
     time_to_decision: str  # "decided", "now", "about 3 days", "no new users lately", "more than a year"
 
