@@ -151,7 +151,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db.models import Count, Sum
 
-    from experiments.analysis import _user_aggregate_sums, experiment_results
+    from experiments.analysis import experiment_results, user_counts
     from experiments.models import Experiment, UserAggregate
 
     call_command("migrate", verbosity=0)
@@ -176,7 +176,7 @@ def main() -> None:
     scan = []
     for _ in range(args.runs):
         started = time.perf_counter()
-        _user_aggregate_sums(experiment_id)
+        user_counts(experiment_id)
         scan.append(time.perf_counter() - started)
     print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
     py_cpu, pg_cpu = cpu_per_analysis(experiment_id, args.runs)

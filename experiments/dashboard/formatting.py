@@ -40,7 +40,3 @@ def p_value(x) -> str:
 
 def probability(x) -> str:
     return "—" if _missing(x) else f"{x * 100:.1f}%"
-
-
-def days(x: int) -> str:
-    return "now" if x == 0 else f"about {x} day{'s' if x != 1 else ''}"

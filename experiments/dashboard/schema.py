@@ -1,6 +1,6 @@
 """The shape of GET /api/v1/experiments/<id>/results, for the OpenAPI schema only.
 
-The view returns ``ExperimentResults.to_dict()`` (experiments/analysis.py) as it is; these
+The view returns ``ExperimentResults.to_dict()`` (experiments/stats/results.py) as it is; these
 serializers never touch a response. They exist so that an analyst's client knows every key and
 which numbers can be null: ``to_dict`` turns NaN and infinity into null, and an arm with no
 users yet, a control row or a failed estimate has nulls where a number would be. The fuzz test
@@ -13,6 +13,9 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from experiments.models import Experiment
+from experiments.stats.verdict import Outcome
+
+_OUTCOMES = [o.value for o in Outcome]
 
 
 def _number(help_text: str = "") -> serializers.FloatField:
@@ -65,6 +68,9 @@ class ComparisonSerializer(serializers.Serializer):
     sequential = EstimateSerializer()
     naive = EstimateSerializer()
     chance_to_win = _number()
+    significant = serializers.BooleanField(help_text="The verdict calls a winner or a loser (outcome win or loss): "
+                                                     "always-valid, Holm-adjusted p below alpha with enough users")
+    outcome = serializers.ChoiceField(choices=_OUTCOMES, help_text="This arm's verdict, as a code")
 
 
 class SrmSerializer(serializers.Serializer):
@@ -83,6 +89,8 @@ class PowerRowSerializer(serializers.Serializer):
     target_effect = serializers.FloatField()
     days_to_decision = serializers.IntegerField(allow_null=True)
     new_users_per_day = _number()
+    time_to_decision = serializers.CharField(help_text='In words: "decided", "now", "about 3 days", '
+                                                       '"no new users lately", "more than a year"')
 
 
 class SeriesSerializer(serializers.Serializer):
@@ -138,6 +146,8 @@ class ExperimentResultsSerializer(serializers.Serializer):
     srm = SrmSerializer(help_text="Sample-ratio mismatch check")
     power = PowerRowSerializer(many=True)
     verdict = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=_OUTCOMES, help_text="The verdict as a code (srm: do not trust "
+                                                                   "the results; win if any arm wins, ...)")
     series = serializers.DictField(child=SeriesSerializer(), help_text="Cumulative daily series, by variant key")
     lift_series = serializers.DictField(child=LiftSeriesSerializer(), help_text="By treatment key")
     positions = serializers.DictField(child=PositionsSerializer(), help_text="CTR by position, by variant key")

@@ -1,7 +1,9 @@
 """Staff-only HTML pages: the experiments list, one experiment's results, and its CSV export.
 
-Thin: every figure comes from ``experiments.analysis``; the page embeds the same JSON the
-API serves and plotly.js (served from our static files) draws the charts from it.
+Thin: every figure and every decision (verdict, outcome, significance, SRM flag, time to
+decision) comes from ``experiments.analysis`` / the statistics core; this module only formats.
+The page embeds the same JSON the API serves and plotly.js (served from our static files)
+draws the charts from it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,15 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from experiments.analysis import ExperimentResults, experiment_results, experiment_summaries, variant_table_rows
+from experiments.analysis import experiment_results, experiment_summaries
 from experiments.dashboard import formatting as fmt
 from experiments.models import Experiment
+from experiments.stats.results import ExperimentResults
+from experiments.stats.srm import SRM_P_THRESHOLD
+from experiments.stats.verdict import Outcome
+
+# The verdict box's style (a CSS class of base.html) per outcome; any other outcome: "wait".
+VERDICT_STYLE = {Outcome.SRM: "warn", Outcome.WIN: "win", Outcome.LOSS: "lose"}
 
 
 def _results_or_404(pk: int) -> ExperimentResults:
@@ -47,20 +55,10 @@ def _variant_cells(results: ExperimentResults) -> list[dict]:
     return rows
 
 
-def _time_to_decision(results: ExperimentResults, key: str, days: int | None, new_users_per_day: float) -> str:
-    variant = next(v for v in results.variants if v.key == key)
-    p = variant.always_valid_p_value
-    if p is not None and p < results.config["alpha"]:
-        return "decided"
-    if days is None:
-        return "no new users lately" if new_users_per_day <= 0 else "more than a year"
-    return fmt.days(days)
-
-
 def _power_cells(results: ExperimentResults) -> list[dict]:
     return [{"key": p.key, "mde": fmt.lift(p.mde).lstrip("+"), "mde_sequential": fmt.lift(p.mde_sequential).lstrip("+"),
              "power_at_target": fmt.probability(p.power_at_target), "target": fmt.lift(p.target_effect).lstrip("+"),
-             "days": _time_to_decision(results, p.key, p.days_to_decision, p.new_users_per_day),
+             "days": p.time_to_decision,
              "new_users_per_day": fmt.count(round(p.new_users_per_day))}
             for p in results.power]
 
@@ -79,8 +77,9 @@ def experiment_detail(request, pk: int):
     srm = results.srm
     return render(request, "experiments/detail.html", {
         "results": results, "data": results.to_dict(), "variants": _variant_cells(results),
-        "power": _power_cells(results),
+        "power": _power_cells(results), "verdict_style": VERDICT_STYLE.get(results.outcome, "wait"),
         "srm": {"flagged": srm.flagged, "message": srm.message, "p_value": fmt.p_value(srm.p_value),
+                "threshold": fmt.p_value(SRM_P_THRESHOLD),
                 "observed": ", ".join(fmt.count(x) for x in srm.observed),
                 "expected": ", ".join(fmt.count(round(x)) for x in srm.expected)},
         "age": "not started" if results.age_days is None else f"{results.age_days:.1f} days",
@@ -92,5 +91,5 @@ def experiment_csv(request, pk: int):
     results = _results_or_404(pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}-variants.csv"'
-    csv.writer(response).writerows(variant_table_rows(results))
+    csv.writer(response).writerows(results.to_rows())
     return response

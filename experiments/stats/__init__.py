@@ -1,8 +1,12 @@
 """Statistics core of the experiments: pure numpy/scipy/statsmodels over sufficient statistics, no Django.
 
-Modules mirror gbstats: ``statistics`` (inputs), ``frequentist`` (delta-method and naive tests),
-``sequential`` (always-valid p-values / confidence sequences), ``srm``, ``multiple`` (Holm),
-``power`` (MDE, days to decision), ``bayesian`` (chance to win), ``report`` (comparisons, verdict).
+One entry point, ``report.analyse`` (and ``report.summarise`` for the experiments list): the
+aggregate tables' rows in, the whole report out. Modules, one job each: ``aggregates`` (the
+inputs: rows to sufficient statistics), ``statistics`` (the sufficient statistics), ``frequentist``
+(delta-method and naive tests), ``sequential`` (always-valid p-values / confidence sequences),
+``srm``, ``multiple`` (Holm), ``power`` (MDE, days to decision), ``bayesian`` (chance to win),
+``comparisons`` (every test of every treatment), ``verdict`` (the decision and its words),
+``results`` (the report's types, JSON and CSV), ``report`` (the entry point).
 """
 
 from experiments.stats.statistics import ProportionStatistic, RatioStatistic, SampleMeanStatistic

@@ -1,227 +1,191 @@
-"""Compose the tests into what an analyst reads: one comparison per treatment arm and a verdict.
+"""The one entry point of the statistics core: aggregate rows in, the whole report out.
 
-Pure functions over sufficient statistics; experiments.analysis feeds them from the database.
+``analyse`` is what the results page and the API show: the variant table, every test (delta
+method, always-valid, naive per impression, Holm across treatments), SRM, power, the verdict
+and every chart's data series. ``summarise`` is the experiments list's line: the same verdict
+from the daily moments alone, without the per-user frequency table. Both take the decisions
+through ``_decide``, so the list and the page cannot disagree on the same numbers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
-from experiments.stats.bayesian import chance_to_win
-from experiments.stats.frequentist import (
-    DifferenceType,
-    FrequentistConfig,
-    RatioZTest,
-    TestResult,
-    naive_impression_ztest,
-    normal_test,
-    relative_difference,
+from experiments.stats.aggregates import (
+    EMPTY,
+    AggregateRows,
+    ArmSpec,
+    ExperimentInfo,
+    daily_statistics,
+    histogram_edges,
+    last_day,
+    new_users_per_day,
+    position_series,
+    user_statistics,
 )
-from experiments.stats.multiple import holm_adjust
-from experiments.stats.power import (
-    PowerConfig,
-    PowerResult,
-    minimum_detectable_effect,
-    power_analysis,
-    sequential_minimum_detectable_effect,
+from experiments.stats.comparisons import (
+    DEFAULT_CONFIG,
+    AnalysisConfig,
+    Arm,
+    Comparison,
+    SequentialState,
+    compare_arms,
+    cumulative_series,
+    srm_of,
 )
-from experiments.stats.sequential import (
-    SequentialConfig,
-    SequentialRatioTest,
-    always_valid_p_value,
-    confidence_sequence_half_width,
-    running_intersection,
-    running_minimum,
+from experiments.stats.frequentist import normal_test
+from experiments.stats.results import (
+    ComparisonOut,
+    Estimate,
+    ExperimentResults,
+    ExperimentSummary,
+    PowerRow,
+    Srm,
+    VariantRow,
+    num,
 )
-from experiments.stats.srm import SrmResult, check_srm
-from experiments.stats.statistics import RatioStatistic
+from experiments.stats.srm import SrmResult
+from experiments.stats.statistics import Number, RatioStatistic
+from experiments.stats.verdict import Outcome, Verdict, experiment_verdict, no_control_verdict
 
 
 @dataclass(frozen=True)
-class AnalysisConfig:
-    alpha: float = 0.05
-    n_star: float = 10_000  # see SequentialConfig
-    power: float = 0.8
-    target_effect: float = 0.05  # smallest relative lift worth acting on
-    min_users: int = 100  # below this per arm, say "not enough data" whatever the p-value
-
-    @property
-    def frequentist(self) -> FrequentistConfig:
-        return FrequentistConfig(alpha=self.alpha, difference_type=DifferenceType.RELATIVE)
-
-    @property
-    def absolute(self) -> FrequentistConfig:
-        return FrequentistConfig(alpha=self.alpha, difference_type=DifferenceType.ABSOLUTE)
-
-    @property
-    def sequential(self) -> SequentialConfig:
-        return SequentialConfig(alpha=self.alpha, difference_type=DifferenceType.RELATIVE, n_star=self.n_star)
-
-    @property
-    def power_config(self) -> PowerConfig:
-        return PowerConfig(alpha=self.alpha, power=self.power, target_effect=self.target_effect, n_star=self.n_star)
+class _Decision:
+    arms: list[Arm]  # control first
+    comparisons: list[Comparison]
+    srm: SrmResult
+    verdict: Verdict
+    lift_series: dict[str, dict[str, np.ndarray]]  # cumulative_series per treatment key
 
 
-@dataclass(frozen=True)
-class Arm:
-    key: str
-    name: str
-    weight: float
-    is_control: bool
-    statistic: RatioStatistic
+def _ordered(arms: Sequence[ArmSpec], experiment_id: int) -> list[ArmSpec]:
+    """Control first (then the given order); a ValueError without a control."""
+    ordered = sorted(arms, key=lambda arm: not arm.is_control)
+    if not ordered or not ordered[0].is_control:
+        raise ValueError(no_control_verdict(experiment_id))
+    return ordered
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """One treatment arm against control."""
-
-    key: str
-    relative: TestResult  # lift R_t / R_c - 1 (delta method), fixed horizon
-    absolute: TestResult  # R_t - R_c (delta method), fixed horizon
-    sequential: TestResult  # lift with the always-valid confidence sequence and p-value (this look only)
-    naive: TestResult  # per-impression two-proportion test, for contrast only
-    p_value_adjusted: float  # Holm over the treatment arms
-    always_valid_p_adjusted: float  # Holm over the treatment arms
-    chance_to_win: float
-    power: PowerResult
-
-
-@dataclass(frozen=True)
-class SequentialState:
-    """The always-valid p-value (running minimum) and confidence sequence (running intersection)
-    after the earlier looks, e.g. the last point of ``cumulative_series``."""
-
-    p_value: float
-    ci_lower: float
-    ci_upper: float
+def _decide(specs: list[ArmSpec], totals: dict[int, RatioStatistic], daily: dict[int, RatioStatistic],
+            config: AnalysisConfig) -> _Decision:
+    """Comparisons, SRM and verdict: today's look on ``totals``, folded into the daily looks' running state."""
+    arms = [Arm(s.key, s.name or s.key, float(s.weight), s.is_control, totals.get(s.id, EMPTY)) for s in specs]
+    control = specs[0]
+    lift_series, so_far = {}, {}
+    with np.errstate(all="ignore"):
+        for spec in specs[1:]:
+            if spec.id in daily and control.id in daily:
+                s = cumulative_series(daily[control.id], daily[spec.id], config)
+                lift_series[spec.key] = s
+                so_far[spec.key] = SequentialState(float(s["always_valid_p"][-1]), float(s["cs_lower"][-1]),
+                                                   float(s["cs_upper"][-1]))
+        comparisons = compare_arms(arms, config, new_users_per_day=new_users_per_day(daily),
+                                   sequential_so_far=so_far)
+    srm = srm_of(arms)
+    return _Decision(arms, comparisons, srm, experiment_verdict(arms, comparisons, srm, config), lift_series)
 
 
-def fold_in(look: TestResult, earlier: SequentialState | None) -> TestResult:
-    """Today's look combined with the earlier ones: p = min, CI = intersection.
-
-    If the intersection is empty (the effect moved more than the sequence allows: drift, a
-    novelty effect, or a broken assumption), today's interval is kept and the error says so.
-    """
-    if earlier is None or math.isnan(look.p_value):
-        return look
-    lower, upper = max(look.ci_lower, earlier.ci_lower), min(look.ci_upper, earlier.ci_upper)
-    message = look.error_message
-    if lower > upper:
-        lower, upper = look.ci_lower, look.ci_upper
-        message = "the confidence sequence became empty: the effect changed over time"
-    return TestResult(look.effect, look.standard_error, lower, upper, min(look.p_value, earlier.p_value), message)
+def _ctr_interval(stat: RatioStatistic, alpha: float) -> tuple[Number, Number, Number]:
+    """CTR with its delta-method (1 - alpha) interval."""
+    result = normal_test(stat.ratio, stat.variance, alpha)
+    return stat.ratio, result.ci_lower, result.ci_upper
 
 
-def compare_arms(arms: Sequence[Arm], config: AnalysisConfig = AnalysisConfig(),
-                 new_users_per_day: float = 0.0, sequential_so_far: dict[str, SequentialState] | None = None
-                 ) -> list[Comparison]:
-    """Every treatment against the control, Holm-adjusted across treatments.
-
-    ``sequential_so_far``: per treatment arm, the always-valid state after the earlier looks
-    (the daily time series); today's look is folded in.
-    """
-    control = next(arm for arm in arms if arm.is_control)
-    treatments = [arm for arm in arms if not arm.is_control]
+def _variant_rows(decision: _Decision, config: AnalysisConfig) -> list[VariantRow]:
+    by_key = {c.key: c for c in decision.comparisons}
     rows = []
-    for arm in treatments:
-        relative = RatioZTest(control.statistic, arm.statistic, config.frequentist).compute_result()
-        absolute = RatioZTest(control.statistic, arm.statistic, config.absolute).compute_result()
-        sequential = SequentialRatioTest(control.statistic, arm.statistic, config.sequential).compute_result()
-        sequential = fold_in(sequential, (sequential_so_far or {}).get(arm.key))
-        c, t = control.statistic, arm.statistic
-        naive = (naive_impression_ztest(c.sum_m, c.sum_d, t.sum_m, t.sum_d, config.alpha)
-                 if min(c.sum_d, t.sum_d) > 0 and c.sum_m + t.sum_m > 0 else _nan_result("no impressions"))
-        rows.append((arm, relative, absolute, sequential, naive))
-    p_adj = holm_adjust([r[1].p_value for r in rows])
-    av_adj = holm_adjust([r[3].p_value for r in rows])
-    comparisons = []
-    for (arm, relative, absolute, sequential, naive), p, av in zip(rows, p_adj, av_adj, strict=True):
-        variance = relative.standard_error**2
-        n_now = control.statistic.n + arm.statistic.n
-        comparisons.append(Comparison(
-            key=arm.key, relative=relative, absolute=absolute, sequential=sequential, naive=naive,
-            p_value_adjusted=float(p), always_valid_p_adjusted=float(av),
-            chance_to_win=chance_to_win(relative.effect, variance) if variance > 0 else math.nan,
-            power=power_analysis(variance, n_now, new_users_per_day, config.power_config)))
-    return comparisons
+    for arm in decision.arms:
+        s = arm.statistic
+        with np.errstate(all="ignore"):
+            ctr, low, high = _ctr_interval(s, config.alpha)
+        base = dict(key=arm.key, name=arm.name, is_control=arm.is_control, weight=arm.weight, users=int(s.n),
+                    impressions=int(s.sum_d), clicks=int(s.sum_m), ctr=num(ctr), ctr_ci_lower=num(low),
+                    ctr_ci_upper=num(high))
+        c = by_key.get(arm.key)
+        if c is not None:
+            base.update(lift=num(c.relative.effect), lift_ci_lower=num(c.relative.ci_lower),
+                        lift_ci_upper=num(c.relative.ci_upper), absolute_difference=num(c.absolute.effect),
+                        absolute_ci_lower=num(c.absolute.ci_lower), absolute_ci_upper=num(c.absolute.ci_upper),
+                        p_value=num(c.p_value_adjusted), always_valid_p_value=num(c.always_valid_p_adjusted),
+                        always_valid_ci_lower=num(c.sequential.ci_lower),
+                        always_valid_ci_upper=num(c.sequential.ci_upper), naive_p_value=num(c.naive.p_value),
+                        chance_to_win=num(c.chance_to_win), error=c.relative.error_message)
+        rows.append(VariantRow(**base))
+    return rows
 
 
-def _nan_result(message: str) -> TestResult:
-    nan = math.nan
-    return TestResult(nan, nan, nan, nan, nan, error_message=message)
+def _series(days: list[date], daily: dict[int, RatioStatistic], specs: list[ArmSpec], decision: _Decision,
+            alpha: float) -> tuple[dict, dict]:
+    """The charts' daily series: CTR with its CI per arm, and the lift's series per treatment."""
+    labels = [d.isoformat() for d in days]
+    series = {}
+    for spec in specs:
+        stat = daily.get(spec.id)
+        if stat is None:
+            continue
+        with np.errstate(all="ignore"):
+            ctr, low, high = _ctr_interval(stat, alpha)
+        series[spec.key] = {"day": labels, "users": np.asarray(stat.n).astype(int).tolist(),
+                            "ctr": np.asarray(ctr).tolist(), "ctr_lower": np.asarray(low).tolist(),
+                            "ctr_upper": np.asarray(high).tolist()}
+    lift_series = {key: {"day": labels, **{k: np.asarray(a).tolist() for k, a in s.items()}}
+                   for key, s in decision.lift_series.items()}
+    return series, lift_series
 
 
-def srm_of(arms: Sequence[Arm]) -> SrmResult:
-    return check_srm([int(arm.statistic.n) for arm in arms], [arm.weight for arm in arms])
+def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
+            config: AnalysisConfig = DEFAULT_CONFIG) -> ExperimentResults:
+    """The whole report of one experiment. A ValueError when there is no control arm."""
+    specs = _ordered(arms, info.experiment_id)
+    ids = [s.id for s in specs]
+    totals, histograms = user_statistics(rows.user_counts, ids)
+    days, daily = daily_statistics(rows.daily, ids, until=rows.until)
+    decision = _decide(specs, totals, daily, config)
+    series, lift_series = _series(days, daily, specs, decision, config.alpha)
+    verdicts = {v.key: v for v in decision.verdict.arms}
+    srm = decision.srm
+    return ExperimentResults(
+        experiment_id=info.experiment_id, name=info.name, hypothesis=info.hypothesis, status=info.status,
+        started_at=info.started_at, age_days=info.age_days,
+        variants=_variant_rows(decision, config),
+        comparisons=[ComparisonOut(c.key, Estimate.of(c.relative, c.p_value_adjusted), Estimate.of(c.absolute),
+                                   Estimate.of(c.sequential, c.always_valid_p_adjusted), Estimate.of(c.naive),
+                                   num(c.chance_to_win), verdicts[c.key].significant, verdicts[c.key].outcome.value)
+                     for c in decision.comparisons],
+        srm=Srm(srm.p_value, srm.flagged, srm.message, list(srm.observed), list(srm.expected)),
+        power=[PowerRow(c.key, num(c.power.mde), num(c.power.mde_sequential), num(c.power.power_at_target),
+                        c.power.target_effect, c.power.days_to_decision, c.power.new_users_per_day,
+                        verdicts[c.key].time_to_decision)
+               for c in decision.comparisons],
+        verdict=decision.verdict.text, outcome=decision.verdict.outcome.value, series=series, lift_series=lift_series,
+        positions=position_series(rows.positions, specs),
+        histogram={"edges": histogram_edges(), "counts": {s.key: histograms[s.id] for s in specs}},
+        config={"alpha": config.alpha, "n_star": config.n_star, "power": config.power,
+                "target_effect": config.target_effect},
+        computed_at=info.computed_at,
+    )
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:+.1f}%"
+def summarise(info: ExperimentInfo, arms: Sequence[ArmSpec], daily_rows: Sequence[Sequence], until: date | None = None,
+              config: AnalysisConfig = DEFAULT_CONFIG) -> ExperimentSummary:
+    """Users and verdict of one experiment from its daily moments only (``AggregateRows.daily``).
 
-
-def arm_verdict(control: Arm, treatment: Arm, comparison: Comparison, config: AnalysisConfig) -> str:
-    """One sentence about one treatment arm, decided by the always-valid (Holm-adjusted) p-value."""
-    t_name, c_name = treatment.name or treatment.key, control.name or control.key
-    seq = comparison.sequential
-    if min(control.statistic.n, treatment.statistic.n) < config.min_users:
-        return f"not enough data yet: fewer than {config.min_users} users in an arm"
-    if seq.error_message:
-        return f"{t_name} vs {c_name}: cannot compare yet ({seq.error_message})"
-    p = comparison.always_valid_p_adjusted
-    detail = (f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, "
-              f"always-valid p = {p:.3f}" if p >= 0.001 else
-              f"{_pct(seq.effect)} CTR, 95% CI {_pct(seq.ci_lower)} to {_pct(seq.ci_upper)}, always-valid p < 0.001")
-    if p < config.alpha:
-        return f"{t_name} beats {c_name}: {detail}" if seq.effect > 0 else f"{t_name} loses to {c_name}: {detail}"
-    if max(abs(seq.ci_lower), abs(seq.ci_upper)) < config.target_effect:
-        return (f"no meaningful difference between {t_name} and {c_name}: the lift is within "
-                f"±{config.target_effect * 100:.0f}% ({detail})")
-    days = comparison.power.days_to_decision
-    if days is None:
-        why = ("no new users lately" if comparison.power.new_users_per_day <= 0 else
-               f"more than a year at today's traffic to detect a {config.target_effect * 100:.0f}% lift")
-        return f"not enough data yet ({why}): {t_name} vs {c_name}: {detail}"
-    return (f"not enough data yet: about {max(days, 1)} more day{'s' if max(days, 1) != 1 else ''} at today's "
-            f"traffic to detect a {config.target_effect * 100:.0f}% lift ({t_name} vs {c_name}: {detail})")
-
-
-def experiment_verdict(arms: Sequence[Arm], comparisons: Sequence[Comparison], srm: SrmResult,
-                       config: AnalysisConfig = AnalysisConfig()) -> str:
-    """The headline: no data / SRM warning / one sentence per treatment arm."""
-    if sum(arm.statistic.n for arm in arms) == 0:
-        return "no data yet"
-    if srm.flagged:
-        return f"do not trust these results: {srm.message}"
-    control = next(arm for arm in arms if arm.is_control)
-    by_key = {arm.key: arm for arm in arms}
-    return "; ".join(arm_verdict(control, by_key[c.key], c, config) for c in comparisons)
-
-
-def cumulative_series(control: RatioStatistic, treatment: RatioStatistic, config: AnalysisConfig) -> dict:
-    """Per-look arrays (one entry per day of cumulative per-user moments) for the time-series charts:
-    the lift with its fixed-horizon CI, the confidence sequence (running intersection), the
-    always-valid p-value (running minimum) and the minimum detectable lift (fixed and sequential).
-
-    Looks with fewer than ``config.min_users`` users in an arm do not count towards the running
-    minimum and intersection: the normal approximation behind both is poor on a handful of users.
+    Cost: O(days x arms) numbers, whatever the number of users: the per-user frequency table, the
+    per-arm CTR series, positions and histogram are not computed. The last day's cumulative moments
+    are the same sums as the per-user totals (the worker writes both in one transaction), so the
+    verdict is the results page's. Without a control arm the verdict says so instead of raising.
     """
-    lift, variance = relative_difference(control, treatment)
-    fixed = normal_test(lift, variance, config.alpha)
-    n = control.n + treatment.n
-    counted = np.minimum(control.n, treatment.n) >= config.min_users
-    half = confidence_sequence_half_width(variance, n, config.alpha, config.n_star)
-    lower = np.where(counted, np.asarray(lift - half), np.nan)
-    upper = np.where(counted, np.asarray(lift + half), np.nan)
-    cs_lower, cs_upper = running_intersection(lower, upper)
-    p_look = np.where(counted, np.asarray(always_valid_p_value(lift, variance, n, config.alpha, config.n_star)), 1.0)
-    p_av = running_minimum(p_look)
-    return {"lift": np.asarray(lift), "ci_lower": np.asarray(fixed.ci_lower), "ci_upper": np.asarray(fixed.ci_upper),
-            "cs_lower": cs_lower, "cs_upper": cs_upper, "p_value": np.asarray(fixed.p_value),
-            "always_valid_p": p_av,
-            "mde": np.asarray(minimum_detectable_effect(variance, config.alpha, config.power)),
-            "mde_sequential": np.asarray(sequential_minimum_detectable_effect(variance, n, config.alpha, config.power,
-                                                                              config.n_star))}
+    try:
+        specs = _ordered(arms, info.experiment_id)
+    except ValueError as error:
+        return ExperimentSummary(info.experiment_id, info.name, info.status, info.age_days, 0, str(error),
+                                 Outcome.CANNOT_COMPARE.value)
+    _, daily = daily_statistics(daily_rows, [s.id for s in specs], until=until)
+    decision = _decide(specs, last_day(daily), daily, config)
+    users = int(sum(arm.statistic.n for arm in decision.arms))
+    return ExperimentSummary(info.experiment_id, info.name, info.status, info.age_days, users,
+                             decision.verdict.text, decision.verdict.outcome.value)

@@ -1,6 +1,7 @@
 """Dashboard pages through Django's test client: staff only, list, CSV export, errors."""
 
 import csv
+import html
 import io
 
 import pytest
@@ -55,6 +56,38 @@ def test_list_shows_every_experiment_with_its_verdict(seeded):
     assert seeded.experiment.name in page and empty.name in page
     assert "1,200" in page  # users of the seeded experiment
     assert "no data yet" in page
+
+
+def test_the_list_reads_no_per_user_rows_and_agrees_with_the_page(seeded):
+    """The list's cost does not grow with users or experiments: a fixed number of queries, none on UserAggregate."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from experiments.models import UserAggregate
+
+    client = login("analyst", staff=True)
+    client.get("/experiments/")  # the session and user lookups are cached after this
+    with CaptureQueriesContext(connection) as one:
+        client.get("/experiments/")
+    seed_experiment(name="second", users=300, seed=3)
+    seed_empty_experiment()
+    with CaptureQueriesContext(connection) as three:
+        page = client.get("/experiments/").content.decode()
+    assert len(three) == len(one)
+    assert not any(UserAggregate._meta.db_table in q["sql"] for q in three.captured_queries)
+    verdict = client.get(f"/api/v1/experiments/{seeded.experiment.pk}/results").json()["verdict"]
+    assert html.escape(verdict) in page
+
+
+def test_the_page_styles_the_core_s_decision():
+    client = login("analyst", staff=True)
+    winner = seed_experiment(users=1500, seed=1)
+    page = client.get(f"/experiments/{winner.experiment.pk}/").content.decode()
+    assert 'class="verdict win"' in page and ">decided<" in page
+    lost = seed_experiment(name="lost-users", users={"a": 1500, "b": 1200}, seed=4)
+    assert 'class="verdict warn"' in client.get(f"/experiments/{lost.experiment.pk}/").content.decode()
+    empty = seed_empty_experiment()
+    assert 'class="verdict wait"' in client.get(f"/experiments/{empty.pk}/").content.decode()
 
 
 def test_missing_experiment_is_404():

@@ -75,6 +75,9 @@ def test_charts_data_is_complete(seeded, staff_client):
     expected = np.bincount(np.minimum((ctr * 20).astype(int), 19), minlength=20)
     assert hist["counts"]["a"] == expected.tolist()
     assert data["verdict"].startswith("CrossMuSim beats Baseline: +")
+    # the decision behind the words, for clients (and the dashboard) that must not re-decide it
+    assert data["outcome"] == "win" and data["comparisons"][0]["outcome"] == "win"
+    assert data["comparisons"][0]["significant"] is True and data["power"][0]["time_to_decision"] == "decided"
 
 
 def test_api_key_and_permissions(seeded):
@@ -101,7 +104,8 @@ def test_missing_and_empty_experiments(staff_client):
     assert staff_client.get(url(987654)).status_code == 404
     empty = seed_empty_experiment()
     data = staff_client.get(url(empty.pk)).json()
-    assert data["verdict"] == "no data yet"
+    assert data["verdict"] == "no data yet" and data["outcome"] == "no_data"
+    assert data["comparisons"][0]["significant"] is False
     assert data["variants"][1]["lift"] is None and data["variants"][0]["users"] == 0
 
 
@@ -110,6 +114,7 @@ def test_sample_ratio_mismatch_overrides_the_verdict(staff_client):
     data = staff_client.get(url(seeded.experiment.pk)).json()
     assert data["srm"]["flagged"] and data["srm"]["p_value"] < 0.001
     assert data["verdict"].startswith("do not trust these results: sample ratio mismatch")
+    assert data["outcome"] == "srm"
 
 
 def test_three_arms_are_holm_adjusted(staff_client):

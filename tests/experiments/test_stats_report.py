@@ -5,8 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from experiments.stats.report import AnalysisConfig, Arm, compare_arms, cumulative_series, experiment_verdict, srm_of
+from experiments.stats.comparisons import AnalysisConfig, Arm, compare_arms, cumulative_series, srm_of
 from experiments.stats.statistics import RatioStatistic
+from experiments.stats.verdict import experiment_verdict
 from tests.experiments.stats_fixtures import simulate_daily, simulate_final
 
 
@@ -22,7 +23,7 @@ def one(stat: RatioStatistic, i: int = 0) -> RatioStatistic:
 def verdict_for(arms, new_users_per_day=1000.0):
     config = AnalysisConfig()
     comparisons = compare_arms(arms, config, new_users_per_day=new_users_per_day)
-    return comparisons, experiment_verdict(arms, comparisons, srm_of(arms), config)
+    return comparisons, experiment_verdict(arms, comparisons, srm_of(arms), config).text
 
 
 def test_clear_winner_is_called_with_lift_ci_and_p():
@@ -102,8 +103,8 @@ def one_series(stat: RatioStatistic) -> RatioStatistic:
 
 
 def test_fold_in_takes_the_running_minimum_and_intersection():
+    from experiments.stats.comparisons import SequentialState, fold_in
     from experiments.stats.frequentist import TestResult
-    from experiments.stats.report import SequentialState, fold_in
 
     today = TestResult(effect=0.05, standard_error=0.02, ci_lower=0.01, ci_upper=0.09, p_value=0.04)
     folded = fold_in(today, SequentialState(p_value=0.01, ci_lower=0.02, ci_upper=0.12))

@@ -6,8 +6,8 @@ Figures printed with ``-s`` go into the README (docs: /work/notes/stats.md).
 import numpy as np
 import pytest
 
+from experiments.stats.comparisons import AnalysisConfig
 from experiments.stats.frequentist import RatioZTest, naive_impression_ztest, normal_test, relative_difference
-from experiments.stats.report import AnalysisConfig
 from experiments.stats.sequential import always_valid_p_value, running_minimum
 from tests.experiments.stats_fixtures import simulate_daily, simulate_final
 
