@@ -49,8 +49,11 @@ from recommender.crossmusim.baselines import (  # noqa: E402
     log_mel_embeddings,
     untrained_cnn_embeddings,
 )
+from recommender.crossmusim.config import TrainConfig  # noqa: E402
+from recommender.crossmusim.data import TrainingData  # noqa: E402
 from recommender.crossmusim.evaluate import METRIC_COLUMNS, EvalLabels, evaluate_embeddings  # noqa: E402
 from recommender.crossmusim.features import pool_many  # noqa: E402
+from recommender.crossmusim.inference import embed_audio, embed_text  # noqa: E402
 from recommender.crossmusim.scratch_cnn import ScratchCNNConfig  # noqa: E402
 from recommender.crossmusim.textprep import (  # noqa: E402
     DROPPED_PERSPECTIVES,
@@ -61,14 +64,8 @@ from recommender.crossmusim.textprep import (  # noqa: E402
     strip_mode_words,
 )
 from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig  # noqa: E402
-from recommender.crossmusim.train import (  # noqa: E402
-    TrainConfig,
-    TrainingData,
-    embed_audio,
-    embed_text,
-    retrieval_validator,
-    train_crossmusim,
-)
+from recommender.crossmusim.train import train_crossmusim  # noqa: E402
+from recommender.crossmusim.validation import retrieval_validator  # noqa: E402
 
 AUDIO_ONLY_ROWS = ("mean-pooled log-mel", "untrained small CNN", "SimCLR small CNN", "pretrained features",
                    "pretrained features (z-scored)", "projection + SimCLR")
