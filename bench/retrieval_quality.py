@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -39,36 +40,37 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The rows train through the platform's training service, a Django module. Setting Django up
+# opens no database connection: --synthetic and --catalog-dir still need no database.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
 
+import django  # noqa: E402
 import torch  # noqa: E402
 
-from recommender.crossmusim.augment import AugmentConfig  # noqa: E402
+django.setup()
+
 from recommender.crossmusim.baselines import (  # noqa: E402
     baseline_embeddings,
     chance_embeddings,
     log_mel_embeddings,
     untrained_cnn_embeddings,
 )
+from recommender.crossmusim.config import TrainConfig  # noqa: E402
+from recommender.crossmusim.data import TrainingData  # noqa: E402
 from recommender.crossmusim.evaluate import METRIC_COLUMNS, EvalLabels, evaluate_embeddings  # noqa: E402
 from recommender.crossmusim.features import pool_many  # noqa: E402
+from recommender.crossmusim.inference import embed_audio, embed_text  # noqa: E402
 from recommender.crossmusim.scratch_cnn import ScratchCNNConfig  # noqa: E402
 from recommender.crossmusim.textprep import (  # noqa: E402
     DROPPED_PERSPECTIVES,
     STRIP_MODE_WORDS,
     instrument_vocabulary,
+    label_free_captions,
     label_vocabulary,
-    strip_label_words,
-    strip_mode_words,
+    training_captions,
 )
-from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig  # noqa: E402
-from recommender.crossmusim.train import (  # noqa: E402
-    TrainConfig,
-    TrainingData,
-    embed_audio,
-    embed_text,
-    retrieval_validator,
-    train_crossmusim,
-)
+from recommender.crossmusim.validation import retrieval_validator  # noqa: E402
+from recommender.services.embedding_training import crossmusim_fit, crossmusim_train_config  # noqa: E402
 
 AUDIO_ONLY_ROWS = ("mean-pooled log-mel", "untrained small CNN", "SimCLR small CNN", "pretrained features",
                    "pretrained features (z-scored)", "projection + SimCLR")
@@ -78,7 +80,17 @@ MAIN_ROW = "CrossMuSim"
 MODE_FREE_ROW = "CrossMuSim, mode words removed"
 MODE_KEPT_ROW = "CrossMuSim, mode words kept"
 WHOLE_COLUMNS = ("whole_style_p10", "whole_xinst_style_p10", "whole_mode_p10")
+# The from-scratch CNN rows' deliberate differences from the product's config (the platform
+# never trains that tower): fewer, smaller-batch steps at a higher rate on 48-band log-mels
+# cut into 128-frame crops, a narrower projection, and validation every 125 steps because
+# embedding the validation tracks through the CNN is the slow part.
 SCRATCH_MELS = 48
+SCRATCH_CROP_FRAMES = 128
+SCRATCH_HIDDEN_DIM = 256
+SCRATCH_LR = 2e-3
+# The configuration the platform trains CrossMuSim with (recommender.services.embedding_training):
+# every BenchSettings knob of the config starts at its value there.
+PRODUCT = crossmusim_train_config()
 
 
 @dataclass
@@ -111,23 +123,26 @@ class BenchCatalog:
                           work_id=[str(self.labels[i].get("work_id", self.track_ids[i])) for i in rows])
 
 
-# --- settings of the rows (tuned on the validation part only; see --tune) ----------------------
+# --- settings of the rows (tuned on the validation part only; see --score-part val) -----------
 
 @dataclass
 class BenchSettings:
-    text_steps: int = 600
-    text_lr: float = 1e-3
-    embed_dim: int = 128
-    hidden_dim: int = 512
-    batch_size: int = 64
-    feature_noise: float = 0.1
-    input_dropout: float = 0.1
-    window_min_frac: float = 0.5
-    init_temperature: float = 0.07
-    use_score_weights: bool = True
-    sample_by_score: bool = False
-    duplicate_threshold: float = 0.95
-    duplicates: str = "mask"
+    """Knobs for ``--set``. Those of the training config default to the product's values (``PRODUCT``),
+    the caption ones to the product's caption choices (textprep); the scratch rows' own are marked."""
+
+    text_steps: int = PRODUCT.steps
+    text_lr: float = PRODUCT.lr
+    embed_dim: int = PRODUCT.model.embed_dim
+    hidden_dim: int = PRODUCT.model.audio.hidden_dim
+    batch_size: int = PRODUCT.batch_size
+    feature_noise: float = PRODUCT.augment.feature_noise
+    input_dropout: float = PRODUCT.model.audio.input_dropout
+    window_min_frac: float = PRODUCT.augment.patch_window_min_frac
+    init_temperature: float = math.exp(-PRODUCT.model.init_logit_scale)
+    use_score_weights: bool = PRODUCT.use_score_weights
+    sample_by_score: bool = PRODUCT.augment.sample_by_score
+    duplicate_threshold: float = PRODUCT.duplicate_threshold
+    duplicates: str = PRODUCT.duplicates
     # chosen on the validation part (default split, seed 0): see textprep.DROPPED_PERSPECTIVES
     drop_perspectives: tuple[str, ...] = DROPPED_PERSPECTIVES
     strip_instrument_words: bool = True  # cut instrument names from the other captions too
@@ -136,64 +151,68 @@ class BenchSettings:
     strip_mode_words: bool = STRIP_MODE_WORDS
     perspectives: tuple[str, ...] = ()  # empty = every perspective
     sources: tuple[str, ...] = ()  # empty = every source
-    audio_steps: int = 600
-    scratch_steps: int = 250
-    scratch_batch: int = 32
-    scratch_eval_every: int = 125  # embedding the validation tracks through the CNN is the slow part
-    eval_every: int = 50
+    audio_steps: int = PRODUCT.steps  # the audio-only reference rows train as long as CrossMuSim
+    scratch_steps: int = 250  # scratch rows (see SCRATCH_*)
+    scratch_batch: int = 32  # scratch rows
+    scratch_eval_every: int = 125  # scratch rows
+    eval_every: int = PRODUCT.eval_every
+
+
+def _product_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
+    """The product's config for ``seed`` with the objective and the knobs every trained row shares."""
+    config = crossmusim_train_config(seed=seed)
+    return replace(config, objective=objective, duplicate_threshold=s.duplicate_threshold,
+                   use_score_weights=s.use_score_weights, duplicates=s.duplicates,
+                   model=replace(config.model, embed_dim=s.embed_dim))
 
 
 def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: int | None = None) -> TrainConfig:
-    import math
-
-    return TrainConfig(
-        objective=objective, seed=seed, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr,
-        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights, eval_every=s.eval_every,
-        duplicates=s.duplicates,
-        model=CrossMuSimConfig(embed_dim=s.embed_dim, init_logit_scale=math.log(1 / s.init_temperature),
-                               audio=AudioTowerConfig(hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
-        augment=AugmentConfig(patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
-                              sample_by_score=s.sample_by_score),
+    """The rows on the pretrained features (CrossMuSim, its ablations, the projection references)."""
+    config = _product_config(s, seed, objective)
+    return replace(
+        config, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr, eval_every=s.eval_every,
+        model=replace(config.model, init_logit_scale=math.log(1 / s.init_temperature),
+                      audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
+        augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
+                        sample_by_score=s.sample_by_score),
     )
 
 
 def _scratch_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
-    return TrainConfig(
-        objective=objective, seed=seed, steps=s.scratch_steps, batch_size=s.scratch_batch, lr=2e-3,
-        duplicate_threshold=s.duplicate_threshold, use_score_weights=s.use_score_weights,
-        eval_every=s.scratch_eval_every,
-        duplicates=s.duplicates,
-        model=CrossMuSimConfig(embed_dim=s.embed_dim, audio=AudioTowerConfig(
-            kind="scratch_cnn", hidden_dim=256, scratch=ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=128))),
-    )
+    """The from-scratch CNN rows: the product's config with the SCRATCH_* overrides."""
+    config = _product_config(s, seed, objective)
+    audio = replace(config.model.audio, kind="scratch_cnn", hidden_dim=SCRATCH_HIDDEN_DIM,
+                    scratch=ScratchCNNConfig(n_mels=SCRATCH_MELS, crop_frames=SCRATCH_CROP_FRAMES))
+    return replace(config, steps=s.scratch_steps, batch_size=s.scratch_batch, lr=SCRATCH_LR,
+                   eval_every=s.scratch_eval_every, model=replace(config.model, audio=audio))
 
 
 # --- text of the rows --------------------------------------------------------------------------
 
 def captions_for(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSettings):
-    """(texts, scores) per track: kept descriptions ("all"), label-free descriptions ("label_free"),
-    document text only ("documents"), kept descriptions without mode words ("mode_free") or, whatever
-    ``s.strip_mode_words`` says, with them ("mode_kept")."""
+    """(texts, scores) per track, through the platform's caption pipeline (``textprep.training_captions``):
+    kept descriptions ("all"), label-free descriptions ("label_free"), document text only ("documents"),
+    kept descriptions without mode words ("mode_free") or, whatever ``s.strip_mode_words`` says, with
+    them ("mode_kept"). ``s.perspectives`` / ``s.sources`` choose which descriptions go in."""
+    mode_words = kind == "mode_kept" or (kind != "mode_free" and not s.strip_mode_words)
+    instrument_words = cat.instrument_words if s.strip_instrument_words else set()
     texts, scores = [], []
     for i in rows:
-        chosen = [d for d in cat.descriptions[i]
-                  if (not s.perspectives or d.perspective in s.perspectives or d.source != "metadata")
-                  and (not s.sources or d.source in s.sources) and d.perspective not in s.drop_perspectives]
         if kind == "documents":
             chosen = [d for d in cat.descriptions[i] if d.source == "document"]
             if not chosen and cat.documents[i].strip():
                 chosen = [Description(cat.documents[i].strip()[:1000], 1.0, "document")]
-        pairs = [(d.text, d.score) for d in chosen]
-        if kind == "mode_free" or (s.strip_mode_words and kind != "mode_kept"):
-            pairs = [(strip_mode_words(t, moods=d.perspective == "mood"), sc)
-                     for (t, sc), d in zip(pairs, chosen, strict=True)]
-        if s.strip_instrument_words:
-            pairs = [(strip_label_words(t, cat.instrument_words), sc) for t, sc in pairs]
+        else:
+            chosen = [d for d in cat.descriptions[i]
+                      if (not s.perspectives or d.perspective in s.perspectives or d.source != "metadata")
+                      and (not s.sources or d.source in s.sources)]
+        track_texts, track_scores = training_captions(
+            [(d.text, d.score, d.perspective) for d in chosen], instrument_words,
+            drop_perspectives=s.drop_perspectives, mode_words=mode_words)
         if kind == "label_free":
-            pairs = [(strip_label_words(t, cat.label_words), sc) for t, sc in pairs]
-            pairs = [(t, sc) for t, sc in pairs if len(t.split()) >= 3]
-        texts.append([t for t, _ in pairs])
-        scores.append([float(sc) for _, sc in pairs])
+            track_texts, track_scores = label_free_captions(track_texts, track_scores, cat.label_words)
+        texts.append(track_texts)
+        scores.append(track_scores)
     return texts, scores
 
 
@@ -283,7 +302,7 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
 
     def trained(name: str, data: TrainingData, val_data: TrainingData, config: TrainConfig, scored_inputs):
         torch.manual_seed(seed)
-        result = train_crossmusim(data, config, validator=retrieval_validator(val_data, labels_val))
+        result = crossmusim_fit(data, config, validator=retrieval_validator(val_data, labels_val))
         embeddings = embed_audio(result.model, scored_inputs)
         record(name, embeddings, result.train_seconds, result.model if config.objective == "text" else None,
                {"best_step": result.best_step, "val_xinst_style_p10": result.best_val_score})
@@ -432,16 +451,13 @@ def _cached_encoder(cache_path: Path) -> Callable[[list[str]], np.ndarray]:
 
 
 def load_database_catalog(backbone: str = "MTT_musicnn") -> BenchCatalog:
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
-    django.setup()
     from tqdm import tqdm
 
     from recommender.crossmusim.audio_io import load_mono
     from recommender.crossmusim.logmel import log_mel_spectrogram
     from recommender.models import DatasetSplit, Track
     from recommender.models import Description as DescriptionRow
+    from recommender.selectors import all_track_labels
     from recommender.services.embedding_runtime import backbone_extractor
     from recommender.services.embeddings import cached_features, feature_cache
 
@@ -484,7 +500,9 @@ def load_database_catalog(backbone: str = "MTT_musicnn") -> BenchCatalog:
         descriptions=descriptions, documents=[t.document_text or "" for t in tracks],
         splits={n: {p: np.array(sorted(r), dtype=np.int64) for p, r in parts.items()} for n, parts in splits.items()},
         encoder=_cached_encoder(ROOT / "var" / "bench" / "text_embeddings.npz"),
-        label_words=label_vocabulary(v for v in values if v), instrument_words=instrument_vocabulary(labels),
+        label_words=label_vocabulary(v for v in values if v),
+        # the instrument names the platform's training cuts: those of every track in the catalog
+        instrument_words=instrument_vocabulary(all_track_labels()),
     )
 
 

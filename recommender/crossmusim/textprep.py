@@ -1,4 +1,9 @@
-"""Text preparation for the ablations: removing the label words from descriptions.
+"""The one caption pipeline: from a track's kept descriptions to the texts a model trains on.
+
+:func:`training_captions` is what the platform's training service trains with, and what
+bench/retrieval_quality.py builds every CrossMuSim row's text with (its ablations are
+arguments of it, or :func:`label_free_captions` on its output), so the bench measures the
+product's text.
 
 The label-free ablation answers "how much of the lift is the label itself": every style,
 tune-type, collection and composer word (and the words of any multi-word label) is cut
@@ -158,3 +163,21 @@ def training_captions(descriptions: Iterable[tuple[str, float, str]], instrument
             texts.append(stripped)
             scores.append(float(score))
     return texts, scores
+
+
+# Label-free captions with fewer words than this say next to nothing once the labels are cut
+# ("A ." from "A reel."); they are dropped rather than trained on as near-empty text.
+LABEL_FREE_MIN_WORDS = 3
+
+
+def label_free_captions(texts: Iterable[str], scores: Iterable[float], label_words: set[str],
+                        min_words: int = LABEL_FREE_MIN_WORDS) -> tuple[list[str], list[float]]:
+    """The label-free ablation's (texts, scores): every label word cut from the training captions
+    (:func:`training_captions`' output), and what is left kept only if it has ``min_words`` words."""
+    kept_texts, kept_scores = [], []
+    for text, score in zip(texts, scores, strict=True):
+        stripped = strip_label_words(text, label_words)
+        if len(stripped.split()) >= min_words:
+            kept_texts.append(stripped)
+            kept_scores.append(float(score))
+    return kept_texts, kept_scores

@@ -14,7 +14,7 @@ import numpy as np
 
 from recommender.crossmusim.baselines import baseline_embeddings
 from recommender.crossmusim.features import pool_many
-from recommender.crossmusim.train import embed_audio, embed_text
+from recommender.crossmusim.inference import embed_audio, embed_text
 from recommender.models import EmbeddingModel
 
 
@@ -39,7 +39,7 @@ def baseline_stats(model: EmbeddingModel) -> tuple[np.ndarray | None, np.ndarray
 
 @lru_cache(maxsize=4)
 def _load_checkpoint(path: str, mtime: float):
-    from recommender.crossmusim.train import load_model
+    from recommender.crossmusim.factory import load_model
 
     return load_model(path)
 

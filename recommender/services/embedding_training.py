@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -32,6 +33,12 @@ from recommender.services.embeddings import (
     feature_cache,
     no_progress,
 )
+
+if TYPE_CHECKING:  # torch is imported when a run starts, not with Django
+    from recommender.crossmusim.config import TrainConfig
+    from recommender.crossmusim.data import TrainingData
+    from recommender.crossmusim.train import TrainResult
+    from recommender.crossmusim.validation import Validator
 
 TRAIN, VAL, TEST = "train", "val", "test"
 
@@ -180,6 +187,37 @@ def run_checkpoint_path(name: str, seed: int, split: str) -> Path:
     return Path(settings.MODELS_DIR) / "runs" / f"{name}-{split}-seed{seed}.pt"
 
 
+def crossmusim_train_config(*, seed: int = 0, steps: int | None = None, overrides: dict | None = None) -> TrainConfig:
+    """The configuration the platform trains CrossMuSim with: the core's ``TrainConfig`` defaults, a seed,
+    and a command's overrides (``embed_dim`` sets the model's; the rest are ``TrainConfig`` fields).
+
+    bench/retrieval_quality.py starts its CrossMuSim rows from this config, so that the
+    README's figures are those of the model the platform trains.
+    """
+    from recommender.crossmusim.config import TrainConfig
+
+    overrides = dict(overrides or {})
+    embed_dim = overrides.pop("embed_dim", None)
+    config = TrainConfig(seed=seed, **overrides)
+    if embed_dim:
+        config.model.embed_dim = int(embed_dim)
+    if steps is not None:
+        config.steps = steps
+    return config
+
+
+def crossmusim_fit(data: TrainingData, config: TrainConfig, *, validator: Validator | None = None,
+                   on_step: Callable[[int, int, float], None] | None = None, resume: bool = False) -> TrainResult:
+    """Run the core's training loop: the one door to it from outside the core.
+
+    :func:`crossmusim_train` trains the platform's model through it, and the bench its rows
+    (CrossMuSim and the audio-only references), so both run the same loop the same way.
+    """
+    from recommender.crossmusim.train import train_crossmusim
+
+    return train_crossmusim(data, config, progress=on_step, validator=validator, resume=resume)
+
+
 def crossmusim_train(
     *,
     seed: int = 0,
@@ -195,15 +233,10 @@ def crossmusim_train(
 ) -> CrossMuSimRun:
     """Train CrossMuSim on the split's train part, pick the step on val, score on test, register a version."""
     from recommender.crossmusim.baselines import baseline_embeddings
-    from recommender.crossmusim.train import (
-        TrainConfig,
-        TrainingData,
-        embed_audio,
-        embed_text,
-        retrieval_validator,
-        save_checkpoint,
-        train_crossmusim,
-    )
+    from recommender.crossmusim.data import TrainingData
+    from recommender.crossmusim.factory import save_checkpoint
+    from recommender.crossmusim.inference import embed_audio, embed_text
+    from recommender.crossmusim.validation import retrieval_validator
 
     data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
     descriptions = kept_descriptions()
@@ -217,13 +250,7 @@ def crossmusim_train(
             f"{described} training tracks of split {split!r} have kept descriptions; run mine_descriptions first")
     train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN],
                                          track_ids=np.array([t.pk for t in data.tracks[TRAIN]]))
-    overrides = dict(overrides or {})
-    embed_dim = overrides.pop("embed_dim", None)
-    config = TrainConfig(seed=seed, **overrides)
-    if embed_dim:
-        config.model.embed_dim = int(embed_dim)
-    if steps is not None:
-        config.steps = steps
+    config = crossmusim_train_config(seed=seed, steps=steps, overrides=overrides)
     checkpoint = run_checkpoint_path(name, seed, split)
     if not resume:
         checkpoint.unlink(missing_ok=True)
@@ -234,7 +261,7 @@ def crossmusim_train(
         validator = retrieval_validator(TrainingData(patches=data.patches[VAL]), data.eval_labels(VAL))
 
     started = time.perf_counter()
-    result = train_crossmusim(train_data, config, progress=on_step, validator=validator, resume=resume)
+    result = crossmusim_fit(train_data, config, validator=validator, on_step=on_step, resume=resume)
     train_seconds = time.perf_counter() - started
     network = result.model
     test_vectors = embed_audio(network, pool_many(data.patches[TEST]))

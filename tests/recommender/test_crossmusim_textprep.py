@@ -7,6 +7,8 @@ from recommender.crossmusim.descriptions.types import TrackInfo
 from recommender.crossmusim.textprep import (
     MODE_NAMES,
     STRIP_MODE_WORDS,
+    label_free_captions,
+    label_vocabulary,
     mood_vocabulary,
     strip_mode_words,
     training_captions,
@@ -66,3 +68,10 @@ def test_template_captions_no_longer_say_the_mode():
             assert len(text.split()) >= 2  # the rest of the caption survives
             never += 1
     assert said > 0 and never > 0
+
+
+def test_label_free_captions_cut_label_words_and_drop_what_says_nothing():
+    words = label_vocabulary(["irish_reel", "reel", "Bach"])
+    texts, scores = label_free_captions(
+        ["A lively Irish reel with a driving pulse.", "A reel.", "Reels by Bach."], [0.9, 0.8, 0.7], words)
+    assert texts == ["A lively with a driving pulse."] and scores == [0.9]

@@ -5,21 +5,17 @@ import pytest
 import torch
 
 from recommender.crossmusim.baselines import baseline_embeddings, untrained_cnn_embeddings
+from recommender.crossmusim.config import TrainConfig
+from recommender.crossmusim.data import TrainingData
 from recommender.crossmusim.evaluate import evaluate_embeddings
+from recommender.crossmusim.factory import load_model, save_checkpoint
 from recommender.crossmusim.features import pool_many
+from recommender.crossmusim.inference import embed_audio, embed_text
 from recommender.crossmusim.scratch_cnn import ScratchCNNConfig
 from recommender.crossmusim.synthetic import make_synthetic_catalog
 from recommender.crossmusim.towers import AudioTowerConfig, CrossMuSimConfig
-from recommender.crossmusim.train import (
-    TrainConfig,
-    TrainingData,
-    embed_audio,
-    embed_text,
-    load_model,
-    retrieval_validator,
-    save_checkpoint,
-    train_crossmusim,
-)
+from recommender.crossmusim.train import train_crossmusim
+from recommender.crossmusim.validation import retrieval_validator
 
 TRAIN, VAL, TEST = np.arange(0, 160), np.arange(160, 200), np.arange(200, 240)
 
@@ -116,3 +112,7 @@ def test_bad_input_raises_clear_errors(catalog):
         data = _data(catalog, TRAIN[:4])
         data.caption_embeddings = [e[:0] for e in data.caption_embeddings]
         train_crossmusim(data, TrainConfig(steps=1))
+    with pytest.raises(ValueError, match="labels"):
+        train_crossmusim(TrainingData(patches=catalog.patches[:4]), TrainConfig(objective="supervised", steps=1))
+    with pytest.raises(ValueError, match="unknown objective 'triplet'"):
+        train_crossmusim(_data(catalog, TRAIN[:4]), TrainConfig(objective="triplet", steps=1))
