@@ -37,8 +37,11 @@ $(STAMP): requirements.txt
 	$(PIP) install -q --no-deps musicnn==0.1.0 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $(STAMP)
 
+# The embedded servers' command runs without the settings: it gets the var dir they use ($ABPLATFORM_VAR_DIR, else var).
+EMBEDDED := $(PY) -m abplatform.embedded --var-dir "$${ABPLATFORM_VAR_DIR:-var}"
+
 services: install
-	$(PY) -m abplatform.embedded start
+	$(EMBEDDED) start
 
 migrate: services
 	$(PY) manage.py migrate --noinput
@@ -81,7 +84,7 @@ stop:
 	@-[ -f var/simulator.pid ] && kill $$(cat var/simulator.pid) 2>/dev/null && echo "simulator: stopped"; rm -f var/simulator.pid
 	@-[ -f var/gunicorn.pid ] && kill $$(cat var/gunicorn.pid) 2>/dev/null && echo "web: stopped"; rm -f var/gunicorn.pid
 	@-[ -f var/celery.pid ] && kill $$(cat var/celery.pid) 2>/dev/null && echo "worker: stopped"; rm -f var/celery.pid
-	@-[ -x $(PY) ] && $(PY) -m abplatform.embedded stop
+	@-[ -x $(PY) ] && $(EMBEDDED) stop
 
 # Benchmarks print figures (never timed assertions in tests); each uses its own database.
 bench: install services

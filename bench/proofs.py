@@ -41,6 +41,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--srm-fraction", type=float, default=0.2, help="share of the treatment arm's users lost")
     parser.add_argument("--control-model", default="baseline", help="embedding model id, arm or name")
     parser.add_argument("--treatment-model", default="crossmusim", help="embedding model id, arm or name")
-    parser.add_argument("--base-url", default=os.environ.get("PLAYER_BASE_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--base-url", default=settings.PLAYER_BASE_URL)
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--api-key-file", type=Path, default=None,
                       help="file holding the API key the players use (default $PLAYER_API_KEY, else the file "
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown proofs {sorted(unknown)}")
     try:  # first: a wrong key file is an argument error, before anything is created
-        key = resolve_api_key(args.api_key, args.api_key_file)
+        key = resolve_api_key(args.api_key, args.api_key_file, default_key=settings.PLAYER_API_KEY,
+                              default_key_file=settings.PLAYER_API_KEY_FILE or None)
     except ValueError as error:
         parser.error(str(error))
     control = resolve_embedding_model(args.control_model)

@@ -1,34 +1,39 @@
 """Celery side of the event pipeline: the batch-ingest task and the relay thread in each worker.
 
-Event batches travel on the queue ``EXPERIMENTS_EVENTS_QUEUE`` (default ``celery``, the
-queue a plain ``celery worker`` consumes). The relay starts with every worker that
-consumes that queue (``worker_ready``), so ``celery worker`` is all a deployment runs; a
-worker on other queues only (e.g. a test's private queue) runs no relay. Set
-``EXPERIMENTS_OUTBOX_RELAY=0`` for a worker that should only ingest. Tunables:
-``EXPERIMENTS_RELAY_BATCH`` (outbox rows per task, default 2000; a recommendation row carries k
-impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send unconfirmed batches after, default 30 s),
-``EXPERIMENTS_RELAY_POLL_S`` (after a partial batch, wait this long for more rows, default 0.5 s).
+Settings (abplatform/settings.py, each from the environment variable of its name): event
+batches travel on the queue ``EXPERIMENTS_EVENTS_QUEUE`` (default ``celery``, the queue a
+plain ``celery worker`` consumes). The relay starts with every worker that consumes that
+queue (``worker_ready``), so ``celery worker`` is all a deployment runs; a worker on other
+queues only (e.g. a test's private queue) runs no relay. ``EXPERIMENTS_OUTBOX_RELAY=0`` makes a
+worker that only ingests. Tunables: ``EXPERIMENTS_RELAY_BATCH`` (outbox rows per task, default
+2000; a recommendation row carries k impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send
+unconfirmed batches after, default 30 s), ``EXPERIMENTS_RELAY_POLL_S`` (after a partial batch,
+wait this long for more rows, default 0.5 s).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from typing import TYPE_CHECKING
 
 import psycopg
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 from django.db import OperationalError
 
 from experiments.events.ingest import ingest_or_quarantine
+
+if TYPE_CHECKING:
+    from experiments.events.relay import RelayConfig
 
 logger = logging.getLogger(__name__)
 INGEST_TASK = "experiments.ingest_outbox_batch"
 
 
 def events_queue() -> str:
-    return os.environ.get("EXPERIMENTS_EVENTS_QUEUE", "celery")
+    return settings.EXPERIMENTS_EVENTS_QUEUE
 
 
 @shared_task(name=INGEST_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True,
@@ -49,7 +54,6 @@ def send_batch(copy_text: str, count: int) -> None:
 
 
 def relay_conninfo() -> str:
-    from django.conf import settings
     from psycopg.conninfo import make_conninfo
 
     db = settings.DATABASES["default"]
@@ -58,12 +62,13 @@ def relay_conninfo() -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v})
 
 
-def relay_config_from_env():
+def relay_config_from_settings() -> RelayConfig:
+    """The relay's tunables from the EXPERIMENTS_RELAY_* settings (the relay module itself reads no settings)."""
     from experiments.events.relay import RelayConfig
 
-    return RelayConfig(batch_size=int(os.environ.get("EXPERIMENTS_RELAY_BATCH", "2000")),
-                       resend_after_s=float(os.environ.get("EXPERIMENTS_RELAY_RESEND_S", "30")),
-                       poll_interval_s=float(os.environ.get("EXPERIMENTS_RELAY_POLL_S", "0.5")))
+    return RelayConfig(batch_size=settings.EXPERIMENTS_RELAY_BATCH,
+                       resend_after_s=settings.EXPERIMENTS_RELAY_RESEND_S,
+                       poll_interval_s=settings.EXPERIMENTS_RELAY_POLL_S)
 
 
 _relay_stop = threading.Event()
@@ -73,7 +78,7 @@ _relay_thread: threading.Thread | None = None
 @worker_ready.connect
 def start_outbox_relay(sender=None, **_kwargs) -> None:
     global _relay_thread
-    if os.environ.get("EXPERIMENTS_OUTBOX_RELAY", "1") == "0" or _relay_thread is not None:
+    if not settings.EXPERIMENTS_OUTBOX_RELAY or _relay_thread is not None:
         return
     consumed = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
     if events_queue() not in consumed:
@@ -81,7 +86,7 @@ def start_outbox_relay(sender=None, **_kwargs) -> None:
         return
     from experiments.events.relay import OutboxRelay
 
-    relay = OutboxRelay(relay_conninfo(), send_batch, relay_config_from_env())
+    relay = OutboxRelay(relay_conninfo(), send_batch, relay_config_from_settings())
     _relay_stop.clear()
     _relay_thread = threading.Thread(target=relay.run_forever, args=(_relay_stop,), name="outbox-relay", daemon=True)
     _relay_thread.start()

@@ -18,14 +18,15 @@ from pathlib import Path
 import httpx
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-API_KEY_ENV = "PLAYER_API_KEY"
-API_KEY_FILE_ENV = "PLAYER_API_KEY_FILE"
 
 
-def resolve_api_key(key: str = "", key_file: str | os.PathLike | None = None) -> str:
-    """The API key to use: ``key``, else the first line of ``key_file``, else $PLAYER_API_KEY, else the file
-    named by $PLAYER_API_KEY_FILE; "" when none is given.
+def resolve_api_key(key: str = "", key_file: str | os.PathLike | None = None, *, default_key: str = "",
+                    default_key_file: str | os.PathLike | None = None) -> str:
+    """The API key to use: ``key``, else the first line of ``key_file``, else ``default_key``, else the first
+    line of ``default_key_file``; "" when none is given.
 
+    The defaults are the caller's configuration (the platform's PLAYER_API_KEY and PLAYER_API_KEY_FILE
+    settings): this package is plain Python and reads no environment.
     Why a file: a key passed as ``--api-key KEY`` sits in the process's command line, which every
     local user can read (``ps``, /proc/<pid>/cmdline). A file (mode 600, like var/player_api_key)
     or the environment stays private to the owner. Raises ``ValueError`` for an unreadable or
@@ -34,9 +35,9 @@ def resolve_api_key(key: str = "", key_file: str | os.PathLike | None = None) ->
     if key:
         return key.strip()
     if key_file is None:
-        if os.environ.get(API_KEY_ENV, "").strip():
-            return os.environ[API_KEY_ENV].strip()
-        key_file = os.environ.get(API_KEY_FILE_ENV) or None
+        if default_key.strip():
+            return default_key.strip()
+        key_file = default_key_file or None
         if key_file is None:
             return ""
     try:

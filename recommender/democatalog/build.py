@@ -76,6 +76,7 @@ class BuildConfig:
     workers: int = 2
     excerpt_s: float = 25.0
     soundfont: str | None = None
+    soundfont_fallback: str | None = None  # tried when ``soundfont`` is unset or no file: the SOUNDFONT setting
     parse_timeout_s: float = 30.0  # CPU seconds per score
     styles: Sequence[StyleSpec] = STYLES
     corpus: Path | None = None
@@ -380,7 +381,7 @@ def _job_hash(job: RenderJob, soundfont: str) -> str:
 
 def render_all(jobs: list[RenderJob], config: BuildConfig, report: BuildReport, progress: Callable) -> set[str]:
     """Render the jobs whose file is missing or stale; return the paths that failed."""
-    soundfont = find_soundfont(config.soundfont)
+    soundfont = find_soundfont(config.soundfont, config.soundfont_fallback)
     manifest_path = Path(config.out_dir) / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -436,7 +437,7 @@ def build_demo_catalog(config: BuildConfig) -> BuildReport:
     config.out_dir = out_dir
     report = BuildReport(out_dir=out_dir)
     progress = _tqdm_progress if config.progress else _no_progress
-    find_soundfont(config.soundfont)  # fail early and clearly, before minutes of parsing
+    find_soundfont(config.soundfont, config.soundfont_fallback)  # fail early and clearly, before minutes of parsing
 
     planned = select_tracks(config, report, progress)
     report.timings["select_parse_s"] = time.monotonic() - started

@@ -31,8 +31,10 @@ class SoundFontMissingError(RuntimeError):
     """No SoundFont: install Debian's fluid-soundfont-gm or set SOUNDFONT=path.sf2."""
 
 
-def find_soundfont(explicit: str | None = None) -> str:
-    for candidate in (explicit, os.environ.get("SOUNDFONT"), *DEFAULT_SOUNDFONTS):
+def find_soundfont(*preferred: str | None) -> str:
+    """The first of ``preferred`` that is a file (the platform passes --soundfont, then its SOUNDFONT setting),
+    else Debian's. The caller names the candidates: this plain-Python module reads no environment."""
+    for candidate in (*preferred, *DEFAULT_SOUNDFONTS):
         if candidate and Path(candidate).is_file():
             return str(Path(candidate).resolve())
     raise SoundFontMissingError(

@@ -27,9 +27,8 @@ def default_demo_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    from abplatform.embedded import VAR_DIR
-
-    return Path(VAR_DIR) / "democache"
+    """Parsed scores and rendered audio reused across builds, under VAR_DIR (a setting, from ABPLATFORM_VAR_DIR)."""
+    return Path(settings.VAR_DIR) / "democache"
 
 
 @dataclass
@@ -46,10 +45,15 @@ def build_demo_catalog(
     soundfont: str | None = None, styles: Sequence[StyleSpec] = STYLES, progress: bool = True,
     ingest_progress: Callable[[Iterable], Iterable] = lambda items: items,
 ) -> DemoCatalogResult:
-    """Render the demo catalog's files (reusing what a previous build left) and load them."""
+    """Render the demo catalog's files (reusing what a previous build left) and load them.
+
+    The SoundFont is ``soundfont``, else the SOUNDFONT setting, else Debian's (the plain-Python build reads no
+    environment: the setting is handed to it).
+    """
     config = BuildConfig(
         size=size, seed=seed, out_dir=Path(out_dir or default_demo_dir()),
         cache_dir=Path(cache_dir or default_cache_dir()), workers=workers, soundfont=soundfont,
+        soundfont_fallback=settings.SOUNDFONT or None,
         styles=tuple(styles), progress=progress,
     )
     # The build forks worker processes; they never touch the inherited DB connection and leave

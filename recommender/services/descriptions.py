@@ -7,26 +7,26 @@ again, so an interrupted run resumes where it stopped and a repeated run is a no
 ``mine_descriptions`` judges each track's candidates and writes kept/score/reason.
 ``descriptions_summary`` and ``format_summary`` give the per-source table.
 
-Configuration comes from the environment: LLM_BASE_URL, LLM_API_KEY, LLM_MODEL (+ LLM_TIMEOUT,
-LLM_CONCURRENCY, LLM_MAX_RETRIES, LLM_JSON_MODE, LLM_CACHE_DIR), WEB_URL_TEMPLATES (JSON
-{site: template}), WEB_MIN_INTERVAL_S, WEB_TIMEOUT_S, WEB_MAX_BYTES, WEB_USER_AGENT,
-WEB_CACHE_DIR.
+Configuration comes from Django settings (abplatform/settings.py, each from the environment
+variable of its name): LLM_BASE_URL, LLM_API_KEY, LLM_MODEL (+ LLM_TIMEOUT, LLM_CONCURRENCY,
+LLM_MAX_RETRIES, LLM_JSON_MODE, LLM_CACHE_DIR), WEB_URL_TEMPLATES (JSON {site: template}),
+WEB_MIN_INTERVAL_S, WEB_TIMEOUT_S, WEB_MAX_BYTES, WEB_MAX_RETRIES, WEB_USER_AGENT, WEB_CACHE_DIR.
+This module hands them to the plain-Python sources, which read no configuration themselves.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from tqdm import tqdm
 
-from abplatform import embedded
 from recommender.crossmusim.descriptions import (
     Candidate,
     ChatCompletionsClient,
@@ -88,34 +88,31 @@ class MiningReport:
         return {"tracks": self.tracks, "judged": self.judged, "kept": self.kept, "rejected": dict(self.rejected)}
 
 
-# --- configuration ------------------------------------------------------------------------------------
-def cache_dir(kind: str) -> Path:
-    """var/cache/<kind> unless <KIND>_CACHE_DIR is set (tests point it at a temporary folder)."""
-    configured = os.environ.get(f"{kind.upper()}_CACHE_DIR", "")
-    return Path(configured) if configured else embedded.VAR_DIR / "cache" / kind
+# --- configuration ---------------------------------------------------------------------------------
+LLM_SETTINGS = ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "LLM_TIMEOUT", "LLM_CONCURRENCY", "LLM_MAX_RETRIES",
+                "LLM_JSON_MODE", "LLM_CACHE_DIR")
 
 
-def llm_config_from_env() -> LLMConfig | None:
-    config = LLMConfig.from_env()
-    if config is not None and config.cache_dir is None:
-        config.cache_dir = cache_dir("llm")
-    return config
+def llm_config_from_settings() -> LLMConfig | None:
+    """The LLM client's config from the LLM_* settings; ``None`` while LLM_BASE_URL is empty (no LLM configured)."""
+    return LLMConfig.from_mapping({name: getattr(settings, name) for name in LLM_SETTINGS})
 
 
-def web_config_from_env() -> WebConfig:
-    env = os.environ
+def web_config_from_settings() -> WebConfig:
+    """The crawler's config from the WEB_* settings (an empty WEB_USER_AGENT keeps the crawler's own agent)."""
     return WebConfig(
-        user_agent=env.get("WEB_USER_AGENT") or WebConfig.user_agent,
-        timeout_s=float(env.get("WEB_TIMEOUT_S", WebConfig.timeout_s)),
-        max_bytes=int(env.get("WEB_MAX_BYTES", WebConfig.max_bytes)),
-        min_interval_s=float(env.get("WEB_MIN_INTERVAL_S", WebConfig.min_interval_s)),
-        max_retries=int(env.get("WEB_MAX_RETRIES", WebConfig.max_retries)),
-        cache_dir=cache_dir("web"),
+        user_agent=settings.WEB_USER_AGENT or WebConfig.user_agent,
+        timeout_s=settings.WEB_TIMEOUT_S,
+        max_bytes=settings.WEB_MAX_BYTES,
+        min_interval_s=settings.WEB_MIN_INTERVAL_S,
+        max_retries=settings.WEB_MAX_RETRIES,
+        cache_dir=Path(settings.WEB_CACHE_DIR),
     )
 
 
-def url_templates_from_env() -> dict[str, str]:
-    raw = os.environ.get("WEB_URL_TEMPLATES", "").strip()
+def url_templates_from_settings() -> dict[str, str]:
+    """WEB_URL_TEMPLATES parsed here, when the web source runs: a malformed value fails that run, not every process."""
+    raw = settings.WEB_URL_TEMPLATES.strip()
     if not raw:
         return {}
     templates = json.loads(raw)
@@ -254,11 +251,11 @@ def _build_source(name, infos, *, llm_config, web_config, url_templates):
     if name == SourceName.METADATA:
         return MetadataTemplateSource(), None, ""
     if name == SourceName.WEB:
-        templates = url_templates if url_templates is not None else url_templates_from_env()
-        fetcher = WebFetcher(web_config or web_config_from_env())
+        templates = url_templates if url_templates is not None else url_templates_from_settings()
+        fetcher = WebFetcher(web_config or web_config_from_settings())
         return WebSource(fetcher, templates), fetcher.close, ""
     if name == SourceName.LLM:
-        config = llm_config or llm_config_from_env()
+        config = llm_config or llm_config_from_settings()
         if config is None:
             return None, None, "no LLM configured (set LLM_BASE_URL, LLM_MODEL, LLM_API_KEY)"
         client = ChatCompletionsClient(config)

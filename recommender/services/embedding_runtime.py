@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 
 from recommender.crossmusim.baselines import baseline_embeddings
 from recommender.crossmusim.features import pool_many
@@ -73,10 +74,11 @@ def text_embed(model: EmbeddingModel, texts: Sequence[str]) -> np.ndarray:
 
 
 def backbone_extractor(name: str):
-    """The pretrained backbone that computes patch features (``patch_features(wave16k)``)."""
+    """The pretrained backbone that computes patch features (``patch_features(wave16k)``); its converted weights
+    are cached in the MUSICNN_CACHE setting's folder."""
     from recommender.crossmusim.musicnn import MusicnnExtractor
 
-    return MusicnnExtractor(model=name)
+    return MusicnnExtractor(model=name, cache_dir=settings.MUSICNN_CACHE)
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -40,9 +40,8 @@ def test_simulate_players_plays_with_the_key_from_a_file(live_server, tmp_path):
     assert summary["requests"] == 8 and summary["request_errors"] == 0, summary
 
 
-def test_a_missing_or_empty_key_file_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv("PLAYER_API_KEY", raising=False)
-    monkeypatch.delenv("PLAYER_API_KEY_FILE", raising=False)
+def test_a_missing_or_empty_key_file_is_a_clear_error(tmp_path, settings):
+    settings.PLAYER_API_KEY = settings.PLAYER_API_KEY_FILE = ""
     with pytest.raises(CommandError, match="cannot read the API key file"):
         call_command("simulate_players", "--api-key-file", str(tmp_path / "nope"), "--no-progress")
     (tmp_path / "empty").write_text("\n")
@@ -50,18 +49,20 @@ def test_a_missing_or_empty_key_file_is_a_clear_error(tmp_path, monkeypatch):
         call_command("simulate_players", "--api-key-file", str(tmp_path / "empty"), "--no-progress")
     with pytest.raises(CommandError, match="an API key is needed"):
         call_command("simulate_players", "--no-progress")
+    # With no option the command falls back on the PLAYER_API_KEY_FILE setting (from the environment).
+    settings.PLAYER_API_KEY_FILE = str(tmp_path / "nope")
+    with pytest.raises(CommandError, match="cannot read the API key file"):
+        call_command("simulate_players", "--no-progress")
 
 
-def test_where_the_key_comes_from(tmp_path, monkeypatch):
-    monkeypatch.delenv("PLAYER_API_KEY", raising=False)
-    monkeypatch.delenv("PLAYER_API_KEY_FILE", raising=False)
+def test_where_the_key_comes_from(tmp_path):
+    """The simulation package reads no environment: the caller passes its PLAYER_API_KEY(_FILE) settings."""
     assert resolve_api_key() == ""
     (tmp_path / "k").write_text("  abc.def  \nignored\n")
-    monkeypatch.setenv("PLAYER_API_KEY_FILE", str(tmp_path / "k"))
-    assert resolve_api_key() == "abc.def"
-    monkeypatch.setenv("PLAYER_API_KEY", "from.env")
-    assert resolve_api_key() == "from.env"  # the variable itself beats the file it names
-    assert resolve_api_key(key_file=tmp_path / "k") == "abc.def"  # an explicit file beats both
+    assert resolve_api_key(default_key_file=tmp_path / "k") == "abc.def"
+    # the key itself beats the file it names
+    assert resolve_api_key(default_key=" from.settings ", default_key_file=tmp_path / "k") == "from.settings"
+    assert resolve_api_key(key_file=tmp_path / "k", default_key="from.settings") == "abc.def"  # a given file wins
     assert resolve_api_key("given.key", tmp_path / "k") == "given.key"
 
 

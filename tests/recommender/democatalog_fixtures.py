@@ -14,7 +14,8 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-from abplatform.embedded import VAR_DIR
+from django.conf import settings
+
 from recommender.democatalog import BuildConfig, BuildReport, build_demo_catalog
 
 TINY_SIZE = 60
@@ -22,11 +23,11 @@ TINY_SEED = 0
 
 
 def tiny_demo_dir() -> Path:
-    return Path(VAR_DIR) / "test-democatalog" / f"tiny-{TINY_SIZE}-seed{TINY_SEED}"
+    return Path(settings.VAR_DIR) / "test-democatalog" / f"tiny-{TINY_SIZE}-seed{TINY_SEED}"
 
 
 def demo_cache_dir() -> Path:
-    return Path(VAR_DIR) / "democache"
+    return Path(settings.VAR_DIR) / "democache"
 
 
 @contextmanager
@@ -46,7 +47,7 @@ def build_tiny_demo_files(workers: int = 2) -> BuildReport:
     with _build_lock(folder):
         return build_demo_catalog(BuildConfig(
             size=TINY_SIZE, seed=TINY_SEED, out_dir=folder, cache_dir=demo_cache_dir(), workers=workers,
-            progress=False,
+            soundfont_fallback=settings.SOUNDFONT or None, progress=False,
         ))
 
 

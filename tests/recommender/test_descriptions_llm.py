@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,12 +123,20 @@ def test_parse_descriptions_validation():
             parse_descriptions(bad)
 
 
-def test_config_from_env_and_prompt_context():
-    assert LLMConfig.from_env({}) is None
-    config = LLMConfig.from_env({"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_MODEL": "llama3.2",
-                                 "LLM_API_KEY": "k", "LLM_CONCURRENCY": "3"})
+def test_config_from_the_callers_values_and_prompt_context():
+    assert LLMConfig.from_mapping({}) is None
+    assert LLMConfig.from_mapping({"LLM_BASE_URL": "  "}) is None
+    config = LLMConfig.from_mapping({"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_MODEL": "llama3.2",
+                                     "LLM_API_KEY": "k", "LLM_CONCURRENCY": "3"})
     assert config.endpoint == "http://localhost:11434/v1/chat/completions"
     assert (config.model, config.api_key, config.concurrency) == ("llama3.2", "k", 3)
+    assert config.json_mode and config.cache_dir is None and config.timeout_s == 60.0
+    # Typed values (the platform's settings) and text (an environment) mean the same.
+    typed = LLMConfig.from_mapping({"LLM_BASE_URL": "http://x/v1", "LLM_MODEL": "", "LLM_JSON_MODE": False,
+                                    "LLM_TIMEOUT": 2.5, "LLM_CACHE_DIR": Path("/tmp/llm")})
+    text = LLMConfig.from_mapping({"LLM_BASE_URL": "http://x/v1", "LLM_JSON_MODE": "No", "LLM_TIMEOUT": "2.5",
+                                   "LLM_CACHE_DIR": "/tmp/llm"})
+    assert typed == text and typed.model == "gpt-4o-mini" and not typed.json_mode
     messages = build_messages(track("Good Tune"), "mood", sourced_text=["N: A popular session jig."])
     assert "A popular session jig." in messages[-1]["content"]
 

@@ -58,8 +58,8 @@ def catalog():
 
 
 @pytest.mark.django_db
-def test_done_when_without_llm_every_track_keeps_a_document_or_metadata_description(monkeypatch):
-    monkeypatch.delenv("LLM_BASE_URL", raising=False)
+def test_done_when_without_llm_every_track_keeps_a_document_or_metadata_description(settings):
+    settings.LLM_BASE_URL = ""
     tracks = catalog()
     ids = [t.id for t in tracks]
     out = io.StringIO()
@@ -87,8 +87,8 @@ def test_done_when_without_llm_every_track_keeps_a_document_or_metadata_descript
 
 
 @pytest.mark.django_db
-def test_sourcing_is_resumable_and_idempotent(monkeypatch):
-    monkeypatch.delenv("LLM_BASE_URL", raising=False)
+def test_sourcing_is_resumable_and_idempotent(settings):
+    settings.LLM_BASE_URL = ""
     tracks = catalog()
     first = source_descriptions(sources="document,metadata", track_ids=[t.id for t in tracks])
     count = Description.objects.count()
@@ -102,13 +102,13 @@ def test_sourcing_is_resumable_and_idempotent(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_llm_fills_in_when_configured_and_a_rerun_sends_nothing(monkeypatch, tmp_path):
+def test_llm_fills_in_when_configured_and_a_rerun_sends_nothing(settings, tmp_path):
     server = RecordingServer(llm_routes()).start()
     try:
-        monkeypatch.setenv("LLM_BASE_URL", server.base_url + "/v1")
-        monkeypatch.setenv("LLM_MODEL", "test-model")
-        monkeypatch.setenv("LLM_CACHE_DIR", str(tmp_path / "llm"))
-        monkeypatch.setenv("LLM_TIMEOUT", "2")
+        settings.LLM_BASE_URL = server.base_url + "/v1"
+        settings.LLM_MODEL = "test-model"
+        settings.LLM_CACHE_DIR = tmp_path / "llm"
+        settings.LLM_TIMEOUT = 2.0
         tracks = catalog()[:2]
         ids = [t.id for t in tracks]
         out = io.StringIO()
@@ -131,13 +131,13 @@ def test_llm_fills_in_when_configured_and_a_rerun_sends_nothing(monkeypatch, tmp
 
 
 @pytest.mark.django_db
-def test_web_source_from_metadata_urls_records_failures(monkeypatch, tmp_path):
+def test_web_source_from_metadata_urls_records_failures(settings, tmp_path):
     site = RecordingServer(web_routes()).start()
     try:
-        monkeypatch.setenv("WEB_CACHE_DIR", str(tmp_path / "web"))
-        monkeypatch.setenv("WEB_MIN_INTERVAL_S", "0")
-        monkeypatch.setenv("WEB_TIMEOUT_S", "0.5")
-        monkeypatch.setenv("WEB_MAX_RETRIES", "0")
+        settings.WEB_CACHE_DIR = tmp_path / "web"
+        settings.WEB_MIN_INTERVAL_S = 0.0
+        settings.WEB_TIMEOUT_S = 0.5
+        settings.WEB_MAX_RETRIES = 0
         track = make_track("The Kesh", labels={"tune_type": "jig", "meter": "6/8", "key": "G", "mode": "major"},
                            metadata={"urls": [site.base_url + "/article", site.base_url + "/private/article",
                                               site.base_url + "/score.pdf"]})
@@ -185,8 +185,8 @@ def test_celery_tasks_run_the_same_services_in_a_real_worker(celery_worker_proce
 
 
 @pytest.mark.django_db
-def test_done_when_on_the_tiny_demo_catalog(tiny_demo_catalog, monkeypatch, capsys):
-    monkeypatch.delenv("LLM_BASE_URL", raising=False)
+def test_done_when_on_the_tiny_demo_catalog(tiny_demo_catalog, settings, capsys):
+    settings.LLM_BASE_URL = ""
     ids = [t.id for t in tiny_demo_catalog.tracks]
     call_command("source_descriptions", "--sources", "document,metadata,llm")
     call_command("mine_descriptions")

@@ -4,10 +4,11 @@ Musicnn features are cached by audio checksum under var/test-embeddings/, so onl
 run on a machine pays for extraction (~1-2 s a track); later runs take seconds.
 """
 
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 
-from abplatform.embedded import VAR_DIR
 from recommender.models import EmbeddingModel, TrackEmbedding
 from recommender.services.descriptions import mine_descriptions, source_descriptions
 from recommender.services.embeddings import embedding_model_activate
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def persistent_features(settings, tmp_path):
-    shared = VAR_DIR / "test-embeddings" / "features"
+    shared = Path(settings.VAR_DIR) / "test-embeddings" / "features"
     shared.mkdir(parents=True, exist_ok=True)
     settings.MODELS_DIR = tmp_path
     (tmp_path / "features").symlink_to(shared, target_is_directory=True)

@@ -1,10 +1,9 @@
 """``manage.py demo_info``: where to look once ``make run`` is up."""
 
-import os
-
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from abplatform.management.commands.prepare_demo import ADMIN_PASSWORD_FILE, ADMIN_USERNAME, EXPERIMENT_NAME
+from abplatform.management.commands.prepare_demo import ADMIN_USERNAME, EXPERIMENT_NAME, admin_password_file
 from experiments.models import Experiment
 
 
@@ -15,8 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
     def handle(self, *args, base_url: str, **options):
-        password = os.environ.get("ADMIN_PASSWORD") or (
-            ADMIN_PASSWORD_FILE.read_text().strip() if ADMIN_PASSWORD_FILE.exists() else "(see ADMIN_PASSWORD)")
+        password_file = admin_password_file()
+        password = settings.ADMIN_PASSWORD or (
+            password_file.read_text().strip() if password_file.exists() else "(see ADMIN_PASSWORD)")
         experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
         self.stdout.write(self.style.SUCCESS("\nCrossMuSim platform is running"))
         if experiment is not None:

@@ -3,19 +3,22 @@
 Catalog -> descriptions -> backbone features -> baseline and CrossMuSim models -> pgvector
 indexes -> admin login, player API key and the running experiment. Each step looks at
 what already exists and does only what is missing, so a second ``make run`` resumes.
+Settings: DEMO_SIZE (default of ``--size``), LLM_BASE_URL (adds the llm source),
+ADMIN_PASSWORD (else one generated into VAR_DIR/admin_password).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from abplatform import embedded
 from abplatform.apikeys.models import ApiKey
 from abplatform.apikeys.services import api_key_create, hash_api_key
 from experiments.models import Experiment
@@ -23,11 +26,19 @@ from recommender.models import Description, EmbeddingModel, Track
 
 EXPERIMENT_NAME = "cross-modal vs baseline"
 ADMIN_USERNAME = "admin"
-ADMIN_PASSWORD_FILE = embedded.VAR_DIR / "admin_password"
-PLAYER_KEY_FILE = embedded.VAR_DIR / "player_api_key"
 
 
-def _secret_file(path, make) -> str:
+def admin_password_file() -> Path:
+    """Where the generated admin password is kept (a function: VAR_DIR is a setting, read when the command runs)."""
+    return Path(settings.VAR_DIR) / "admin_password"
+
+
+def player_key_file() -> Path:
+    """Where the demo's player API key is kept for `make run`'s simulators (``--api-key-file var/player_api_key``)."""
+    return Path(settings.VAR_DIR) / "player_api_key"
+
+
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
         path.write_text(make())
         path.chmod(0o600)
@@ -38,7 +49,7 @@ class Command(BaseCommand):
     help = "Build the demo catalog, descriptions, both arms and the experiment; resumes from what exists."
 
     def add_arguments(self, parser):
-        parser.add_argument("--size", type=int, default=int(os.environ.get("DEMO_SIZE", "1200")))
+        parser.add_argument("--size", type=int, default=settings.DEMO_SIZE)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--steps", type=int, default=None, help="CrossMuSim training steps (core default)")
 
@@ -58,8 +69,8 @@ class Command(BaseCommand):
             self._done(started)
 
         started = self._step("text descriptions (document + metadata templates" +
-                             (" + LLM" if os.environ.get("LLM_BASE_URL") else "") + ")")
-        sources = "document,metadata" + (",llm" if os.environ.get("LLM_BASE_URL") else "")
+                             (" + LLM" if settings.LLM_BASE_URL else "") + ")")
+        sources = "document,metadata" + (",llm" if settings.LLM_BASE_URL else "")
         call_command("source_descriptions", sources=sources)
         call_command("mine_descriptions")
         self._done(started, f"{Description.objects.filter(kept=True).count()} kept descriptions")
@@ -84,8 +95,7 @@ class Command(BaseCommand):
             self._done(started, f"{model} indexed and active for the {arm} arm")
 
         started = self._step("admin login, player API key, experiment")
-        password = os.environ.get("ADMIN_PASSWORD") or _secret_file(
-            ADMIN_PASSWORD_FILE, lambda: secrets.token_urlsafe(12))
+        password = settings.ADMIN_PASSWORD or _secret_file(admin_password_file(), lambda: secrets.token_urlsafe(12))
         user_model = get_user_model()
         admin = user_model.objects.filter(username=ADMIN_USERNAME).first()
         if admin is None:
@@ -94,11 +104,12 @@ class Command(BaseCommand):
             admin.set_password(password)
             admin.save(update_fields=["password"])
 
-        key = PLAYER_KEY_FILE.read_text().strip() if PLAYER_KEY_FILE.exists() else ""
+        key_file = player_key_file()
+        key = key_file.read_text().strip() if key_file.exists() else ""
         if not key or not ApiKey.objects.filter(key_hash=hash_api_key(key), active=True).exists():
             _, key = api_key_create(name="demo player simulator")
-            PLAYER_KEY_FILE.write_text(key)
-            PLAYER_KEY_FILE.chmod(0o600)
+            key_file.write_text(key)
+            key_file.chmod(0o600)
 
         experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
         if experiment is None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -20,8 +20,6 @@ from experiments.simulation import (
     run_simulation,
 )
 from experiments.simulation.runner import DROP_AFTER_FIRST_REQUEST, DROP_BEFORE_FIRST_REQUEST, load_catalog
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def arm_oracle(experiment_id: int | None):
@@ -63,13 +61,14 @@ class Command(BaseCommand):
         parser.add_argument("--max-requests", type=int, default=None, help="Upper bound on recommendation requests")
         keys = parser.add_mutually_exclusive_group()
         keys.add_argument("--api-key-file", type=Path, default=None,
-                          help="File holding the player API key, e.g. var/player_api_key (default: "
-                               "$PLAYER_API_KEY, else the file $PLAYER_API_KEY_FILE)")
+                          help="File holding the player API key, e.g. var/player_api_key (default: the "
+                               "PLAYER_API_KEY setting, else the file PLAYER_API_KEY_FILE names; both from the "
+                               "environment)")
         keys.add_argument("--api-key", default="",
                           help="Player API key itself (kept for compatibility: it shows in `ps`; prefer "
                                "--api-key-file or $PLAYER_API_KEY)")
-        parser.add_argument("--base-url", default=os.environ.get("PLAYER_BASE_URL", DEFAULT_BASE_URL),
-                            help=f"Platform URL (default: $PLAYER_BASE_URL or {DEFAULT_BASE_URL})")
+        parser.add_argument("--base-url", default=settings.PLAYER_BASE_URL,
+                            help=f"Platform URL (default: the PLAYER_BASE_URL setting, {settings.PLAYER_BASE_URL})")
         parser.add_argument("--seed", type=int, default=0, help="Seed of users, tastes, sessions and clicks")
         parser.add_argument("--k", type=int, default=10, help="Recommendations per request")
         parser.add_argument("--workers", type=int, default=16, help="Concurrent player threads / connections")
@@ -86,7 +85,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            api_key = resolve_api_key(options["api_key"], options["api_key_file"])
+            api_key = resolve_api_key(options["api_key"], options["api_key_file"], default_key=settings.PLAYER_API_KEY,
+                                      default_key_file=settings.PLAYER_API_KEY_FILE or None)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if not api_key:

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,13 @@ class LLMError(Exception):
         self.detail = detail
 
 
+def _flag(value: object) -> bool:
+    """A switch given as a bool or as text: "0", "false" and "no" (any case) are off, anything else on."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("0", "false", "no")
+
+
 @dataclass
 class LLMConfig:
     base_url: str
@@ -74,26 +81,30 @@ class LLMConfig:
     cache_dir: Path | None = None
 
     @classmethod
-    def from_env(cls, environ: dict | None = None, **overrides) -> LLMConfig | None:
-        """The config from LLM_BASE_URL, LLM_API_KEY, LLM_MODEL (+ LLM_TIMEOUT, LLM_CONCURRENCY, LLM_MAX_RETRIES,
-        LLM_JSON_MODE, LLM_CACHE_DIR); ``None`` when LLM_BASE_URL is not set (no LLM configured)."""
-        env = os.environ if environ is None else environ
-        base_url = env.get("LLM_BASE_URL", "").strip()
+    def from_mapping(cls, values: Mapping[str, object], **overrides: object) -> LLMConfig | None:
+        """The config from the keys LLM_BASE_URL, LLM_API_KEY, LLM_MODEL (+ LLM_TIMEOUT, LLM_CONCURRENCY,
+        LLM_MAX_RETRIES, LLM_JSON_MODE, LLM_CACHE_DIR) of ``values``; ``None`` when LLM_BASE_URL is empty or absent
+        (no LLM configured). Absent or empty keys keep the defaults above.
+
+        The caller passes the values (the platform its Django settings): the core reads no environment, so what
+        configures it is visible at the call. Values may be strings or already typed (a bool LLM_JSON_MODE).
+        """
+        base_url = str(values.get("LLM_BASE_URL") or "").strip()
         if not base_url:
             return None
-        values = {
+        config: dict[str, object] = {
             "base_url": base_url,
-            "model": env.get("LLM_MODEL", "").strip() or cls.model,
-            "api_key": env.get("LLM_API_KEY", "").strip(),
-            "timeout_s": float(env.get("LLM_TIMEOUT", cls.timeout_s)),
-            "concurrency": int(env.get("LLM_CONCURRENCY", cls.concurrency)),
-            "max_retries": int(env.get("LLM_MAX_RETRIES", cls.max_retries)),
-            "json_mode": env.get("LLM_JSON_MODE", "1").strip().lower() not in ("0", "false", "no"),
+            "model": str(values.get("LLM_MODEL") or "").strip() or cls.model,
+            "api_key": str(values.get("LLM_API_KEY") or "").strip(),
+            "timeout_s": float(values.get("LLM_TIMEOUT", cls.timeout_s)),
+            "concurrency": int(values.get("LLM_CONCURRENCY", cls.concurrency)),
+            "max_retries": int(values.get("LLM_MAX_RETRIES", cls.max_retries)),
+            "json_mode": _flag(values.get("LLM_JSON_MODE", True)),
         }
-        if env.get("LLM_CACHE_DIR"):
-            values["cache_dir"] = Path(env["LLM_CACHE_DIR"])
-        values.update(overrides)
-        return cls(**values)
+        if values.get("LLM_CACHE_DIR"):
+            config["cache_dir"] = Path(str(values["LLM_CACHE_DIR"]))
+        config.update(overrides)
+        return cls(**config)
 
     @property
     def endpoint(self) -> str:

@@ -133,14 +133,18 @@ class MusicnnExtractor:
     patch_features_batch = extract_patch_features_batch
 
 
-_DEFAULT_EXTRACTORS: dict[tuple[str, str], MusicnnExtractor] = {}
+_DEFAULT_EXTRACTORS: dict[tuple[str, str, str], MusicnnExtractor] = {}
 
 
 def extract_patch_features_batch(
-    waveforms: Sequence[np.ndarray], model: str = "MTT_musicnn", layer: str = DEFAULT_LAYER
+    waveforms: Sequence[np.ndarray], model: str = "MTT_musicnn", layer: str = DEFAULT_LAYER,
+    cache_dir: str | Path | None = None,
 ) -> list[np.ndarray]:
-    """Module-level shortcut: per-patch features of many 16 kHz waveforms with a shared extractor."""
-    key = (model, layer)
+    """Module-level shortcut: per-patch features of many 16 kHz waveforms with a shared extractor.
+
+    ``cache_dir`` is where the converted weights live (see :mod:`.weights`; default the project's var/).
+    """
+    key = (model, layer, str(cache_dir or ""))
     if key not in _DEFAULT_EXTRACTORS:
-        _DEFAULT_EXTRACTORS[key] = MusicnnExtractor(model=model, layer=layer)
+        _DEFAULT_EXTRACTORS[key] = MusicnnExtractor(model=model, layer=layer, cache_dir=cache_dir)
     return _DEFAULT_EXTRACTORS[key].extract_patch_features_batch(waveforms)

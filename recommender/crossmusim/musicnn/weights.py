@@ -3,9 +3,10 @@
 The PyPI wheel ``musicnn`` 0.1.0 (installed with ``--no-deps``; ISC licence) carries the
 TF-1 checkpoints. On first use a checkpoint is read with :mod:`.checkpoint` (no
 TensorFlow), mapped onto the torch network and saved as ``<cache>/<model>.pt``; later
-loads read that file. The cache directory is the ``cache_dir`` argument, else
-``$MUSICNN_CACHE``, else ``var/models/musicnn/`` in the project root. Writes are atomic
-(temporary file + rename), so processes converting at the same time do not clash.
+loads read that file. The cache directory is the ``cache`` argument (the platform passes its
+MUSICNN_CACHE setting), else ``var/models/musicnn/`` in the project root; this module reads
+no environment. Writes are atomic (temporary file + rename), so processes converting at the
+same time do not clash.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from .checkpoint import read_checkpoint
 from .network import Musicnn, state_dict_from_tf
 
 MODELS = ("MTT_musicnn", "MSD_musicnn")
-CACHE_ENV = "MUSICNN_CACHE"
 CONVERSION_VERSION = 1  # bump when the mapping changes, to invalidate cached conversions
 _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CACHE_DIR = _PROJECT_ROOT / "var" / "models" / "musicnn"
@@ -59,10 +59,8 @@ def check_model(model: str) -> None:
 
 
 def cache_dir(explicit: str | Path | None = None) -> Path:
-    if explicit is not None:
-        return Path(explicit)
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else DEFAULT_CACHE_DIR
+    """``explicit`` when given, else the project's default (the caller's setting travels as ``explicit``)."""
+    return Path(explicit) if explicit else DEFAULT_CACHE_DIR
 
 
 def checkpoint_prefix(model: str) -> Path:
