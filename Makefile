@@ -75,10 +75,12 @@ run: demo web worker
 	@$(PY) manage.py demo_info --base-url $(BASE_URL)
 
 test: install services
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 stop:
 	@-[ -f var/simulator.pid ] && kill $$(cat var/simulator.pid) 2>/dev/null && echo "simulator: stopped"; rm -f var/simulator.pid

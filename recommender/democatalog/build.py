@@ -23,6 +23,7 @@ import pickle
 import random
 import re
 import resource
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -148,8 +149,14 @@ def _read_cache(path: Path) -> ParsedWork | str | None:
 
 
 def _pool(workers: int, initializer=None, initargs=()):
-    # fork: children inherit the imported music21 and start at once; they never touch a DB connection
-    context = multiprocessing.get_context("fork")
+    """fork: children inherit the imported music21 and start at once; they never touch a DB connection.
+
+    Except after torch has run in this process: its OpenMP thread pool does not survive a fork, and
+    a child whose SoundFont loader then enters OpenMP waits forever (seen in a test run that mined
+    text before building the catalog). Then the children come from a fresh forkserver instead.
+    """
+    method = "forkserver" if "torch" in sys.modules else "fork"
+    context = multiprocessing.get_context(method)
     return context.Pool(processes=workers, initializer=initializer, initargs=initargs)
 
 
