@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("recommender.urls")),
     path("api/v1/", include("experiments.urls")),
     path("", include("experiments.dashboard_urls")),
+    path("", include("recommender.listen.urls")),
 ]
 
 

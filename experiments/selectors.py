@@ -86,3 +86,18 @@ def clear_serving_cache() -> None:
     global _config
     _config = None
     track_titles.clear()
+
+
+def model_placements(model_ids) -> dict[int, list[str]]:
+    """model id -> where experiments place it ("variant 'treatment' of experiment 'X' (running)"), archived left out.
+
+    Registered with the listening room's model cards from ``ExperimentsConfig.ready`` (recommender must not
+    import experiments, so experiments tells it)."""
+    found: dict[int, list[str]] = {}
+    variants = (Variant.objects.filter(embedding_model_id__in=list(model_ids))
+                .exclude(experiment__status=Experiment.Status.ARCHIVED)
+                .select_related("experiment").order_by("experiment_id", "id"))
+    for variant in variants:
+        found.setdefault(variant.embedding_model_id, []).append(
+            f"variant '{variant.key}' of experiment '{variant.experiment.name}' ({variant.experiment.status})")
+    return found

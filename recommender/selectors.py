@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Length
 
 from recommender.models import DatasetSplit, Description, EmbeddingModel, Track, TrackEmbedding
 
@@ -84,3 +85,47 @@ def all_track_labels() -> list[dict]:
 
 def model_embedding_count(model: EmbeddingModel) -> int:
     return TrackEmbedding.objects.filter(model=model).count()
+
+
+# --- the listening room (recommender/services/listening.py) -----------------------------------------------------
+
+def tracks_by_title(query: str, limit: int = 10) -> list[Track]:
+    """Tracks whose title or artist contains ``query`` (case-insensitive), shortest titles first."""
+    return list(Track.objects.filter(Q(title__icontains=query) | Q(artist__icontains=query))
+                .order_by(Length("title"), "title", "id")[:limit])
+
+
+def tracks_in_bulk(track_ids: Sequence[int]) -> dict[int, Track]:
+    return Track.objects.in_bulk(list(track_ids))
+
+
+def kept_descriptions_of(track_ids: Sequence[int]) -> dict[int, list[Description]]:
+    """track id -> its kept descriptions (text, source, perspective), in id order."""
+    found: dict[int, list[Description]] = {}
+    rows = (Description.objects.filter(kept=True, track_id__in=list(track_ids)).order_by("track_id", "id")
+            .only("id", "track_id", "text", "source", "perspective"))
+    for row in rows:
+        found.setdefault(row.track_id, []).append(row)
+    return found
+
+
+def track_vector(model: EmbeddingModel, track_id: int):
+    """The track's vector in ``model`` (a numpy array), or None when the model has not indexed it."""
+    return (TrackEmbedding.objects.filter(model=model, track_id=track_id)
+            .values_list("embedding", flat=True).first())
+
+
+def indexed_embedding_models() -> list[EmbeddingModel]:
+    """Models with vectors in pgvector, the ones a KNN can run in."""
+    return list(EmbeddingModel.objects.filter(indexed_at__isnull=False).order_by("name", "version"))
+
+
+def training_text_mix(model: EmbeddingModel) -> dict[str, int]:
+    """Kept descriptions of the model's training tracks (the train part of its split), counted by source.
+
+    Read now, not frozen at training time: re-mining after training changes it."""
+    split = (model.config or {}).get("split", "default")
+    train_ids = DatasetSplit.objects.filter(name=split, part=DatasetSplit.Part.TRAIN).values("track_id")
+    rows = (Description.objects.filter(kept=True, track_id__in=train_ids).values("source")
+            .annotate(n=Count("id")).order_by("-n", "source"))
+    return {row["source"]: row["n"] for row in rows}

@@ -34,10 +34,11 @@ def file_checksum(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def probe_audio(path: Path) -> AudioInfo:
-    """Open the file fully enough to prove it decodes, and describe it.
+def check_decodes(path: Path):
+    """Prove the file decodes (header, then its first second) and return soundfile's info.
 
     Reading the header alone accepts truncated files, so the first second is decoded too.
+    Shared by ingestion and the listening room's audio view, which must not pay for a checksum.
     """
     path = Path(path)
     if path.stat().st_size == 0:
@@ -50,6 +51,13 @@ def probe_audio(path: Path) -> AudioInfo:
         raise AudioReadError(f"{path}: not readable audio ({error})") from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioReadError(f"{path}: no audio frames")
+    return info
+
+
+def probe_audio(path: Path) -> AudioInfo:
+    """Open the file fully enough to prove it decodes (``check_decodes``), and describe it."""
+    path = Path(path)
+    info = check_decodes(path)
     return AudioInfo(
         path=path,
         duration_s=info.frames / info.samplerate,
