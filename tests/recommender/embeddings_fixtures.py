@@ -100,3 +100,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def persistent_features(settings, tmp_path):
+    """Models and checkpoints in this test's tmp_path, musicnn features in var/test-embeddings/ (kept between
+    runs by audio checksum): only the first run on a machine pays for the extraction."""
+    shared = Path(settings.VAR_DIR) / "test-embeddings" / "features"
+    shared.mkdir(parents=True, exist_ok=True)
+    settings.MODELS_DIR = tmp_path
+    (tmp_path / "features").symlink_to(shared, target_is_directory=True)

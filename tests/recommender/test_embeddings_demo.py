@@ -4,8 +4,6 @@ Musicnn features are cached by audio checksum under var/test-embeddings/, so onl
 run on a machine pays for extraction (~1-2 s a track); later runs take seconds.
 """
 
-from pathlib import Path
-
 import pytest
 from django.core.management import call_command
 
@@ -13,20 +11,12 @@ from recommender.models import EmbeddingModel, TrackEmbedding
 from recommender.services.descriptions import mine_descriptions, source_descriptions
 from recommender.services.embeddings import embedding_model_activate
 from recommender.services.search import text_search
-from tests.recommender.embeddings_fixtures import one_torch_thread  # noqa: F401 - fixture
+from tests.recommender.embeddings_fixtures import one_torch_thread, persistent_features  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture
-def persistent_features(settings, tmp_path):
-    shared = Path(settings.VAR_DIR) / "test-embeddings" / "features"
-    shared.mkdir(parents=True, exist_ok=True)
-    settings.MODELS_DIR = tmp_path
-    (tmp_path / "features").symlink_to(shared, target_is_directory=True)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread", "persistent_features")]
 
 
-def test_demo_catalog_trains_indexes_and_searches(tiny_demo_catalog, persistent_features, capsys):
+def test_demo_catalog_trains_indexes_and_searches(tiny_demo_catalog, capsys):
     tracks = tiny_demo_catalog.tracks
     source_descriptions(sources="metadata,document")
     mine_descriptions()
