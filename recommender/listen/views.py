@@ -42,7 +42,7 @@ def _track_id(value: str | None, name: str, errors: list[str]) -> int | None:
         return None
     if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID:
         return int(value)
-    errors.append(f"{name} must be a track or model id (a positive integer), not {value[:40]!r}")
+    errors.append(f"{name} must be an id (a positive integer), not {value[:40]!r}")
     return None
 
 
