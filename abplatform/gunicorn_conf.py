@@ -40,7 +40,7 @@ from django.conf import settings as django_settings  # noqa: E402 - after the tw
 
 capture_output = True  # print()s and tracebacks of the workers reach the error log, even daemonised
 
-worker_class = "gthread"
+worker_class = "abplatform.web_worker.SheddingThreadWorker"  # gthread + load shedding (WEB_MAX_QUEUE_WAIT_MS)
 workers = django_settings.WEB_WORKERS
 threads = django_settings.WEB_THREADS
 keepalive = 30

@@ -214,6 +214,9 @@ EXPERIMENTS_RELAY_POLL_S = env.float("EXPERIMENTS_RELAY_POLL_S", default=0.5)  #
 # --- gunicorn (abplatform/gunicorn_conf.py reads these in gunicorn's master) -----------------------------------
 WEB_WORKERS = env.int("WEB_WORKERS", default=2)
 WEB_THREADS = env.int("WEB_THREADS", default=4)
+# An API request that waited longer than this for a server thread is refused at once (503 + Retry-After) instead of
+# being served late (abplatform/web_worker.py); 0 turns shedding off.
+WEB_MAX_QUEUE_WAIT_MS = env.int("WEB_MAX_QUEUE_WAIT_MS", default=75)
 WEB_CPU_AFFINITY = _off_when_zero("WEB_CPU_AFFINITY")  # pin each worker to a core of its own; "0" turns it off
 
 # --- Description sources (recommender/services/descriptions.py) --------------------------------------------------

@@ -6,7 +6,7 @@
 Each run loads N accepted events into the outbox (COPY: the API's own write is measured
 by bench/serve_load.py), starts a real Celery worker (its relay thread reads the outbox,
 sends batches through the embedded Redis, its pool lands them), and times until the
-outbox is empty. It then counts: every event must be in Impression/Click exactly once
+outbox is empty. It then counts: every item shown must be in a Page, every click in Click, exactly once
 and in the aggregates exactly once (lost = accepted - landed; duplicates = aggregate sum -
 landed). The second run SIGKILLs the worker's whole process group part-way and restarts it.
 
@@ -51,7 +51,7 @@ def reset_tables() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE experiments_eventoutbox, experiments_impression, experiments_click, experiments_assignment, "
+            "TRUNCATE experiments_eventoutbox, experiments_page, experiments_click, experiments_assignment, "
             "experiments_useraggregate, experiments_dailyuserrollup, experiments_positionrollup, "
             "experiments_variantdailymoments"
         )
@@ -144,7 +144,8 @@ def scalar(sql: str) -> int:
 
 
 def landed() -> int:
-    return scalar("SELECT (SELECT count(*) FROM experiments_impression) + (SELECT count(*) FROM experiments_click)")
+    return scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
+                  "+ (SELECT count(*) FROM experiments_click)")
 
 
 def postgres_backends() -> list[int]:

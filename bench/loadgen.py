@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
+def _p(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 2)
+
+
 @dataclass
 class LoadResult:
     rate: float
@@ -29,6 +36,8 @@ class LoadResult:
     errors: int = 0
     status_counts: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    answered_ms: list[float] = field(default_factory=list)  # 2xx only
+    refused_ms: list[float] = field(default_factory=list)  # 429 / 503: the server said "not now"
     elapsed: float = 0.0
     max_connections_used: int = 0
 
@@ -50,6 +59,8 @@ class LoadResult:
             **{f"p{q}".replace(".", "_"): round(self.percentile(q), 2) for q in (50, 95, 99, 99.9)},
             "max_ms": round(max(self.latencies_ms), 2) if self.latencies_ms else None,
             "connections": self.max_connections_used,
+            "answered_p99": _p(self.answered_ms, 99), "refused": len(self.refused_ms),
+            "refused_p99": _p(self.refused_ms, 99),
         }
 
 
@@ -134,7 +145,10 @@ async def run_open_loop_async(host: str, port: int, paths: Sequence[str], header
             result.status_counts[status] = result.status_counts.get(status, 0) + 1
             if 200 <= status < 300:
                 result.ok += 1
+                result.answered_ms.append(result.latencies_ms[-1])
             else:
+                if status in (429, 503):
+                    result.refused_ms.append(result.latencies_ms[-1])
                 result.errors += 1
             if conn.closed:
                 open_count -= 1

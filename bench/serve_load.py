@@ -338,13 +338,34 @@ def wait_for_pipeline(timeout: float = 120) -> None:
         time.sleep(0.25)
 
 
-def pipeline_counts() -> tuple[int, int]:
+def _scalar(sql: str):
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT (SELECT count(*) FROM experiments_eventoutbox), "
-                       "(SELECT count(*) FROM experiments_impression)")
-        return cursor.fetchone()
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def items_landed() -> int:
+    """Items shown and landed, whichever impression store this checkout has (pages, or one row per item)."""
+    if _scalar("SELECT to_regclass('experiments_page') IS NOT NULL"):
+        return int(_scalar("SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page"))
+    return int(_scalar("SELECT count(*) FROM experiments_impression"))
+
+
+def impression_store_bytes() -> int:
+    """Heap + indexes + TOAST of the impression store's tables (a view counts nothing)."""
+    return int(_scalar("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                       "WHERE c.relname IN ('experiments_page', 'experiments_impression') AND c.relkind = 'r'"))
+
+
+def wal_lsn() -> int:
+    """The current WAL position in bytes: the difference over a run is every byte written, the ingest's included."""
+    return int(_scalar("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+
+
+def pipeline_counts() -> tuple[int, int]:
+    return int(_scalar("SELECT count(*) FROM experiments_eventoutbox")), items_landed()
 
 
 def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
@@ -458,22 +479,34 @@ def main() -> None:
                 time.sleep(2)
         for rate in map(float, args.rates.split(",")):
             meter.start()
+            wal_before = wal_lsn()
             result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
             summary = result.summary()
             summary["backlog"] = drain_backlog()  # the worker's share of these requests' impressions
+            wait_for_pipeline()
+            summary["wal_bytes_per_request"] = round((wal_lsn() - wal_before) / max(result.ok, 1))
             summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
             results["open_loop"].append(summary)
             print(f"open loop {rate:.0f} req/s for {args.duration}s: achieved {summary['achieved_rps']:.0f} req/s, "
                   f"p50 {summary['p50']:.2f} ms, p95 {summary['p95']:.2f} ms, p99 {summary['p99']:.2f} ms, "
                   f"p99.9 {summary['p99_9']:.2f} ms, max {summary['max_ms']:.1f} ms, errors {summary['errors']} "
                   f"{summary['status']}", flush=True)
+            if summary["refused"]:
+                print(f"  answered p99 {summary['answered_p99']} ms; refused {summary['refused']} "
+                      f"(429/503), their p99 {summary['refused_p99']} ms", flush=True)
             print_cpu(summary["cpu_ms_per_request"])
             print_backlog(summary["backlog"])
+            print(f"  WAL per answered request (its outbox row, the worker's landing and aggregates): "
+                  f"{summary['wal_bytes_per_request']:,} bytes", flush=True)
             time.sleep(2)
         wait_for_pipeline()
         outbox, impressions = pipeline_counts()
-        results["pipeline"] = {"outbox_left": outbox, "impressions_landed": impressions}
-        print(f"event pipeline: {impressions:,} impressions landed, {outbox} left in the outbox", flush=True)
+        store = impression_store_bytes()
+        results["pipeline"] = {"outbox_left": outbox, "impressions_landed": impressions, "store_bytes": store,
+                               "store_bytes_per_million_items": round(store / max(impressions, 1) * 1e6)}
+        print(f"event pipeline: {impressions:,} impressions landed, {outbox} left in the outbox; impression store "
+              f"{store / 2**20:,.0f} MiB = {store / max(impressions, 1) * 1e6 / 2**20:,.1f} MiB per 1M items shown "
+              f"(heap + indexes, this database's whole history)", flush=True)
     finally:
         stop(web)
         stop(worker)

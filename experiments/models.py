@@ -108,11 +108,34 @@ class Assignment(models.Model):
         indexes = [models.Index(fields=["experiment", "variant"], name="assignment_exp_variant")]
 
 
-class Impression(models.Model):
-    """One item shown. ``event_id`` is ``impression_event_id(request_id, position)``, so a click finds its
-    impression through the unique ``event_id`` index (no second index on this high-volume table)."""
+class Page(models.Model):
+    """One page of recommendations served to a user in an experiment: the impression store.
 
-    event_id = models.UUIDField(unique=True)
+    One row per page, not per item: a click names (request, position, track), which the page
+    answers by primary key and an array index, and the aggregates add k (per user) and one per
+    position (per position rollup) from the page. Position p is ``track_ids[p]`` (1-based, as
+    PostgreSQL arrays are). The primary key is the request id, time-ordered (UUID v7), so the
+    worker's inserts append to the index. ``Impression`` is the per-item view over these rows.
+    Later issues add per-item columns (team, propensity) as arrays beside ``track_ids``.
+    """
+
+    request_id = models.UUIDField(primary_key=True)
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    user_key = models.BigIntegerField()
+    placement = models.CharField(max_length=50, default="track_page")
+    created_at = models.DateTimeField(help_text="Server time of the request")
+    track_ids = ArrayField(models.BigIntegerField())
+    scores = ArrayField(models.FloatField())
+
+
+class Impression(models.Model):
+    """One item shown, read-only: a SQL view that unnests ``Page`` rows (exports, ad-hoc queries, old reports).
+
+    ``event_id`` is ``impression_event_id(request_id, position)``, as the per-item table that
+    preceded the pages stored it, so old exports keep their ids."""
+
+    event_id = models.UUIDField(primary_key=True)
     request_id = models.UUIDField()
     experiment = _event_fk(Experiment)
     variant = _event_fk(Variant)
@@ -121,6 +144,10 @@ class Impression(models.Model):
     position = models.PositiveSmallIntegerField(help_text="1-based")
     score = models.FloatField()
     created_at = models.DateTimeField(help_text="Server receive time")
+
+    class Meta:
+        managed = False
+        db_table = "experiments_impression"
 
 
 class Click(models.Model):

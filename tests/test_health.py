@@ -43,7 +43,7 @@ def test_healthz_reports_relay_and_outbox_and_fails_when_ingestion_is_stuck(live
     # the worker is gone: an event waits longer than the limit, and the heartbeat goes stale
     settings.HEALTH_OUTBOX_STALE_S = 30
     settings.HEALTH_RELAY_STALE_S = 1
-    EventOutbox.objects.create(kind=1, event_id=uuid.uuid4(), request_id=uuid.uuid4(), experiment_id=1,
+    EventOutbox.objects.create(kind=3, event_id=uuid.uuid4(), request_id=uuid.uuid4(), experiment_id=1,
                                variant_id=1, user_key=1, user_id="u", track_id=1, position=1, score=0.5,
                                created_at=timezone.now() - timedelta(seconds=90))
     time.sleep(1.5)

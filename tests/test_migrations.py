@@ -50,3 +50,51 @@ def test_keys_experiments_and_events_of_the_old_layout_survive_the_move_of_api_k
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM experiments_apikey")
         assert cursor.fetchone()[0] == 1  # the same table, not a copy
+
+
+@pytest.mark.django_db(transaction=True)
+def test_per_item_impressions_become_pages_and_their_clicks_stay_valid():
+    """Migration 0006 on a database of the per-item layout: version-4 and version-7 requests become pages, the
+    per-item view gives back the same rows and ids, per-item rows left in the outbox become one recommendation
+    row, and clicks on all of them validate (and count once)."""
+    from experiments.events.clicks import ClickEvent, clicks_record
+    from experiments.events.ids import impression_event_id, new_request_id
+    from experiments.events.ingest import drain_outbox
+    from experiments.models import Impression, Page
+
+    before = [("experiments", "0005_delete_apikey")]
+    executor = _migrate(before)
+    old = executor.loader.project_state(before).apps
+    experiment = old.get_model("experiments", "Experiment").objects.create(name="per-item era", status="running")
+    now = timezone.now()
+    legacy, recent, in_outbox = uuid.uuid4(), new_request_id(), new_request_id()
+    for request in (legacy, recent):
+        for position in (1, 2, 3):
+            old.get_model("experiments", "Impression").objects.create(
+                event_id=impression_event_id(request, position), request_id=request, experiment_id=experiment.pk,
+                variant_id=5, user_key=42, track_id=100 + position, position=position, score=1 - position / 10,
+                created_at=now)
+    for position in (1, 2):
+        old.get_model("experiments", "EventOutbox").objects.create(
+            kind=1, event_id=impression_event_id(in_outbox, position), request_id=in_outbox,
+            experiment_id=experiment.pk, variant_id=5, user_key=42, user_id="u42", track_id=200 + position,
+            position=position, score=0.5, created_at=now)
+
+    _migrate(executor.loader.graph.leaf_nodes())
+    page = Page.objects.get(request_id=legacy)
+    assert (page.track_ids, page.user_key, page.experiment_id) == ([101, 102, 103], 42, experiment.pk)
+    assert Page.objects.get(request_id=recent).scores == pytest.approx([0.9, 0.8, 0.7])
+    items = sorted(Impression.objects.filter(request_id=legacy).values_list("event_id", "position", "track_id"))
+    assert items == sorted((impression_event_id(legacy, p), p, 100 + p) for p in (1, 2, 3))
+    folded = EventOutbox.objects.get(event_id=in_outbox)
+    assert (folded.kind, folded.track_ids) == (3, [201, 202]) and not EventOutbox.objects.filter(kind=1).exists()
+
+    result = clicks_record([
+        ClickEvent(uuid.uuid4(), legacy, 102, 2), ClickEvent(uuid.uuid4(), recent, 103, 3),
+        ClickEvent(uuid.uuid4(), in_outbox, 201, 1), ClickEvent(uuid.uuid4(), legacy, 999, 1),
+        ClickEvent(uuid.uuid4(), legacy, 102, 2),  # the same impression again, under a new id
+    ])
+    assert (result.accepted, result.duplicates, [r for _, r in result.rejected]) == (
+        3, 1, ["track was not shown at this position in this request"])
+    drain_outbox()
+    assert Page.objects.get(request_id=in_outbox).track_ids == [201, 202]

@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from experiments.events.ids import click_event_id, impression_event_id
+from experiments.events.ids import click_event_id
 from experiments.events.outbox import INSERT_CLICKS_SQL, KNOWN_CLICKS_SQL, SHOWN_SQL
 
 
@@ -46,40 +46,38 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     counted click per impression by construction, so a user's clicks never outnumber the
     impressions they were shown, whatever ids a client makes up.
 
-    The impression a click points at has a derived id (``impression_event_id``), looked up by
-    unique key in the outbox (its recommendation row) and in ``Impression``: a statement sees
-    one snapshot, and the worker moves a recommendation from one to the other in one
-    transaction, so the UNION finds every shown impression exactly once.
+    The page a click points at is found by its request id, in the outbox (not landed yet) or in
+    ``Page`` (``SHOWN_SQL``), and the click's position indexes its ``track_ids``.
     """
     result = ClickBatchResult()
     if not events:
         return result
     counted_ids = [click_event_id(e.request_id, e.position) for e in events]
-    # every recorded request has a position 1, which tells "unknown request" from "position not shown"
-    wanted = {impression_event_id(e.request_id, e.position) for e in events if e.position >= 1}
-    wanted |= {impression_event_id(e.request_id, 1) for e in events}
     with connection.cursor() as cursor:
         cursor.execute(KNOWN_CLICKS_SQL, {"events": counted_ids})
         known = {row[0] for row in cursor.fetchall()}
-        cursor.execute(SHOWN_SQL, {"impressions": list(wanted), "requests": list({e.request_id for e in events})})
-        shown = {row[0]: row[1:] for row in cursor.fetchall()}
+        cursor.execute(SHOWN_SQL, {"requests": list({e.request_id for e in events})})
+        pages = {row[0]: row[1:] for row in cursor.fetchall()}  # request -> (track_ids, experiment, variant, user)
     fresh: list[tuple[uuid.UUID, ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
     for event, counted_id in zip(events, counted_ids, strict=True):
         if counted_id in known or counted_id in seen:
             result.duplicates += 1
             continue
-        impression = shown.get(impression_event_id(event.request_id, event.position))
-        if impression is None:
-            known_request = impression_event_id(event.request_id, 1) in shown
-            reason = RejectReason.POSITION_NOT_SHOWN if known_request else RejectReason.UNKNOWN_REQUEST
-            result.rejected.append((str(event.event_id), reason))
+        page = pages.get(event.request_id)
+        if page is None:
+            result.rejected.append((str(event.event_id), RejectReason.UNKNOWN_REQUEST))
             continue
-        if impression[0] != event.track_id:
+        track_ids = page[0]
+        shown = track_ids[event.position - 1] if 1 <= event.position <= len(track_ids) else None
+        if shown is None:
+            result.rejected.append((str(event.event_id), RejectReason.POSITION_NOT_SHOWN))
+            continue
+        if shown != event.track_id:
             result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
             continue
         seen.add(counted_id)
-        fresh.append((counted_id, event, impression))
+        fresh.append((counted_id, event, (shown, *page[1:])))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_CLICKS_SQL, {

@@ -1,19 +1,17 @@
-"""Request ids and the derived id of an impression, computed the same way in Python and in SQL.
+"""Request ids, click ids, and the derived id of an impression, computed the same way in Python and in SQL.
 
-An impression's ``event_id`` is a function of (request id, position): a click names its
-request and position, and so finds the impression by the unique ``event_id`` index without
-a second index on the high-volume table. It is built from an MD5 of ``"<request uuid>/<position>"``
-because PostgreSQL computes that natively (``md5()``): the worker expands a recommendation's
-outbox row into its impressions inside one SQL statement, and a click is checked against a
-not-yet-expanded recommendation in SQL too.
+Request ids are UUID version 7 (RFC 9562: a millisecond timestamp, then 74 random bits): a
+served page's primary key (``Page.request_id``), so the worker's inserts append at the
+right-hand edge of the index instead of touching random pages of a large one.
 
-Request ids are UUID version 7 (RFC 9562: a millisecond timestamp, then 74 random bits), and
-an impression id keeps its request id's first 8 bytes (the timestamp half) in front of the
-last 8 bytes of that MD5. So impression ids grow with time and the worker's inserts land at
-the right-hand edge of the ``event_id`` index instead of on random pages of a large index:
-the worker's insert of a 200-request batch (2,000 impressions) into the serving bench's
-12M-row table took 11 ms instead of 31-33 ms (README). Requests served before this scheme
-(version 4 ids) keep the plain MD5 id, so a click on one of them still finds its impression.
+A click is stored under ``click_event_id(request, position)``: one counted click per item shown.
+
+An impression's id, ``impression_event_id(request, position)``, is what the per-item table
+stored before pages replaced it (migration 0006); the per-item view ``Impression`` computes it
+in SQL (``impression_event_id_sql``, from PostgreSQL's native ``md5()``) so old exports keep
+their ids. For version-7 requests it keeps the request id's first 8 bytes (the timestamp half)
+in front of the last 8 bytes of the MD5 of ``"<request uuid>/<position>"``; requests served
+before that scheme (version 4 ids) keep the plain MD5.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 A batch arrives as PostgreSQL COPY text (made by the relay with ``COPY ... TO STDOUT``),
 and in ONE transaction it is
 
-1. copied into a session temp table, each recommendation row expanded into its impressions,
-2. inserted into ``Impression`` / ``Click`` with ``ON CONFLICT (event_id) DO NOTHING``;
-   the rows that were really new are kept (``RETURNING``),
-3. folded into the aggregates from the new rows only, so a batch sent twice (a broker
-   redelivery, a relay resend) never counts twice,
+1. copied into a session temp table,
+2. inserted into ``Page`` (one row per recommendation page, ``ON CONFLICT (request_id) DO
+   NOTHING``) and ``Click`` (``ON CONFLICT (event_id) DO NOTHING``); the rows that were really
+   new are kept (``RETURNING``), a page with its number of items k,
+3. folded into the aggregates from the new rows only (a page adds k impressions to its user
+   and one to each of its positions), so a batch sent twice (a broker redelivery, a relay
+   resend) never counts twice,
 4. confirmed by deleting its rows from the outbox.
 
 A worker killed before the commit leaves nothing behind, and the relay re-sends the
@@ -27,20 +29,12 @@ from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from experiments.events.outbox import (
-    CLICK,
-    COLUMNS_SQL,
-    IMPRESSION,
-    OUTBOX,
-    copy_records,
-    expand_recommendations_sql,
-    outbox_copy_text,
-)
+from experiments.events.outbox import CLICK, COLUMNS_SQL, OUTBOX, RECOMMENDATION, copy_records, outbox_copy_text
 from experiments.models import (
     Assignment,
     Click,
     DailyUserRollup,
-    Impression,
+    Page,
     PositionRollup,
     UserAggregate,
     VariantDailyMoments,
@@ -50,31 +44,30 @@ logger = logging.getLogger(__name__)
 AGGREGATES_LOCK = 0x0C0551_11  # pg_advisory_xact_lock key of the aggregate stage
 
 _T = {
-    "impression": Impression._meta.db_table, "click": Click._meta.db_table,
+    "page": Page._meta.db_table, "click": Click._meta.db_table,
     "assignment": Assignment._meta.db_table, "user": UserAggregate._meta.db_table,
     "daily": DailyUserRollup._meta.db_table, "position": PositionRollup._meta.db_table,
     "moments": VariantDailyMoments._meta.db_table,
 }
 
-_EXPAND_RECOMMENDATIONS = expand_recommendations_sql("ingest_staging")
-
 _SETUP = (
     f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS ingest_new (kind smallint, experiment_id bigint, variant_id bigint, "
-    "user_key bigint, position int, day date, at timestamptz) ON COMMIT DELETE ROWS",
+    # new pages (kind 3, n = items, position NULL) and new clicks (kind 2, n = 1, their position)
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (kind smallint, experiment_id bigint, variant_id bigint, "
+    "user_key bigint, n int, position int, day date, at timestamptz) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
     "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
 )
 
 _STEPS = (
     # 2. raw events; keep only those that were new
-    f"""WITH imp AS (
-        INSERT INTO {_T['impression']} (event_id, request_id, experiment_id, variant_id, user_key, track_id,
-                                        position, score, created_at)
-        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, score, created_at
-        FROM ingest_staging WHERE kind = {IMPRESSION}
-        ON CONFLICT (event_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, position, created_at),
+    f"""WITH pg AS (
+        INSERT INTO {_T['page']} (request_id, experiment_id, variant_id, user_key, placement, created_at,
+                                  track_ids, scores)
+        SELECT request_id, experiment_id, variant_id, user_key, 'track_page', created_at, track_ids, scores
+        FROM ingest_staging WHERE kind = {RECOMMENDATION}
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING experiment_id, variant_id, user_key, cardinality(track_ids) AS k, created_at),
     clk AS (
         INSERT INTO {_T['click']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
                                    client_time, created_at)
@@ -82,31 +75,35 @@ _STEPS = (
         FROM ingest_staging WHERE kind = {CLICK}
         ON CONFLICT (event_id) DO NOTHING
         RETURNING experiment_id, variant_id, user_key, position, created_at)
-    INSERT INTO ingest_new
-    SELECT {IMPRESSION}, experiment_id, variant_id, user_key, position, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM imp
+    INSERT INTO ingest_fresh
+    SELECT {RECOMMENDATION}, experiment_id, variant_id, user_key, k, NULL, (created_at AT TIME ZONE 'UTC')::date,
+           created_at FROM pg
     UNION ALL
-    SELECT {CLICK}, experiment_id, variant_id, user_key, position, (created_at AT TIME ZONE 'UTC')::date,
+    SELECT {CLICK}, experiment_id, variant_id, user_key, 1, position, (created_at AT TIME ZONE 'UTC')::date,
            created_at FROM clk""",
     f"SELECT pg_advisory_xact_lock({AGGREGATES_LOCK})",
     # 3a. first exposure (idempotent by the unique key, so duplicates may take part)
     f"""INSERT INTO {_T['assignment']} (experiment_id, variant_id, user_key, user_id, first_exposure_at)
     SELECT DISTINCT ON (experiment_id, user_key) experiment_id, variant_id, user_key, user_id, created_at
-    FROM ingest_staging WHERE kind = {IMPRESSION} ORDER BY experiment_id, user_key, created_at
+    FROM ingest_staging WHERE kind = {RECOMMENDATION} ORDER BY experiment_id, user_key, created_at
     ON CONFLICT (experiment_id, user_key) DO NOTHING""",
-    # 3b. per position
+    # 3b. per position: a page adds one impression to each of its positions 1..k (temp-table work only)
     f"""INSERT INTO {_T['position']} (experiment_id, variant_id, position, impressions, clicks)
-    SELECT experiment_id, variant_id, position, count(*) FILTER (WHERE kind = {IMPRESSION}),
-           count(*) FILTER (WHERE kind = {CLICK})
-    FROM ingest_new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT experiment_id, variant_id, position, sum(imp), sum(clk) FROM (
+        SELECT f.experiment_id, f.variant_id, g.p AS position, count(*) AS imp, 0 AS clk
+        FROM ingest_fresh f, generate_series(1, f.n) AS g(p) WHERE f.kind = {RECOMMENDATION} GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT experiment_id, variant_id, position, 0, count(*) FROM ingest_fresh WHERE kind = {CLICK}
+        GROUP BY 1, 2, 3) x
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (experiment_id, variant_id, position) DO UPDATE
     SET impressions = {_T['position']}.impressions + EXCLUDED.impressions,
         clicks = {_T['position']}.clicks + EXCLUDED.clicks""",
     # 3c. per user and day
     f"""INSERT INTO ingest_user_days
-    SELECT experiment_id, min(variant_id), user_key, day, count(*) FILTER (WHERE kind = {IMPRESSION}),
+    SELECT experiment_id, min(variant_id), user_key, day, coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0),
            count(*) FILTER (WHERE kind = {CLICK})
-    FROM ingest_new GROUP BY experiment_id, user_key, day""",
+    FROM ingest_fresh GROUP BY experiment_id, user_key, day""",
     f"""INSERT INTO {_T['daily']} (experiment_id, variant_id, user_key, day, impressions, clicks)
     SELECT experiment_id, variant_id, user_key, day, imp, clk FROM ingest_user_days ORDER BY 1, 3, 4
     ON CONFLICT (experiment_id, user_key, day) DO UPDATE
@@ -120,7 +117,7 @@ _STEPS = (
         FROM ingest_user_days GROUP BY experiment_id, user_key),
     seen AS (
         SELECT experiment_id, user_key, min(at) AS first_at, max(at) AS last_at
-        FROM ingest_new GROUP BY experiment_id, user_key),
+        FROM ingest_fresh GROUP BY experiment_id, user_key),
     upserted AS (
         INSERT INTO {_T['user']} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
         SELECT b.experiment_id, b.variant_id, b.user_key, b.imp, b.clk, s.first_at, s.last_at
@@ -185,11 +182,12 @@ _prepared_sessions: weakref.WeakSet = weakref.WeakSet()  # connections that have
 
 @dataclass(frozen=True)
 class IngestResult:
-    received: int
-    impressions: int  # newly inserted
-    clicks: int  # newly inserted
+    received: int  # items shown (k per page) + clicks in the batch
+    impressions: int  # newly landed items (k per new page)
+    clicks: int  # newly landed clicks
     seconds: float
     quarantined: int = 0  # outbox rows moved aside because they could not be landed
+    pages: int = 0  # newly landed pages
 
 
 def ingest_copy_batch(copy_text: str) -> IngestResult:
@@ -205,23 +203,31 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         # so the relay sends it again.
         cursor.execute("SET LOCAL synchronous_commit = off")
         if nested:  # emptied by every commit (ON COMMIT DELETE ROWS), but not inside an outer transaction
-            cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_new; DELETE FROM ingest_user_days; "
+            cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_fresh; DELETE FROM ingest_user_days; "
                            "DELETE FROM ingest_moments_delta")
         with cursor.cursor.copy(f"COPY ingest_staging ({COLUMNS_SQL}) FROM STDIN") as copy:
             copy.write(copy_text)
-        cursor.execute(_EXPAND_RECOMMENDATIONS)
-        cursor.execute(f"SELECT count(*) FROM ingest_staging WHERE kind IN ({IMPRESSION}, {CLICK})")
-        received = cursor.fetchone()[0]
+        cursor.execute(f"SELECT id, kind FROM ingest_staging WHERE kind NOT IN ({RECOMMENDATION}, {CLICK}) LIMIT 1")
+        unknown = cursor.fetchone()
+        if unknown is not None:  # never confirmed unlanded: the batch fails, and the row is quarantined alone
+            raise ValueError(f"outbox row {unknown[0]} has kind {unknown[1]}: the worker lands pages (3) and "
+                             "clicks (2)")
+        cursor.execute(f"SELECT coalesce(sum(cardinality(track_ids)) FILTER (WHERE kind = {RECOMMENDATION}), 0), "
+                       f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}) "
+                       "FROM ingest_staging")
+        items, pages, clicks_received = cursor.fetchone()
+        received = items + clicks_received
         for statement in _STEPS:
             cursor.execute(statement)
-        cursor.execute(f"SELECT count(*) FILTER (WHERE kind = {IMPRESSION}), count(*) FILTER (WHERE kind = {CLICK}) "
-                       "FROM ingest_new")
-        impressions, clicks = cursor.fetchone()
+        cursor.execute(f"SELECT coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0), "
+                       f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}) "
+                       "FROM ingest_fresh")
+        impressions, new_pages, clicks = cursor.fetchone()
         cursor.execute(_CONFIRM)
     if created and not nested:  # committed: the temp tables now live as long as the session
         _prepared_sessions.add(connection.connection)
     return IngestResult(received=received, impressions=impressions, clicks=clicks,
-                        seconds=time.perf_counter() - started)
+                        seconds=time.perf_counter() - started, pages=new_pages)
 
 
 # The database is away or busy: the batch is fine, retry it whole later (the task's autoretry, the relay's resend).
@@ -249,7 +255,7 @@ def ingest_or_quarantine(copy_text: str) -> IngestResult:
                                                                                      records[middle:])]
         return IngestResult(received=sum(p.received for p in parts), impressions=sum(p.impressions for p in parts),
                             clicks=sum(p.clicks for p in parts), seconds=time.perf_counter() - started,
-                            quarantined=sum(p.quarantined for p in parts))
+                            quarantined=sum(p.quarantined for p in parts), pages=sum(p.pages for p in parts))
 
 
 def _quarantine_records(records: list[str], error: Exception) -> IngestResult:

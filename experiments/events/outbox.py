@@ -7,18 +7,17 @@ deletes them. Three kinds of row:
 
 - ``RECOMMENDATION``: one row per page served to a user in an experiment, its items in
   ``track_ids`` / ``scores`` (position = index + 1), ``event_id`` = ``request_id``; the worker
-  expands it into one impression per item (``expand_recommendations_sql``). One row instead
-  of k keeps the hot path's write (and the relay's and the worker's reads) k times smaller.
+  lands it as one ``Page`` row, whatever k is.
 - ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
-- ``IMPRESSION``: one row per item (the worker's input format; older platforms wrote these).
+- ``IMPRESSION`` (1): per-item rows of platforms older than migration 0003; migration 0006
+  folds any left in the outbox into recommendation rows, and nothing writes them any more.
 """
 
 from __future__ import annotations
 
 from django.db import connection
 
-from experiments.events.ids import impression_event_id_sql
-from experiments.models import Click, EventOutbox, Impression
+from experiments.models import Click, EventOutbox, Page
 
 OUTBOX = EventOutbox._meta.db_table
 IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
@@ -68,31 +67,16 @@ RECORD_RECOMMENDATION_CTE = (
 )
 
 
-# --- read by the worker ---------------------------------------------------------------------------
-
-def expand_recommendations_sql(staging: str) -> str:
-    """INSERT into ``staging`` (a copy of the outbox's columns) one impression row per item of its recommendation
-    rows, under the recommendation's outbox id, so the confirmation deletes the recommendation row."""
-    return f"""INSERT INTO {staging} (id, kind, event_id, request_id, experiment_id, variant_id,
-        user_key, user_id, track_id, position, score, client_time, created_at)
-    SELECT s.id, {IMPRESSION}, {impression_event_id_sql('s.request_id', 'u.position')}, s.request_id,
-           s.experiment_id, s.variant_id, s.user_key, s.user_id, u.track_id, u.position, u.score, NULL, s.created_at
-    FROM {staging} s, unnest(s.track_ids, s.scores) WITH ORDINALITY AS u(track_id, score, position)
-    WHERE s.kind = {RECOMMENDATION}"""
-
-
 # --- clicks ---------------------------------------------------------------------------------------
 
-# Every impression of the requests named, wherever it is now: still a recommendation row in the outbox
-# (expanded here), an impression row in the outbox (the worker's input format), or landed in Impression.
+# The pages of the requests named, wherever they are now: still a recommendation row in the outbox, or landed
+# in Page. A statement sees one snapshot and the worker moves a page from one to the other in one transaction,
+# so the UNION finds each shown page exactly once; both lookups are unique-index probes.
 SHOWN_SQL = (
-    f"SELECT {impression_event_id_sql('o.request_id', 'u.position')}, u.track_id, o.experiment_id, o.variant_id, "
-    f"o.user_key FROM {OUTBOX} o, unnest(o.track_ids) WITH ORDINALITY AS u(track_id, position) "
-    f"WHERE o.event_id = ANY(%(requests)s::uuid[]) AND o.kind = {RECOMMENDATION} "
-    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key FROM {OUTBOX} "
-    f"WHERE event_id = ANY(%(impressions)s::uuid[]) AND kind = {IMPRESSION} "
-    f"UNION ALL SELECT event_id, track_id, experiment_id, variant_id, user_key "
-    f"FROM {Impression._meta.db_table} WHERE event_id = ANY(%(impressions)s::uuid[])"
+    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {Page._meta.db_table} "
+    f"WHERE request_id = ANY(%(requests)s::uuid[]) "
+    f"UNION ALL SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"WHERE event_id = ANY(%(requests)s::uuid[]) AND kind = {RECOMMENDATION}"
 )
 # Clicks already counted (by their derived id), waiting in the outbox or landed.
 KNOWN_CLICKS_SQL = (

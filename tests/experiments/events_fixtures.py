@@ -20,7 +20,7 @@ from pathlib import Path
 from django.db import connection
 
 from experiments.events.relay import RELAY_LOCK
-from experiments.models import EventOutbox, Impression
+from experiments.models import EventOutbox, Page
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = PROJECT_ROOT / "var" / "test-logs"
@@ -87,9 +87,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> N
 @contextlib.contextmanager
 def slow_ingest(seconds: float):
     """Make every worker batch sleep ``seconds`` inside its transaction, after its raw inserts (so a test can kill a
-    worker mid-batch): a statement trigger on the impression table of the test database, dropped afterwards.
+    worker mid-batch): a statement trigger on the page table of the test database, dropped afterwards.
     Test-only machinery lives here, never in the production ingest."""
-    table = Impression._meta.db_table
+    table = Page._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute("CREATE OR REPLACE FUNCTION test_slow_ingest() RETURNS trigger LANGUAGE plpgsql AS "
                        f"$$ BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NULL; END $$")

@@ -46,10 +46,10 @@ def test_relay_carries_rows_whose_text_holds_line_separators():
     world = build_world(n_tracks=30)
     now = time.time()
     for index, char in enumerate(SEPARATORS):
-        EventOutbox.objects.create(kind=1, event_id=uuid.uuid4(), request_id=uuid.uuid4(),
+        EventOutbox.objects.create(kind=3, event_id=(request := uuid.uuid4()), request_id=request,
                                    experiment_id=world.experiment.pk, variant_id=1, user_key=index,
-                                   user_id=f"user{char}x", track_id=world.track_ids()[0], position=1, score=0.5,
-                                   created_at=_aware(now))
+                                   user_id=f"user{char}x", track_id=0, position=0, created_at=_aware(now),
+                                   track_ids=[world.track_ids()[0]], scores=[0.5])
     sent: list[str] = []
     relay = OutboxRelay(relay_conninfo(), lambda text, count: sent.append(text), RelayConfig(batch_size=100))
     try:
@@ -112,12 +112,12 @@ def _aware(epoch: float):
 
 
 def _poison_row(world) -> int:
-    """An outbox row the worker cannot land: a recommendation whose scores array is shorter than its tracks
-    (the unnest pads with NULL, and an impression's score is NOT NULL). Stands for any row a bug makes."""
+    """An outbox row the worker cannot land: a recommendation without its scores (a page's scores are NOT NULL).
+    Stands for any row a bug makes."""
     row = EventOutbox.objects.create(
         kind=3, event_id=(request := uuid.uuid4()), request_id=request, experiment_id=world.experiment.pk,
         variant_id=world.experiment.variants.first().pk, user_key=user_key("poisoned"), user_id="poisoned",
-        track_id=0, position=0, created_at=_aware(time.time()), track_ids=world.track_ids()[:3], scores=[0.9])
+        track_id=0, position=0, created_at=_aware(time.time()), track_ids=world.track_ids()[:3], scores=None)
     return row.pk
 
 

@@ -33,8 +33,8 @@ class Recorder:
 
 def add_rows(count: int, explicit_id: int | None = None) -> None:
     now = timezone.now()
-    rows = [EventOutbox(kind=1, event_id=uuid.uuid4(), request_id=uuid.uuid4(), experiment_id=1, variant_id=1,
-                        user_key=7, user_id="u", track_id=1, position=1, score=0.5, created_at=now)
+    rows = [EventOutbox(kind=3, event_id=(request := uuid.uuid4()), request_id=request, experiment_id=1, variant_id=1,
+                        user_key=7, user_id="u", track_id=0, position=0, created_at=now, track_ids=[1], scores=[0.5])
             for _ in range(count)]
     if explicit_id is not None:
         rows[0].id = explicit_id

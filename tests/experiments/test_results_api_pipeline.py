@@ -40,12 +40,12 @@ def _events(experiment: Experiment, rng: np.random.Generator):
                 for _ in range(int(rng.poisson(0.8)) + (day == first_day)):
                     request_id = uuid.uuid4()
                     at = start + timedelta(days=day, seconds=int(rng.integers(0, 3600)))
+                    page = dict(request_id=request_id, experiment_id=experiment.pk, variant_id=variant.pk,
+                                user_key=user_key, user_id=f"user-{user_key}", created_at=at)
+                    rows.append(EventOutbox(kind=EventOutbox.Kind.RECOMMENDATION, event_id=request_id, track_id=0,
+                                            position=0, track_ids=[1, 2, 3, 4, 5], scores=[0.5] * 5, **page))
                     for position in range(1, 6):
-                        common = dict(request_id=request_id, experiment_id=experiment.pk, variant_id=variant.pk,
-                                      user_key=user_key, user_id=f"user-{user_key}", track_id=position,
-                                      position=position, created_at=at)
-                        rows.append(EventOutbox(kind=EventOutbox.Kind.IMPRESSION, event_id=uuid.uuid4(), score=0.5,
-                                                **common))
+                        common = {**page, "track_id": position, "position": position}
                         clicked = rng.random() < min(p, 1.0) / position
                         if clicked:
                             click = {**common, "created_at": at + timedelta(seconds=5)}
@@ -72,7 +72,7 @@ def test_results_from_the_real_ingest_path():
         drain_outbox(batch_size=2000)
     assert not EventOutbox.objects.filter(experiment_id=experiment.pk).exists()
     assert Impression.objects.filter(experiment_id=experiment.pk).count() == sum(
-        1 for r in rows if r.kind == EventOutbox.Kind.IMPRESSION)
+        len(r.track_ids) for r in rows if r.kind == EventOutbox.Kind.RECOMMENDATION)
 
     results = experiment_results(experiment.pk)
     stats = {}
