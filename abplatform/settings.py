@@ -217,6 +217,9 @@ WEB_THREADS = env.int("WEB_THREADS", default=4)
 # An API request that waited longer than this for a server thread is refused at once (503 + Retry-After) instead of
 # being served late (abplatform/web_worker.py); 0 turns shedding off.
 WEB_MAX_QUEUE_WAIT_MS = env.int("WEB_MAX_QUEUE_WAIT_MS", default=75)
+# An API request that finds this many requests of its worker already waiting for a thread is refused as soon as a
+# thread takes it (the queue is full); 0 turns the bound off.
+WEB_MAX_QUEUE = env.int("WEB_MAX_QUEUE", default=16)
 WEB_CPU_AFFINITY = _off_when_zero("WEB_CPU_AFFINITY")  # pin each worker to a core of its own; "0" turns it off
 
 # --- Description sources (recommender/services/descriptions.py) --------------------------------------------------
