@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from tests.chromium import launch_chromium
 from tests.experiments.dashboard_fixtures import seed_empty_experiment, seed_experiment
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 CHARTS = ["chart-ctr", "chart-lift", "chart-pvalue", "chart-mde", "chart-position", "chart-histogram"]
 PASSWORD = "pw-analyst-browser-1"
@@ -36,10 +36,7 @@ def browser(dashboard_data):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-dev-shm-usage"])
+        browser = launch_chromium(playwright)
         try:
             yield browser
         finally:

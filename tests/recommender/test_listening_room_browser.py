@@ -32,10 +32,10 @@ from recommender.models import Description, EmbeddingModel, Track, TrackEmbeddin
 from recommender.services.descriptions import mine_descriptions, source_descriptions
 from recommender.services.embedding_runtime import text_embed
 from recommender.services.search import text_search
+from tests.chromium import launch_chromium
 from tests.recommender.democatalog_fixtures import load_tiny_demo_catalog
 from tests.recommender.embeddings_fixtures import one_torch_thread, persistent_features  # noqa: F401 - fixtures
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 README_SCREENSHOT = ROOT / "docs" / "listening-room.png"
@@ -94,10 +94,7 @@ def browser(world):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"])
+        browser = launch_chromium(playwright, "--autoplay-policy=no-user-gesture-required")
         try:
             yield browser
         finally:
