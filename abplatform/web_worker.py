@@ -2,7 +2,8 @@
 
 When requests arrive faster than the server answers them, gthread queues them for its
 threads without bound, and every request then waits (at 800 req/s offered on the 2-core VM,
-p50 774 ms and thousands of client timeouts). Here an API request (``/api/``) is answered with
+2026-12-05 with the items code: p50 589-760 ms, p99 1.1-1.2 s and 731-3,054 client timeouts in
+20 s; docs/serving.md). Here an API request (``/api/``) is answered with
 a JSON ``503`` and ``Retry-After: 1`` before any application or database work (a few
 microseconds of Python on a thread) when
 

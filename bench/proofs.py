@@ -63,6 +63,7 @@ from experiments.simulation import (  # noqa: E402
     DropPolicy,
     PlatformClient,
     SimulationConfig,
+    add_api_key_arguments,
     resolve_api_key,
     run_simulation,
 )
@@ -262,13 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-model", default="baseline", help="embedding model id, arm or name")
     parser.add_argument("--treatment-model", default="crossmusim", help="embedding model id, arm or name")
     parser.add_argument("--base-url", default=settings.PLAYER_BASE_URL)
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--api-key-file", type=Path, default=None,
-                      help="file holding the API key the players use (default $PLAYER_API_KEY, else the file "
-                           "$PLAYER_API_KEY_FILE, else a new player key 'proofs' is created); the results are "
-                           "read with it if it is an analyst key, else with a new analyst key 'proofs (results)'")
-    keys.add_argument("--api-key", default="",
-                      help="the key itself (compatibility only: it shows in `ps`; prefer --api-key-file)")
+    add_api_key_arguments(parser, "file holding the API key the players use (default $PLAYER_API_KEY, else the "
+                                  "file $PLAYER_API_KEY_FILE, else a new player key 'proofs' is created); the results "
+                                  "are read with it if it is an analyst key, else with a new analyst key "
+                                  "'proofs (results)'")
     parser.add_argument("--land-timeout", type=float, default=180.0, help="seconds to wait for the worker")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "proofs")
     args = parser.parse_args(argv)

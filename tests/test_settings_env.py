@@ -99,11 +99,13 @@ FOLDERS = ("VAR_DIR", "LLM_CACHE_DIR", "WEB_CACHE_DIR")
 
 
 def _settings_in_a_fresh_process(var_dir: Path, **variables: str) -> dict[str, str]:
-    """The settings a new process gets from ``variables`` alone (no .env, no servers: external URLs are given)."""
+    """The settings a new process gets from ``variables`` alone (no .env, no servers: external URLs are given and
+    never contacted, only read)."""
     env = {key: value for key, value in os.environ.items()
            if key not in VARIABLES and key not in ("ABPLATFORM_VAR_DIR", "LLM_CACHE_DIR", "WEB_CACHE_DIR")}
     env.update(DJANGO_SETTINGS_MODULE="abplatform.settings", DATABASE_URL="postgres://nobody@127.0.0.1:9/none",
-               CELERY_BROKER_URL="memory://", SECRET_KEY="test", ABPLATFORM_VAR_DIR=str(var_dir), **variables)
+               CELERY_BROKER_URL="redis://127.0.0.1:9/0", SECRET_KEY="test", ABPLATFORM_VAR_DIR=str(var_dir),
+               **variables)
     done = subprocess.run([sys.executable, "-c", PROBE], input=json.dumps([*VARIABLES, *FOLDERS]), cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

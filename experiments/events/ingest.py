@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from experiments.events.outbox import CLICK, COLUMNS_SQL, OUTBOX, RECOMMENDATION, copy_records, outbox_copy_text
+from experiments.events.quarantine import quarantine_rows
 from experiments.models import (
     Assignment,
     Click,
@@ -259,8 +260,6 @@ def ingest_or_quarantine(copy_text: str) -> IngestResult:
 
 
 def _quarantine_records(records: list[str], error: Exception) -> IngestResult:
-    from experiments.events.quarantine import quarantine_rows
-
     ids = []
     for record in records:
         head = record.split("\t", 1)[0]

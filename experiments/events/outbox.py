@@ -20,7 +20,6 @@ from django.db import connection
 from experiments.models import Click, EventOutbox, Page
 
 OUTBOX = EventOutbox._meta.db_table
-IMPRESSION = int(EventOutbox.Kind.IMPRESSION)
 CLICK = int(EventOutbox.Kind.CLICK)
 RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
 # Columns carried from the outbox to the worker, in COPY order (relay, ingest and quarantine use this list).

@@ -5,7 +5,7 @@ would see (``/api/v1/tracks``, ``/api/v1/recommendations``, ``/api/v1/events``).
 """
 
 from .catalog import Catalog, CatalogTrack
-from .client import ApiError, PlatformClient, Recommendation, RecommendedItem, resolve_api_key
+from .client import ApiError, PlatformClient, Recommendation, RecommendedItem, add_api_key_arguments, resolve_api_key
 from .runner import DropPolicy, SimulationConfig, SimulationSummary, run_simulation
 from .taste import TasteModel, UserProfile, click_probability, make_population, position_bias, relevance
 
@@ -25,6 +25,7 @@ __all__ = [
     "make_population",
     "position_bias",
     "relevance",
+    "add_api_key_arguments",
     "resolve_api_key",
     "run_simulation",
 ]

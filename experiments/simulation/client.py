@@ -20,6 +20,15 @@ import httpx
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
+def add_api_key_arguments(parser, file_help: str) -> None:
+    """``--api-key-file PATH`` (the way to pass a key) or ``--api-key KEY`` (compatibility), never both."""
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--api-key-file", type=Path, default=None, help=file_help)
+    keys.add_argument("--api-key", default="",
+                      help="the key itself (kept for compatibility: it shows in `ps`; prefer --api-key-file or "
+                           "$PLAYER_API_KEY)")
+
+
 def resolve_api_key(key: str = "", key_file: str | os.PathLike | None = None, *, default_key: str = "",
                     default_key_file: str | os.PathLike | None = None) -> str:
     """The API key to use: ``key``, else the first line of ``key_file``, else ``default_key``, else the first

@@ -16,6 +16,7 @@ from experiments.simulation import (
     DropPolicy,
     PlatformClient,
     SimulationConfig,
+    add_api_key_arguments,
     resolve_api_key,
     run_simulation,
 )
@@ -59,14 +60,9 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=50.0, help="Recommendation requests per second (default 50)")
         parser.add_argument("--duration", type=float, default=60.0, help="Upper bound on the run in seconds")
         parser.add_argument("--max-requests", type=int, default=None, help="Upper bound on recommendation requests")
-        keys = parser.add_mutually_exclusive_group()
-        keys.add_argument("--api-key-file", type=Path, default=None,
-                          help="File holding the player API key, e.g. var/player_api_key (default: the "
-                               "PLAYER_API_KEY setting, else the file PLAYER_API_KEY_FILE names; both from the "
-                               "environment)")
-        keys.add_argument("--api-key", default="",
-                          help="Player API key itself (kept for compatibility: it shows in `ps`; prefer "
-                               "--api-key-file or $PLAYER_API_KEY)")
+        add_api_key_arguments(parser, "File holding the player API key, e.g. var/player_api_key (default: the "
+                                      "PLAYER_API_KEY setting, else the file PLAYER_API_KEY_FILE names; both from "
+                                      "the environment)")
         parser.add_argument("--base-url", default=settings.PLAYER_BASE_URL,
                             help=f"Platform URL (default: the PLAYER_BASE_URL setting, {settings.PLAYER_BASE_URL})")
         parser.add_argument("--seed", type=int, default=0, help="Seed of users, tastes, sessions and clicks")
