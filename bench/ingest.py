@@ -3,12 +3,13 @@
     .venv/bin/python bench/ingest.py                       # 500k events, then a run with a SIGKILLed worker
     .venv/bin/python bench/ingest.py --events 200000 --concurrency 2
 
-Each run loads N accepted events into the outbox (COPY: the API's own write is measured
-by bench/serve_load.py), starts a real Celery worker (its relay thread reads the outbox,
-sends batches through the embedded Redis, its pool lands them), and times until the
-outbox is empty. It then counts: every item shown must be in a Page, every click in Click, exactly once
-and in the aggregates exactly once (lost = accepted - landed; duplicates = aggregate sum -
-landed). The second run SIGKILLs the worker's whole process group part-way and restarts it.
+Each run loads N accepted events as the API leaves them (COPY: the API's own write is measured
+by bench/serve_load.py): each served page in ``Page`` with its narrow outbox row, each click as an
+outbox row. It starts a real Celery worker (its relay thread reads the outbox, sends batches
+through the embedded Redis, its pool lands them), and times until the outbox is empty. It then
+counts: every item shown and every click must be in the aggregates exactly once, every click in
+Click once (lost = accepted - landed; duplicates = landed - accepted). The second run SIGKILLs
+the worker's whole process group part-way and restarts it.
 
 Runs in its own database (``bench_ingest``), on a queue of its own.
 """
@@ -77,10 +78,10 @@ def ensure_experiment() -> tuple[int, list[int]]:
 
 
 def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float) -> tuple:
-    """COPY ``n_events`` accepted events into the outbox, in the form the API writes them: one recommendation
-    row per request (10 items, expanded into impressions by the worker) and some click rows."""
+    """COPY ``n_events`` accepted events in the form the API writes them: per request a ``Page`` (10 items) and
+    its narrow outbox row, and some click rows."""
     import numpy as np
-    from django.db import connection
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from experiments.assignment import user_key
@@ -88,7 +89,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
 
     rng = np.random.default_rng(0)
     now = timezone.now().isoformat()
-    buffer = io.StringIO()
+    buffer, pages = io.StringIO(), io.StringIO()
     impressions = clicks = written = 0
     while written < n_events:
         user = int(rng.integers(users))
@@ -98,21 +99,25 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
         key = user_key(uid)
         shown = min(10, n_events - written)
         tracks = [int(t) for t in rng.integers(1, 100_000, size=shown)]
-        buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\t"
-                     f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\n")
+        pages.write(f"{request}\t{experiment_id}\t{variant}\t{key}\ttrack_page\t{now}\t"
+                    f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\n")
+        buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\n")
         written += shown
         impressions += shown
         for position, track in enumerate(tracks, start=1):
             if written < n_events and rng.random() < click_rate:
                 buffer.write(f"2\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
-                             f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\n")
+                             f"{position}\t\\N\t{now}\t{now}\n")
                 written += 1
                 clicks += 1
     columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
-               "score, client_time, created_at, track_ids, scores")
-    copy_sql = f"COPY experiments_eventoutbox ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
-        copy.write(buffer.getvalue())
+               "score, client_time, created_at")
+    page_columns = "request_id, experiment_id, variant_id, user_key, placement, created_at, track_ids, scores"
+    with transaction.atomic(), connection.cursor() as cursor:  # pages and their rows commit together, as served
+        with cursor.cursor.copy(f"COPY experiments_page ({page_columns}) FROM STDIN") as copy:
+            copy.write(pages.getvalue())
+        with cursor.cursor.copy(f"COPY experiments_eventoutbox ({columns}) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
     return impressions, clicks
 
 
@@ -144,8 +149,8 @@ def scalar(sql: str) -> int:
 
 
 def landed() -> int:
-    return scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
-                  "+ (SELECT count(*) FROM experiments_click)")
+    """Items and clicks the worker has landed: folded into the per-user aggregates (pages are stored at serving)."""
+    return scalar("SELECT coalesce(sum(impressions + clicks), 0) FROM experiments_useraggregate")
 
 
 def postgres_backends() -> list[int]:
@@ -205,13 +210,15 @@ def run(args, kill_at: float | None) -> dict:
     got = landed()
     agg_i = scalar("SELECT sum(impressions) FROM experiments_useraggregate")
     agg_c = scalar("SELECT sum(clicks) FROM experiments_useraggregate")
+    raw = scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
+                 "+ (SELECT count(*) FROM experiments_click)")
     pos_i = scalar("SELECT sum(impressions) FROM experiments_positionrollup")
     daily_i = scalar("SELECT sum(impressions) FROM experiments_dailyuserrollup")
     moments_i = scalar("SELECT sum(sum_impressions) FROM experiments_variantdailymoments")
     result = {
         "events": total, "impressions": impressions, "clicks": clicks, "seconds": round(elapsed, 2),
-        "events_per_s": round(total / elapsed), "lost": total - got, "duplicates_raw": got - total,
-        "duplicates_in_aggregates": (agg_i + agg_c) - got,
+        "events_per_s": round(total / elapsed), "lost": total - got, "duplicates_raw": raw - total,
+        "duplicates_in_aggregates": got - total,
         "aggregates_consistent": agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks,
         "killed_with_landed": killed_at,
         "cpu_us_per_event": {name: round(seconds * 1e6 / total, 2) for name, seconds in cpu.items()},

@@ -364,6 +364,46 @@ def wal_lsn() -> int:
     return int(_scalar("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
 
 
+def wal_by_relation(start: int, end: int, top: int = 12) -> list[tuple[str, int, int]]:
+    """Where a run's WAL went: (relation, bytes, of which full-page images), from ``pg_waldump`` over [start, end).
+
+    A record's bytes go to the first relation it touches (commit records and the like to their resource manager).
+    """
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    from abplatform import embedded
+
+    def lsn(value: int) -> str:
+        return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+    dump = subprocess.run([str(POSTGRES_BIN_PATH / "pg_waldump"), "-p", str(embedded.pg_data_dir() / "pg_wal"),
+                           "-s", lsn(start), "-e", lsn(end)], capture_output=True, text=True, check=False).stdout
+    names = dict((str(node), name) for node, name in _rows(
+        "SELECT pg_relation_filenode(oid), relname FROM pg_class WHERE pg_relation_filenode(oid) IS NOT NULL"))
+    totals: dict[str, list[int]] = {}
+    pattern = re.compile(r"rmgr: (\S+)\s+len \(rec/tot\):\s*(\d+)/\s*(\d+)")
+    relation = re.compile(r"rel \d+/\d+/(\d+)")
+    for line in dump.splitlines():
+        match = pattern.match(line)
+        if not match:
+            continue
+        rmgr, rec, tot = match.groups()
+        node = (found := relation.search(line)) and found.group(1)
+        name = names.get(node, f"filenode {node}") if node else rmgr
+        entry = totals.setdefault(name, [0, 0])
+        entry[0] += int(tot)
+        entry[1] += int(tot) - int(rec)
+    return sorted(((name, b, fpi) for name, (b, fpi) in totals.items()), key=lambda row: -row[1])[:top]
+
+
+def _rows(sql: str) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
 def pipeline_counts() -> tuple[int, int]:
     return int(_scalar("SELECT count(*) FROM experiments_eventoutbox")), items_landed()
 
@@ -484,7 +524,12 @@ def main() -> None:
             summary = result.summary()
             summary["backlog"] = drain_backlog()  # the worker's share of these requests' impressions
             wait_for_pipeline()
-            summary["wal_bytes_per_request"] = round((wal_lsn() - wal_before) / max(result.ok, 1))
+            wal_after = wal_lsn()
+            summary["wal_bytes_per_request"] = round((wal_after - wal_before) / max(result.ok, 1))
+            summary["wal_by_relation"] = [
+                {"relation": name, "bytes_per_request": round(b / max(result.ok, 1)),
+                 "full_page_images_per_request": round(fpi / max(result.ok, 1))}
+                for name, b, fpi in wal_by_relation(wal_before, wal_after)]
             summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
             results["open_loop"].append(summary)
             print(f"open loop {rate:.0f} req/s for {args.duration}s: achieved {summary['achieved_rps']:.0f} req/s, "
@@ -497,7 +542,9 @@ def main() -> None:
             print_cpu(summary["cpu_ms_per_request"])
             print_backlog(summary["backlog"])
             print(f"  WAL per answered request (its outbox row, the worker's landing and aggregates): "
-                  f"{summary['wal_bytes_per_request']:,} bytes", flush=True)
+                  f"{summary['wal_bytes_per_request']:,} bytes; by relation: " + ", ".join(
+                      f"{row['relation']} {row['bytes_per_request']} ({row['full_page_images_per_request']} FPI)"
+                      for row in summary["wal_by_relation"]), flush=True)
             time.sleep(2)
         wait_for_pipeline()
         outbox, impressions = pipeline_counts()

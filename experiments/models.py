@@ -232,10 +232,15 @@ class VariantDailyMoments(models.Model):
 class OutboxKind(models.IntegerChoices):
     IMPRESSION = 1
     CLICK = 2
-    # One row per recommendation served: its items in ``track_ids`` / ``scores`` (position = index + 1),
-    # ``event_id`` = ``request_id``. The worker expands it into one impression per item: one outbox row
-    # instead of k keeps the hot path's write (and the relay's and the worker's reads) k times smaller.
+    # One narrow row per page served (``event_id`` = ``request_id``): serving writes the page itself to ``Page``
+    # in the same statement; this row only hands it to the worker's aggregates, which it leaves when they have it.
     RECOMMENDATION = 3
+
+
+# The outbox's event ids are unique for the events that clients send (clicks: a resent event is the same row).
+# A page's row is unique by its request id in ``Page`` already: leaving it out of the index saves an index entry
+# per page served. Statements that rely on the index (``ON CONFLICT (event_id)``) repeat this predicate.
+EVENT_ID_UNIQUE_WHERE = f"kind <> {int(OutboxKind.RECOMMENDATION)}"
 
 
 class OutboxColumns(models.Model):
@@ -253,8 +258,6 @@ class OutboxColumns(models.Model):
     score = models.FloatField(null=True, blank=True)
     client_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
-    track_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)  # RECOMMENDATION rows only
-    scores = ArrayField(models.FloatField(), null=True, blank=True)  # RECOMMENDATION rows only
 
     class Meta:
         abstract = True
@@ -269,7 +272,12 @@ class EventOutbox(OutboxColumns):
     """
 
     Kind = OutboxKind
-    event_id = models.UUIDField(unique=True)  # exactly once: a resent event is the same row
+
+    class Meta:
+        constraints = [  # exactly once: a resent event is the same row (pages: see EVENT_ID_UNIQUE_WHERE)
+            models.UniqueConstraint(fields=["event_id"], condition=~Q(kind=OutboxKind.RECOMMENDATION),
+                                    name="one_outbox_row_per_event"),
+        ]
 
 
 class EventQuarantine(OutboxColumns):

@@ -86,8 +86,9 @@ def test_per_item_impressions_become_pages_and_their_clicks_stay_valid():
     assert Page.objects.get(request_id=recent).scores == pytest.approx([0.9, 0.8, 0.7])
     items = sorted(Impression.objects.filter(request_id=legacy).values_list("event_id", "position", "track_id"))
     assert items == sorted((impression_event_id(legacy, p), p, 100 + p) for p in (1, 2, 3))
-    folded = EventOutbox.objects.get(event_id=in_outbox)
-    assert (folded.kind, folded.track_ids) == (3, [201, 202]) and not EventOutbox.objects.filter(kind=1).exists()
+    folded = EventOutbox.objects.get(event_id=in_outbox)  # 0006 folded it, 0008 stored its page
+    assert folded.kind == 3 and not EventOutbox.objects.filter(kind=1).exists()
+    assert Page.objects.get(request_id=in_outbox).track_ids == [201, 202]
 
     result = clicks_record([
         ClickEvent(uuid.uuid4(), legacy, 102, 2), ClickEvent(uuid.uuid4(), recent, 103, 3),
@@ -98,3 +99,51 @@ def test_per_item_impressions_become_pages_and_their_clicks_stay_valid():
         3, 1, ["track was not shown at this position in this request"])
     drain_outbox()
     assert Page.objects.get(request_id=in_outbox).track_ids == [201, 202]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_waiting_in_the_outbox_or_the_quarantine_move_to_page_and_land_once():
+    """Migration 0008 on a database where the outbox still carries pages whole: each page goes to Page (once:
+    a page that had landed keeps its row), the outbox row stays to bring it into the aggregates exactly once,
+    a click on it validates, and the reverse migration puts the arrays back."""
+    from experiments.events.clicks import ClickEvent, clicks_record
+    from experiments.events.ids import new_request_id
+    from experiments.events.ingest import drain_outbox
+    from experiments.events.quarantine import replay_quarantined
+    from experiments.models import Page, UserAggregate
+
+    before = [("experiments", "0007_aggregates_fillfactor")]
+    executor = _migrate(before)
+    old = executor.loader.project_state(before).apps
+    experiment = old.get_model("experiments", "Experiment").objects.create(name="outbox era", status="running")
+    now = timezone.now()
+    waiting, quarantined, landed = new_request_id(), uuid.uuid4(), new_request_id()
+    common = dict(kind=3, experiment_id=experiment.pk, variant_id=5, user_key=42, user_id="u42", track_id=0,
+                  position=0, created_at=now)
+    old.get_model("experiments", "EventOutbox").objects.create(
+        event_id=waiting, request_id=waiting, track_ids=[301, 302, 303], scores=[0.9, 0.8, 0.7], **common)
+    old.get_model("experiments", "EventQuarantine").objects.create(
+        id=10**9, event_id=quarantined, request_id=quarantined, track_ids=[401], scores=[0.6], error="x", **common)
+    old.get_model("experiments", "Page").objects.create(  # landed before: untouched
+        request_id=landed, experiment_id=experiment.pk, variant_id=5, user_key=42, created_at=now,
+        track_ids=[501, 502], scores=[0.5, 0.4])
+
+    _migrate(executor.loader.graph.leaf_nodes())
+    assert Page.objects.get(request_id=waiting).track_ids == [301, 302, 303]
+    assert Page.objects.get(request_id=quarantined).scores == pytest.approx([0.6])
+    assert Page.objects.get(request_id=landed).track_ids == [501, 502]
+    assert EventOutbox.objects.filter(experiment_id=experiment.pk).count() == 1
+    result = clicks_record([ClickEvent(uuid.uuid4(), waiting, 302, 2), ClickEvent(uuid.uuid4(), quarantined, 401, 1)])
+    assert (result.accepted, result.rejected) == (2, [])
+    assert replay_quarantined() == 1
+    drain_outbox()
+    drain_outbox()  # nothing left to count twice
+    aggregate = UserAggregate.objects.get(experiment_id=experiment.pk, user_key=42)
+    assert (aggregate.impressions, aggregate.clicks) == (3 + 1, 2)
+
+    EventOutbox.objects.create(event_id=waiting, request_id=waiting, **common)  # a page not yet aggregated
+    executor = _migrate(before)  # and back: the arrays return to the outbox row
+    row = executor.loader.project_state(before).apps.get_model("experiments", "EventOutbox").objects.get(
+        event_id=waiting)
+    assert (row.track_ids, row.scores) == ([301, 302, 303], pytest.approx([0.9, 0.8, 0.7]))
+    _migrate(executor.loader.graph.leaf_nodes())

@@ -4,9 +4,10 @@ A batch arrives as PostgreSQL COPY text (made by the relay with ``COPY ... TO ST
 and in ONE transaction it is
 
 1. copied into a session temp table,
-2. inserted into ``Page`` (one row per recommendation page, ``ON CONFLICT (request_id) DO
-   NOTHING``) and ``Click`` (``ON CONFLICT (event_id) DO NOTHING``); the rows that were really
-   new are kept (``RETURNING``), a page with its number of items k,
+2. sorted into what is new: a page (already in ``Page``: serving wrote it) is new while its
+   outbox row is there, and deleting that row claims it (``RETURNING``); a click is inserted
+   into ``Click`` (``ON CONFLICT (event_id) DO NOTHING``) and kept when it was new; a page
+   brings its number of items k,
 3. folded into the aggregates from the new rows only (a page adds k impressions to its user
    and one to each of its positions), so a batch sent twice (a broker redelivery, a relay
    resend) never counts twice,
@@ -61,14 +62,15 @@ _SETUP = (
 )
 
 _STEPS = (
-    # 2. raw events; keep only those that were new
-    f"""WITH pg AS (
-        INSERT INTO {_T['page']} (request_id, experiment_id, variant_id, user_key, placement, created_at,
-                                  track_ids, scores)
-        SELECT request_id, experiment_id, variant_id, user_key, 'track_page', created_at, track_ids, scores
-        FROM ingest_staging WHERE kind = {RECOMMENDATION}
-        ON CONFLICT (request_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, cardinality(track_ids) AS k, created_at),
+    # 2. raw events; keep only those that were new. A page is in Page since it was served: it is new to the
+    # aggregates while its outbox row is still there, and taking the row out (under its row lock) is what
+    # claims it, so a batch sent twice, even to two workers at once, folds each page in once.
+    f"""WITH gone AS (
+        DELETE FROM {OUTBOX} WHERE id = ANY(ARRAY(SELECT id FROM ingest_staging WHERE kind = {RECOMMENDATION}))
+        AND kind = {RECOMMENDATION} RETURNING request_id),
+    pg AS (  -- k NULL: no such page (never from serving, which writes both in one statement): refused below
+        SELECT p.experiment_id, p.variant_id, p.user_key, cardinality(p.track_ids) AS k, p.created_at
+        FROM gone LEFT JOIN {_T['page']} p USING (request_id)),
     clk AS (
         INSERT INTO {_T['click']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
                                    client_time, created_at)
@@ -183,7 +185,7 @@ _prepared_sessions: weakref.WeakSet = weakref.WeakSet()  # connections that have
 
 @dataclass(frozen=True)
 class IngestResult:
-    received: int  # items shown (k per page) + clicks in the batch
+    received: int  # outbox rows in the batch: pages + clicks
     impressions: int  # newly landed items (k per new page)
     clicks: int  # newly landed clicks
     seconds: float
@@ -213,12 +215,13 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         if unknown is not None:  # never confirmed unlanded: the batch fails, and the row is quarantined alone
             raise ValueError(f"outbox row {unknown[0]} has kind {unknown[1]}: the worker lands pages (3) and "
                              "clicks (2)")
-        cursor.execute(f"SELECT coalesce(sum(cardinality(track_ids)) FILTER (WHERE kind = {RECOMMENDATION}), 0), "
-                       f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}) "
-                       "FROM ingest_staging")
-        items, pages, clicks_received = cursor.fetchone()
-        received = items + clicks_received
-        for statement in _STEPS:
+        cursor.execute("SELECT count(*) FROM ingest_staging")
+        received = cursor.fetchone()[0]
+        cursor.execute(_STEPS[0])
+        cursor.execute(f"SELECT count(*) FROM ingest_fresh WHERE kind = {RECOMMENDATION} AND n IS NULL")
+        if cursor.fetchone()[0]:  # never confirmed unlanded: the batch fails, and the row is quarantined alone
+            raise ValueError("a recommendation row names a request that has no page in Page")
+        for statement in _STEPS[1:]:
             cursor.execute(statement)
         cursor.execute(f"SELECT coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0), "
                        f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}) "

@@ -3,11 +3,13 @@
 The API appends events to ``EventOutbox`` inside the request's own transaction (the answer
 goes out after they are durable); the relay (``events.relay``) carries rows to the worker as
 PostgreSQL COPY text in ``COPY_COLUMNS`` order; the worker (``events.ingest``) lands them and
-deletes them. Three kinds of row:
+deletes them. Kinds of row:
 
-- ``RECOMMENDATION``: one row per page served to a user in an experiment, its items in
-  ``track_ids`` / ``scores`` (position = index + 1), ``event_id`` = ``request_id``; the worker
-  lands it as one ``Page`` row, whatever k is.
+- ``RECOMMENDATION``: one narrow row per page served to a user in an experiment. The page
+  itself (its items as arrays) is written to ``Page`` by the same serving statement, so it is
+  stored once, at serving time, and a click can be checked against it at once; the outbox row
+  only tells the worker to fold the page into the aggregates (``event_id`` = ``request_id``,
+  not indexed: a page is unique by its request id already).
 - ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
 - ``IMPRESSION`` (1): per-item rows of platforms older than migration 0003; migration 0006
   folds any left in the outbox into recommendation rows, and nothing writes them any more.
@@ -17,14 +19,15 @@ from __future__ import annotations
 
 from django.db import connection
 
-from experiments.models import Click, EventOutbox, Page
+from experiments.models import EVENT_ID_UNIQUE_WHERE, Click, EventOutbox, Page
 
 OUTBOX = EventOutbox._meta.db_table
+PAGE = Page._meta.db_table
 CLICK = int(EventOutbox.Kind.CLICK)
 RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
 # Columns carried from the outbox to the worker, in COPY order (relay, ingest and quarantine use this list).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
+                "track_id", "position", "score", "client_time", "created_at")
 COLUMNS_SQL = ", ".join(COPY_COLUMNS)
 
 
@@ -54,32 +57,33 @@ def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
 
 # --- written by serving -----------------------------------------------------------------------
 
-# One outbox row for the whole recommendation (the worker expands it into one impression per item).
-# No row when the KNN found nothing; the HAVING keeps the aggregate from making an empty one.
+# The page shown (its items as arrays, position = index + 1) and the outbox row that hands it to the aggregates,
+# written by the serving statement itself. No rows when the KNN found nothing: the HAVING keeps the aggregate
+# from making an empty page.
 RECORD_RECOMMENDATION_CTE = (
-    f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
-    f"user_id, track_id, position, score, client_time, created_at, track_ids, scores) "
-    f"SELECT {RECOMMENDATION}, %(request)s::uuid, %(request)s::uuid, %(experiment)s::bigint, "
-    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz, "
-    f"array_agg(track_id ORDER BY distance, track_id), array_agg(1 - distance ORDER BY distance, track_id) "
-    f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0)"
+    f", shown AS (INSERT INTO {PAGE} (request_id, experiment_id, variant_id, user_key, placement, created_at, "
+    f"track_ids, scores) "
+    f"SELECT %(request)s::uuid, %(experiment)s::bigint, %(variant)s::bigint, %(user_key)s::bigint, 'track_page', "
+    f"%(now)s::timestamptz, array_agg(track_id ORDER BY distance, track_id), "
+    f"array_agg(1 - distance ORDER BY distance, track_id) "
+    f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0 RETURNING request_id), "
+    f"recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
+    f"user_id, track_id, position, score, client_time, created_at) "
+    f"SELECT {RECOMMENDATION}, request_id, request_id, %(experiment)s::bigint, %(variant)s::bigint, "
+    f"%(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz FROM shown)"
 )
 
 
 # --- clicks ---------------------------------------------------------------------------------------
 
-# The pages of the requests named, wherever they are now: still a recommendation row in the outbox, or landed
-# in Page. A statement sees one snapshot and the worker moves a page from one to the other in one transaction,
-# so the UNION finds each shown page exactly once; both lookups are unique-index probes.
+# The pages of the requests named: one primary-key probe each (serving stores the page before it answers).
 SHOWN_SQL = (
-    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {Page._meta.db_table} "
-    f"WHERE request_id = ANY(%(requests)s::uuid[]) "
-    f"UNION ALL SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {OUTBOX} "
-    f"WHERE event_id = ANY(%(requests)s::uuid[]) AND kind = {RECOMMENDATION}"
+    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {PAGE} "
+    f"WHERE request_id = ANY(%(requests)s::uuid[])"
 )
 # Clicks already counted (by their derived id), waiting in the outbox or landed.
 KNOWN_CLICKS_SQL = (
-    f"SELECT event_id FROM {OUTBOX} WHERE event_id = ANY(%(events)s::uuid[]) "
+    f"SELECT event_id FROM {OUTBOX} WHERE event_id = ANY(%(events)s::uuid[]) AND {EVENT_ID_UNIQUE_WHERE} "
     f"UNION ALL SELECT event_id FROM {Click._meta.db_table} WHERE event_id = ANY(%(events)s::uuid[])"
 )
 INSERT_CLICKS_SQL = (
@@ -88,5 +92,5 @@ INSERT_CLICKS_SQL = (
     f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
     f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
     f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
-    f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    f"ON CONFLICT (event_id) WHERE {EVENT_ID_UNIQUE_WHERE} DO NOTHING RETURNING event_id"
 )

@@ -20,10 +20,21 @@ from pathlib import Path
 from django.db import connection
 
 from experiments.events.relay import RELAY_LOCK
-from experiments.models import EventOutbox, Page
+from experiments.models import EventOutbox, Page, UserAggregate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = PROJECT_ROOT / "var" / "test-logs"
+
+
+def served_page(*, request_id: uuid.UUID, experiment_id: int, variant_id: int, user_key: int, user_id: str,
+                created_at, track_ids: list[int], scores: list[float]) -> tuple[Page, EventOutbox]:
+    """A served page as the serving statement writes it (unsaved): the ``Page`` and its narrow outbox row."""
+    page = Page(request_id=request_id, experiment_id=experiment_id, variant_id=variant_id, user_key=user_key,
+                created_at=created_at, track_ids=track_ids, scores=scores)
+    row = EventOutbox(kind=EventOutbox.Kind.RECOMMENDATION, event_id=request_id, request_id=request_id,
+                      experiment_id=experiment_id, variant_id=variant_id, user_key=user_key, user_id=user_id,
+                      track_id=0, position=0, created_at=created_at)
+    return page, row
 
 
 def start_events_worker(queue: str, database_name: str, *, resend_s: float = 2.0,
@@ -86,10 +97,10 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> N
 
 @contextlib.contextmanager
 def slow_ingest(seconds: float):
-    """Make every worker batch sleep ``seconds`` inside its transaction, after its raw inserts (so a test can kill a
-    worker mid-batch): a statement trigger on the page table of the test database, dropped afterwards.
-    Test-only machinery lives here, never in the production ingest."""
-    table = Page._meta.db_table
+    """Make every worker batch sleep ``seconds`` inside its transaction, after its first aggregate writes (so a test
+    can kill a worker mid-batch): a statement trigger on the per-user aggregates of the test database, which only
+    the worker writes, dropped afterwards. Test-only machinery lives here, never in the production ingest."""
+    table = UserAggregate._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute("CREATE OR REPLACE FUNCTION test_slow_ingest() RETURNS trigger LANGUAGE plpgsql AS "
                        f"$$ BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NULL; END $$")
@@ -163,6 +174,12 @@ class Counts:
 def raw_counts() -> Counts:
     return Counts(_scalar("SELECT count(*) FROM experiments_impression"),
                   _scalar("SELECT count(*) FROM experiments_click"))
+
+
+def landed_counts() -> Counts:
+    """Impressions and clicks the worker has folded into the aggregates (pages are stored at serving already)."""
+    return Counts(_scalar("SELECT coalesce(sum(impressions), 0) FROM experiments_useraggregate"),
+                  _scalar("SELECT coalesce(sum(clicks), 0) FROM experiments_useraggregate"))
 
 
 def assert_aggregates_match_raw_events() -> None:

@@ -19,12 +19,13 @@ from experiments.events.clicks import ClickEvent, clicks_record
 from experiments.events.ingest import drain_outbox, ingest_copy_batch
 from experiments.events.outbox import copy_records
 from experiments.events.relay import OutboxRelay, RelayConfig
-from experiments.models import EventOutbox, EventQuarantine, RelayHeartbeat, UserAggregate
+from experiments.models import EventOutbox, EventQuarantine, Page, RelayHeartbeat, UserAggregate
 from experiments.serving import recommend
 from experiments.tasks import relay_conninfo
 from tests.experiments.events_fixtures import (
     assert_aggregates_match_raw_events,
     outbox_empty,
+    served_page,
     start_events_worker,
     stop_worker,
     wait_until,
@@ -46,10 +47,11 @@ def test_relay_carries_rows_whose_text_holds_line_separators():
     world = build_world(n_tracks=30)
     now = time.time()
     for index, char in enumerate(SEPARATORS):
-        EventOutbox.objects.create(kind=3, event_id=(request := uuid.uuid4()), request_id=request,
-                                   experiment_id=world.experiment.pk, variant_id=1, user_key=index,
-                                   user_id=f"user{char}x", track_id=0, position=0, created_at=_aware(now),
-                                   track_ids=[world.track_ids()[0]], scores=[0.5])
+        page, row = served_page(request_id=uuid.uuid4(), experiment_id=world.experiment.pk, variant_id=1,
+                                user_key=index, user_id=f"user{char}x", created_at=_aware(now),
+                                track_ids=[world.track_ids()[0]], scores=[0.5])
+        page.save()
+        row.save()
     sent: list[str] = []
     relay = OutboxRelay(relay_conninfo(), lambda text, count: sent.append(text), RelayConfig(batch_size=100))
     try:
@@ -112,12 +114,12 @@ def _aware(epoch: float):
 
 
 def _poison_row(world) -> int:
-    """An outbox row the worker cannot land: a recommendation without its scores (a page's scores are NOT NULL).
-    Stands for any row a bug makes."""
+    """An outbox row the worker cannot land: a recommendation whose page is not in Page. Stands for any row a
+    bug makes."""
     row = EventOutbox.objects.create(
         kind=3, event_id=(request := uuid.uuid4()), request_id=request, experiment_id=world.experiment.pk,
         variant_id=world.experiment.variants.first().pk, user_key=user_key("poisoned"), user_id="poisoned",
-        track_id=0, position=0, created_at=_aware(time.time()), track_ids=world.track_ids()[:3], scores=None)
+        track_id=0, position=0, created_at=_aware(time.time()))
     return row.pk
 
 
@@ -133,10 +135,12 @@ def test_a_row_that_cannot_land_is_quarantined_and_the_rest_lands_in_process():
     assert outbox_empty()
     assert UserAggregate.objects.filter(impressions=4).count() == 9
     quarantined = EventQuarantine.objects.get()
-    assert quarantined.pk == bad and "null value" in quarantined.error and quarantined.user_id == "poisoned"
+    assert quarantined.pk == bad and "no page" in quarantined.error and quarantined.user_id == "poisoned"
     assert_aggregates_match_raw_events()
     # fixed by hand, then replayed: it lands, once
-    EventQuarantine.objects.filter(pk=bad).update(scores=[0.9, 0.8, 0.7])
+    Page.objects.create(request_id=quarantined.request_id, experiment_id=quarantined.experiment_id,
+                        variant_id=quarantined.variant_id, user_key=quarantined.user_key,
+                        created_at=quarantined.created_at, track_ids=world.track_ids()[:3], scores=[0.9, 0.8, 0.7])
     call_command("replay_quarantine")
     assert EventQuarantine.objects.count() == 0 and EventOutbox.objects.filter(pk=bad).exists()
     drain_outbox()

@@ -12,8 +12,9 @@ from django.utils import timezone
 from experiments.events.ingest import ingest_copy_batch
 from experiments.events.outbox import copy_records
 from experiments.events.relay import OutboxRelay, RelayConfig
-from experiments.models import EventOutbox
+from experiments.models import EventOutbox, Page
 from experiments.tasks import relay_conninfo
+from tests.experiments.events_fixtures import served_page
 
 
 class Recorder:
@@ -33,11 +34,11 @@ class Recorder:
 
 def add_rows(count: int, explicit_id: int | None = None) -> None:
     now = timezone.now()
-    rows = [EventOutbox(kind=3, event_id=(request := uuid.uuid4()), request_id=request, experiment_id=1, variant_id=1,
-                        user_key=7, user_id="u", track_id=0, position=0, created_at=now, track_ids=[1], scores=[0.5])
-            for _ in range(count)]
+    pages, rows = zip(*(served_page(request_id=uuid.uuid4(), experiment_id=1, variant_id=1, user_key=7, user_id="u",
+                                    created_at=now, track_ids=[1], scores=[0.5]) for _ in range(count)), strict=True)
     if explicit_id is not None:
         rows[0].id = explicit_id
+    Page.objects.bulk_create(pages)
     EventOutbox.objects.bulk_create(rows)
 
 

@@ -15,10 +15,11 @@ import pytest
 
 from experiments.analysis import experiment_results
 from experiments.events.ingest import drain_outbox
-from experiments.models import EventOutbox, Experiment, Impression
+from experiments.models import EventOutbox, Experiment, Impression, Page
 from experiments.stats.frequentist import RatioZTest
 from experiments.stats.statistics import RatioStatistic
 from tests.experiments.dashboard_fixtures import seed_empty_experiment
+from tests.experiments.events_fixtures import served_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +31,7 @@ def _events(experiment: Experiment, rng: np.random.Generator):
     """Outbox rows over DAYS days and the per-user truth they imply."""
     variants = {v.key: v for v in experiment.variants.all()}
     start = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=DAYS - 1)
-    rows, truth = [], {}
+    rows, pages, truth = [], [], {}
     for arm, (key, variant) in enumerate(sorted(variants.items())):
         for u in range(USERS_PER_ARM):
             user_key = (arm + 1) * 10**6 + u
@@ -42,8 +43,7 @@ def _events(experiment: Experiment, rng: np.random.Generator):
                     at = start + timedelta(days=day, seconds=int(rng.integers(0, 3600)))
                     page = dict(request_id=request_id, experiment_id=experiment.pk, variant_id=variant.pk,
                                 user_key=user_key, user_id=f"user-{user_key}", created_at=at)
-                    rows.append(EventOutbox(kind=EventOutbox.Kind.RECOMMENDATION, event_id=request_id, track_id=0,
-                                            position=0, track_ids=[1, 2, 3, 4, 5], scores=[0.5] * 5, **page))
+                    pages.append(served_page(**page, track_ids=[1, 2, 3, 4, 5], scores=[0.5] * 5))
                     for position in range(1, 6):
                         common = {**page, "track_id": position, "position": position}
                         clicked = rng.random() < min(p, 1.0) / position
@@ -54,15 +54,16 @@ def _events(experiment: Experiment, rng: np.random.Generator):
                         t = truth.setdefault((key, user_key), np.zeros((DAYS, 2), dtype=int))
                         t[day, 0] += 1
                         t[day, 1] += int(clicked)
-    return rows, truth
+    return pages, rows, truth
 
 
 def test_results_from_the_real_ingest_path():
     experiment = seed_empty_experiment(name="pipeline")
     Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING,
                                                        started_at=datetime.now(UTC) - timedelta(days=DAYS))
-    rows, truth = _events(experiment, np.random.default_rng(11))
-    EventOutbox.objects.bulk_create(rows, batch_size=5000)
+    pages, rows, truth = _events(experiment, np.random.default_rng(11))
+    Page.objects.bulk_create([page for page, _ in pages], batch_size=5000)
+    EventOutbox.objects.bulk_create([row for _, row in pages] + rows, batch_size=5000)
     drain_outbox(batch_size=2000)
     # In a full test run a session Celery worker's relay may be landing some of these rows at the same
     # time (idempotently); wait until every row is confirmed, by whichever process.
@@ -72,7 +73,7 @@ def test_results_from_the_real_ingest_path():
         drain_outbox(batch_size=2000)
     assert not EventOutbox.objects.filter(experiment_id=experiment.pk).exists()
     assert Impression.objects.filter(experiment_id=experiment.pk).count() == sum(
-        len(r.track_ids) for r in rows if r.kind == EventOutbox.Kind.RECOMMENDATION)
+        len(page.track_ids) for page, _ in pages)
 
     results = experiment_results(experiment.pk)
     stats = {}

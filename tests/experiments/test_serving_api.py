@@ -12,7 +12,7 @@ from abplatform.apikeys.models import ApiKey
 from experiments.assignment import ArmSpec, assign_variant, user_key
 from experiments.events.ids import click_event_id, impression_event_id, new_request_id
 from experiments.events.ingest import drain_outbox
-from experiments.models import EventOutbox, Impression
+from experiments.models import EventOutbox, Impression, Page
 from experiments.services import experiment_pause
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
 
@@ -59,14 +59,16 @@ def test_recommendations_are_the_exact_neighbours_of_the_users_arm(client, world
     assert body["items"][0]["title"].startswith("tune ")
 
 
-def test_one_impression_per_item_goes_to_the_outbox(client, world):
+def test_the_page_is_stored_at_serving_and_one_row_goes_to_the_outbox(client, world):
     body = get(client, world, user="bob", seed_track=world.tracks[0].pk, k=6).json()
+    page = Page.objects.get(request_id=body["request_id"])  # stored before the answer went out
+    assert page.track_ids == [i["track"] for i in body["items"]]
+    assert [round(s, 6) for s in page.scores] == [i["score"] for i in body["items"]]
+    assert (page.user_key, page.experiment_id) == (user_key("bob"), world.experiment.pk)
     rows = list(EventOutbox.objects.filter(request_id=body["request_id"]))
-    assert len(rows) == 1  # one recommendation row, expanded by the worker
+    assert len(rows) == 1  # one narrow row that hands the page to the worker's aggregates
     row = rows[0]
     assert row.kind == EventOutbox.Kind.RECOMMENDATION and row.event_id == uuid.UUID(body["request_id"])
-    assert row.track_ids == [i["track"] for i in body["items"]]
-    assert [round(s, 6) for s in row.scores] == [i["score"] for i in body["items"]]
     assert (row.user_key, row.user_id, row.experiment_id) == (user_key("bob"), "bob", world.experiment.pk)
 
     drain_outbox()
