@@ -41,14 +41,16 @@ def simulate_final(rng: np.random.Generator, experiments: int, users: int, lift:
 
 
 def simulate_daily(rng: np.random.Generator, experiments: int, users: int, days: int = 14, lift: float = 0.0,
-                   daily_rate: float = 1.0) -> RatioStatistic:
+                   daily_rate: float = 1.0, equal_cohorts: bool = False) -> RatioStatistic:
     """Cumulative per-user sums at the end of each day, shape (experiments, days).
 
     Users arrive on a uniformly random day with one impression, then see Poisson(rate_i)
-    more every day; exactly the VariantDailyMoments rows the dashboard reads.
+    more every day; exactly the VariantDailyMoments rows the dashboard reads. ``equal_cohorts``:
+    as many users arrive every day (to within one), so every experiment has the same users per look.
     """
     shape = (experiments, users)
-    arrival = rng.integers(0, days, size=shape)
+    arrival = (np.broadcast_to(np.arange(users) % days, shape) if equal_cohorts
+               else rng.integers(0, days, size=shape))
     rate = rng.gamma(1.0, daily_rate, size=shape)
     p = propensities(rng, shape, lift)
     clicks = np.zeros(shape)
