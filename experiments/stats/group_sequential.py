@@ -67,6 +67,11 @@ def _crossing(grid: np.ndarray, density: np.ndarray, step: float, bound: float, 
     return _trapezoid(density * ndtr((grid + shift - bound) / sd), step)
 
 
+def _crossing_excess(bound: float, grid: np.ndarray, density: np.ndarray, step: float, sd: float,
+                     wanted: float) -> float:
+    return _crossing(grid, density, step, bound, sd, 0.0) - wanted
+
+
 def _propagate(grid: np.ndarray, density: np.ndarray, step: float, new_grid: np.ndarray, sd: float,
                shift: float) -> np.ndarray:
     """Density at ``new_grid`` of the paths still inside: int f(s) phi((x - s - shift)/sd)/sd ds."""
@@ -118,7 +123,7 @@ def _bounds(information: tuple[float, ...], alpha: float, spending: str, rho: fl
             if wanted < 1e-12 or _crossing(grid, density, step, top, sd, 0.0) >= wanted:
                 y = top
             else:
-                y = brentq(lambda b: _crossing(grid, density, step, b, sd, 0.0) - wanted, grid[0] - 10 * sd, top,
+                y = brentq(_crossing_excess, grid[0] - 10 * sd, top, args=(grid, density, step, sd, wanted),
                            xtol=1e-10, rtol=1e-12)
             z[k] = y / math.sqrt(tk)
             crossed = _crossing(grid, density, step, y, sd, 0.0)
