@@ -151,5 +151,5 @@ def test_new_users_without_pre_data_still_gain_and_stay_unbiased():
           f"{np.mean(result.raw.effect):.4f}, CUPED {np.mean(result.adjusted.effect):.4f} (true 0.1)")
     assert measured > 0.25
     assert np.mean(result.adjusted.effect) == pytest.approx(0.1, abs=0.005)
-    coverage = np.mean((result.adjusted.ci_lower <= 0.1) & (0.1 <= result.adjusted.ci_upper))
+    coverage = np.mean((result.adjusted.ci_lower <= 0.1) & (result.adjusted.ci_upper >= 0.1))
     assert 0.93 <= coverage <= 0.97
