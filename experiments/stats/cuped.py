@@ -83,9 +83,10 @@ class PrePostRatioStatistic:
         m_pre = np.zeros_like(m) if m_pre is None else np.asarray(m_pre, dtype=float)
         d_pre = np.zeros_like(m) if d_pre is None else np.asarray(d_pre, dtype=float)
         h = (d_pre > 0).astype(float) if has_pre is None else np.asarray(has_pre, dtype=float)
-        units = np.stack(np.broadcast_arrays(m, d, m_pre, d_pre, h), axis=-1)  # (..., users, 5)
+        # One (..., 5, users) copy and one matrix product: memory is read once (15 dot products read it 6 times).
+        units = np.stack(np.broadcast_arrays(m, d, m_pre, d_pre, h), axis=-2)
         return cls(n=np.full(m.shape[:-1], m.shape[-1], dtype=float) if m.ndim > 1 else float(m.shape[-1]),
-                   sums=units.sum(axis=-2), products=np.swapaxes(units, -1, -2) @ units)
+                   sums=units.sum(axis=-1), products=units @ np.swapaxes(units, -1, -2))
 
     def post(self, statistic_type: type[RatioStatistic] = RatioStatistic) -> RatioStatistic:
         """The post-period ratio alone: today's delta-method input."""

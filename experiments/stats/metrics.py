@@ -135,8 +135,26 @@ def percentile_cap(columns: list[np.ndarray], percentile: float | None) -> Winso
     pooled = np.concatenate(columns) if columns else np.zeros(0)
     if pooled.size == 0:
         return Winsorisation(percentile, None, 0)
-    cap = float(np.percentile(pooled, percentile))
+    cap = upper_percentile(pooled, percentile)
     return Winsorisation(percentile, cap, int(np.count_nonzero(pooled > cap)))
+
+
+def upper_percentile(values: np.ndarray, percentile: float) -> float:
+    """``np.percentile(values, percentile)`` (linear interpolation), exactly, in a fraction of its time for a high
+    percentile: the two order statistics it interpolates are found among the values above a threshold read
+    off a strided sample, and the full partition runs only when that threshold turns out too high."""
+    n = values.size
+    position = percentile / 100 * (n - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, n - 1)
+    threshold = np.percentile(values[:: max(1, n // 20_000)], max(0.0, percentile - 1.0))
+    above = values[values > threshold]
+    below = n - above.size
+    if n < 50_000 or below > low:
+        return float(np.percentile(values, percentile))
+    part = np.partition(above, sorted({low - below, high - below}))
+    a, b = part[low - below], part[high - below]
+    return float(a + (b - a) * (position - low))
 
 
 def _capped(values: np.ndarray, winsor: Winsorisation) -> np.ndarray:
