@@ -78,10 +78,10 @@ class ExperimentPlan:
 DEFAULT_PLAN = ExperimentPlan()
 
 
-def _always_valid_critical(users: float, n_star: float):
+def _always_valid_critical(users: float, n_star: float, alpha: float):
     """One-sided critical z of the always-valid test at ``users``: the two-sided mixture boundary at the same
     level (conservative for one side)."""
-    n_rho2 = users * mixture_rho_squared(0.05, n_star)  # rho is tuned once, at alpha = 0.05, as sequential.py
+    n_rho2 = users * mixture_rho_squared(alpha, n_star)  # the mixture tuned as sequential.py tunes it
 
     def critical(alpha: float) -> float:
         return float(np.sqrt(2 * (n_rho2 + 1) / n_rho2 * np.log(np.sqrt(n_rho2 + 1) / alpha)))
@@ -106,7 +106,8 @@ def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int,
                     plan: ExperimentPlan = DEFAULT_PLAN, alpha: float = 0.05, n_star: float = 10_000,
                     final: bool = False) -> MetricAnalysis:
     """``arms``: (id, key, is_control), control first. ``daily_users``: users of all arms at the end of each day
-    (the looks); ``ctr_daily``: per arm id, the cumulative CTR statistics per day (for the drawn z path)."""
+    (the looks; 0 for a day that is no look, e.g. too few users); ``ctr_daily``: per arm id, the cumulative CTR
+    statistics per day (for the drawn z path)."""
     control_id, control_key, _ = arms[0]
     treatments = arms[1:]
     config = FrequentistConfig(alpha=alpha, difference_type=DifferenceType.RELATIVE)
@@ -158,7 +159,7 @@ def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int,
         def critical(level: float) -> float:
             return float(design.bounds(looks, level, final=final).z[-1])
     else:
-        critical = _always_valid_critical(max(users_now, 1.0), n_star)
+        critical = _always_valid_critical(max(users_now, 1.0), n_star, alpha)
     decisions = []
     for _, arm_key, _ in treatments:
         if not evidence[arm_key]:

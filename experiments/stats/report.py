@@ -158,8 +158,11 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
     srm = decision.srm
     extra = {}
     if rows.user_columns:
-        daily_users = (np.sum([np.asarray(daily[s.id].n) for s in specs if s.id in daily], axis=0)
-                       if daily else None)
+        daily_users = None
+        if daily:
+            per_arm = np.array([np.asarray(daily[s.id].n) for s in specs if s.id in daily])
+            # A day with fewer than min_users in an arm is no look (the normal approximation is poor there).
+            daily_users = np.where(per_arm.min(axis=0) >= config.min_users, per_arm.sum(axis=0), 0.0)
         extra_analysis = analyse_metrics([(s.id, s.key, s.is_control) for s in specs], rows.user_columns,
                                          daily_users, daily, plan, config.alpha, config.n_star,
                                          final=info.status in FINISHED)
