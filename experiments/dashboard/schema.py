@@ -173,7 +173,7 @@ class GroupSequentialSerializer(serializers.Serializer):
 
 class DecisionSerializer(serializers.Serializer):
     key = serializers.CharField()
-    decision = serializers.ChoiceField(choices=["ship", "worse", "guardrail", "not_better"])
+    decision = serializers.ChoiceField(choices=["ship", "worse", "guardrail", "not_better", "not_enough_data"])
     ship = serializers.BooleanField()
     text = serializers.CharField()
     blocking = serializers.ListField(child=serializers.CharField())

@@ -50,6 +50,7 @@ class Decision(StrEnum):
     WORSE = "worse"  # a metric is significantly worse: do not ship
     GUARDRAIL = "guardrail"  # a guardrail is not (yet) shown non-inferior
     NOT_BETTER = "not_better"  # no success metric is (yet) significantly better
+    NOT_ENOUGH_DATA = "not_enough_data"  # too few users to read any test (set by the caller)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ def decide(treatment: str, evidence: Sequence[MetricEvidence], critical: Critica
 
     def said(key: str) -> str:
         e = by_key[key]
-        return f"{e.label} {_pct(_last(e.effect))}"
+        effect = _last(e.effect)
+        return f"{e.label} {_pct(effect)}" if np.isfinite(effect) else f"{e.label} (no estimate yet)"
 
     worse = [t.key for t in tests if bool(np.all(t.worse))]
     if worse:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.stats.cuped import CupedRatioTest
-from experiments.stats.decision import DecisionConfig, MetricEvidence, Role, decide
+from experiments.stats.decision import Decision, DecisionConfig, MetricEvidence, Role, decide
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig, TestResult, relative_difference
 from experiments.stats.group_sequential import GroupSequentialDesign, Spending, group_sequential_test
 from experiments.stats.metrics import DEFAULT_WINSOR_PERCENTILE, UserColumns, metric, metric_data
@@ -104,7 +104,7 @@ def _estimate(result: TestResult) -> Estimate:
 def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int, UserColumns],
                     daily_users: np.ndarray | None, ctr_daily: Mapping[int, RatioStatistic] | None,
                     plan: ExperimentPlan = DEFAULT_PLAN, alpha: float = 0.05, n_star: float = 10_000,
-                    final: bool = False) -> MetricAnalysis:
+                    final: bool = False, min_users: int = 100) -> MetricAnalysis:
     """``arms``: (id, key, is_control), control first. ``daily_users``: users of all arms at the end of each day
     (the looks; 0 for a day that is no look, e.g. too few users); ``ctr_daily``: per arm id, the cumulative CTR
     statistics per day (for the drawn z path)."""
@@ -161,12 +161,17 @@ def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int,
     else:
         critical = _always_valid_critical(max(users_now, 1.0), n_star, alpha)
     decisions = []
-    for _, arm_key, _ in treatments:
+    test = "group_sequential" if design is not None else "always_valid"
+    for arm_id, arm_key, _ in treatments:
         if not evidence[arm_key]:
             continue
+        fewest = min(columns[a].users if a in columns else 0 for a in (control_id, arm_id))
+        if fewest < min_users:
+            decisions.append(DecisionOut(arm_key, Decision.NOT_ENOUGH_DATA.value, False,
+                                         f"not enough data yet: fewer than {min_users} users in an arm", [], test))
+            continue
         d = decide(arm_key, evidence[arm_key], critical, plan.decision)
-        decisions.append(DecisionOut(arm_key, d.decision.value, d.ship, d.text, list(d.blocking),
-                                     "group_sequential" if design is not None else "always_valid"))
+        decisions.append(DecisionOut(arm_key, d.decision.value, d.ship, d.text, list(d.blocking), test))
     return MetricAnalysis(metrics_out, comparisons, gst_out, decisions)
 
 

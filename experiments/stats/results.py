@@ -172,7 +172,7 @@ class DecisionOut:
     """The risk-aware ship decision for one treatment (decision.py), in words."""
 
     key: str
-    decision: str  # decision.Decision: ship, worse, guardrail, not_better
+    decision: str  # decision.Decision: ship, worse, guardrail, not_better, not_enough_data
     ship: bool
     text: str
     blocking: list[str]  # metric keys that block

@@ -93,6 +93,8 @@ def test_the_words_name_what_blocks():
     assert worse.decision is Decision.WORSE and worse.text == "do not ship B: significantly worse on skip rate +8.0%"
     flat = decide("B", evidence(0.01, 0.0), fixed_horizon)
     assert flat.decision is Decision.NOT_BETTER and "not significantly better on CTR +1.0%" in flat.text
+    unknown = decide("B", evidence(float("nan"), 0.0), fixed_horizon)
+    assert unknown.text == "do not ship B yet: not significantly better on CTR (no estimate yet)"
 
 
 def test_a_crossing_at_an_earlier_look_counts():

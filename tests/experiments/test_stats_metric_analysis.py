@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from experiments.stats.aggregates import AggregateRows
 from experiments.stats.cuped import CupedRatioTest, PrePostRatioStatistic
 from experiments.stats.frequentist import FrequentistConfig
 from experiments.stats.metric_analysis import ExperimentPlan, Guardrail
@@ -108,3 +109,15 @@ def test_winsorisation_caps_at_the_pooled_percentile():
         UserColumns(impressions=np.ones(3), clicks=np.ones(2))
     stat = PrePostRatioStatistic.from_units(np.array([1.0, 50.0]), np.array([2.0, 60.0]))
     assert stat.post().ratio == pytest.approx(51 / 62)
+
+
+def test_too_few_users_is_said_and_nothing_breaks():
+    empty = np.zeros(0)
+    names = ("impressions", "clicks", "plays", "long_listens", "listened_seconds", "short_plays")
+    users = {11: UserColumns(**{n: np.array([1.0, 2.0]) if n == "impressions" else np.zeros(2) for n in names}),
+             12: UserColumns(**{n: empty for n in names})}
+    results = analyse(INFO, ARMS, AggregateRows([(11, 1, 0, 1), (11, 2, 0, 1)], [], user_columns=users))
+    assert all(c.raw.error == "fewer than 2 users in an arm" for c in results.metric_comparisons)
+    decision = results.to_dict()["decisions"][0]
+    assert decision["decision"] == "not_enough_data" and not decision["ship"]
+    assert decision["text"] == "not enough data yet: fewer than 100 users in an arm"
