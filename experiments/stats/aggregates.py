@@ -139,3 +139,52 @@ def position_series(rows: Sequence[Sequence[int]], arms: Sequence[ArmSpec]) -> d
         entry["clicks"].append(int(clicks))
         entry["ctr"].append(clicks / impressions if impressions else None)
     return out
+
+
+# --- per-user sums of every ratio metric (listening metrics, CUPED) -------------------------------------------
+
+# The per-user sums the worker keeps (UserAggregate), in this column order; long listens are plays of >= 30 s,
+# short plays (skips) the others. Ratio metrics are pairs of them: CTR = clicks / impressions, stream rate =
+# long_listens / impressions, listened seconds per click = listened_seconds / clicks, skip rate =
+# short_plays / plays.
+METRIC_SUMS = ("impressions", "clicks", "plays", "long_listens", "short_plays", "listened_seconds")
+
+
+@dataclass(frozen=True)
+class UserMetricRows:
+    """One arm's users (those with impressions > 0), one row each: their sums over the experiment (``post``) and
+    over the pre-period before their first exposure (``pre``: the experiment's ``pre_period_days`` days of all
+    their traffic, in any experiment or none; all 0 for a user without traffic then). Both (users, 6) float64
+    arrays, columns ``METRIC_SUMS``. Counts are exact in float64 (below 2**53)."""
+
+    arm_id: int
+    post: np.ndarray
+    pre: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("post", "pre"):
+            array = getattr(self, name)
+            if array.ndim != 2 or array.shape[1] != len(METRIC_SUMS):
+                raise ValueError(f"{name} must be (users, {len(METRIC_SUMS)}), got {array.shape}")
+        if self.post.shape != self.pre.shape:
+            raise ValueError(f"post {self.post.shape} and pre {self.pre.shape} differ")
+
+    @property
+    def users(self) -> int:
+        return int(self.post.shape[0])
+
+    @property
+    def has_pre(self) -> np.ndarray:
+        """Users with pre-period data: some impressions in the window (every other sum follows a page)."""
+        return self.pre[:, 0] > 0
+
+    def column(self, name: str, *, pre: bool = False) -> np.ndarray:
+        """One sum per user, e.g. ``rows.column("clicks")`` or ``rows.column("clicks", pre=True)``."""
+        return (self.pre if pre else self.post)[:, METRIC_SUMS.index(name)]
+
+
+def user_metric_rows_by_arm(arm_ids: np.ndarray, post: np.ndarray, pre: np.ndarray,
+                            arms: Sequence[int]) -> dict[int, UserMetricRows]:
+    """Split the users of one experiment (``arm_ids[i]`` is user i's arm) into one ``UserMetricRows`` per arm id
+    of ``arms`` (an arm without users gets empty arrays)."""
+    return {arm: UserMetricRows(arm, post[arm_ids == arm], pre[arm_ids == arm]) for arm in arms}
