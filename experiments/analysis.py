@@ -16,13 +16,11 @@ For the listening metrics and CUPED (wired into ``analyse`` by the statistics is
 
 from __future__ import annotations
 
-import struct
 import time
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, datetime
 
-import numpy as np
 from django.db import connection
 from django.utils import timezone
 
@@ -33,7 +31,7 @@ from experiments.stats.aggregates import (
     ArmSpec,
     ExperimentInfo,
     UserMetricRows,
-    user_metric_rows_by_arm,
+    user_metric_rows_from_copy,
 )
 from experiments.stats.comparisons import AnalysisConfig
 from experiments.stats.report import DEFAULT_CONFIG, analyse, summarise
@@ -62,34 +60,18 @@ _USER_SUMS_SQL = (
     f"SELECT variant_id, {', '.join(METRIC_SUMS)}, {', '.join(f'pre_{name}' for name in METRIC_SUMS)} "
     f"FROM {UserAggregate._meta.db_table} WHERE experiment_id = %s AND impressions > 0"
 )
-# PostgreSQL's binary COPY: a header (signature, flags, extension length), then per row a 16-bit field count and,
-# per field, a 32-bit length and the value (big-endian); all 13 fields here are 8 bytes and never NULL.
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_ROW_DTYPE = np.dtype([("fields", ">i2")] + [
-    item for i, kind in enumerate(["i8"] * 6 + ["f8"] + ["i8"] * 5 + ["f8"])
-    for item in ((f"length{i}", ">i4"), (f"value{i}", f">{kind}"))])
 
 
 def user_metric_rows(experiment_id: int, arm_ids: list[int] | None = None) -> dict[int, UserMetricRows]:
     """Every user's sums over the experiment and over their pre-period, per arm: ONE scan of UserAggregate.
 
-    The rows come as binary COPY and become numpy arrays without a Python object per user (fixed-width rows
-    read as one structured array): a million users take a fraction of a second. ``arm_ids``: the arms to
-    return (default: those with users)."""
+    The rows travel as PostgreSQL binary COPY and become numpy arrays in the statistics core without a Python
+    object per user (``user_metric_rows_from_copy``). ``arm_ids``: the arms to return (default: those with users).
+    Cost grows with the users: measured in bench/analysis.py (docs/architecture.md)."""
     sql = _USER_SUMS_SQL.replace("%s", str(int(experiment_id)))
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
         data = b"".join(bytes(chunk) for chunk in copy)
-    if not data.startswith(_COPY_SIGNATURE):
-        raise ValueError("not PostgreSQL binary COPY data")
-    start = len(_COPY_SIGNATURE) + 8 + struct.unpack_from(">i", data, len(_COPY_SIGNATURE) + 4)[0]
-    rows = np.frombuffer(data, dtype=_ROW_DTYPE, count=(len(data) - start - 2) // _ROW_DTYPE.itemsize,
-                         offset=start)
-    values = [rows[f"value{i}"] for i in range(13)]
-    post = np.column_stack(values[1:7]).astype(np.float64)
-    pre = np.column_stack(values[7:13]).astype(np.float64)
-    arm_of_user = values[0].astype(np.int64)
-    arms = arm_ids if arm_ids is not None else sorted(set(arm_of_user.tolist()))
-    return user_metric_rows_by_arm(arm_of_user, post, pre, arms)
+    return user_metric_rows_from_copy(data, arm_ids)
 
 
 # VariantDailyMoments of every ratio metric, in this order after (variant_id, day, users): see its docstring.

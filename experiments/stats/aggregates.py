@@ -8,6 +8,7 @@ database in sight, and can be tested on hand-made rows.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -188,3 +189,32 @@ def user_metric_rows_by_arm(arm_ids: np.ndarray, post: np.ndarray, pre: np.ndarr
     """Split the users of one experiment (``arm_ids[i]`` is user i's arm) into one ``UserMetricRows`` per arm id
     of ``arms`` (an arm without users gets empty arrays)."""
     return {arm: UserMetricRows(arm, post[arm_ids == arm], pre[arm_ids == arm]) for arm in arms}
+
+
+# PostgreSQL's binary COPY of (arm id, METRIC_SUMS, pre-period METRIC_SUMS): a header (signature, flags, extension
+# length and extension), then per row a 16-bit field count and, per field, a 32-bit length and the value, all
+# big-endian; every field here is 8 bytes (bigint, or double precision for the seconds) and never NULL.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_FIELD_KINDS = ["i8"] * 6 + ["f8"] + ["i8"] * 5 + ["f8"]
+_ROW_DTYPE = np.dtype([("fields", ">i2")] + [item for i, kind in enumerate(_FIELD_KINDS)
+                                             for item in ((f"length{i}", ">i4"), (f"value{i}", f">{kind}"))])
+
+
+def user_metric_rows_from_copy(data: bytes, arm_ids: Sequence[int] | None = None) -> dict[int, UserMetricRows]:
+    """``UserMetricRows`` per arm from the binary COPY of one experiment's per-user rows (see ``_COPY_SIGNATURE``):
+    the fixed-width rows are read as one structured array, never a Python object per user."""
+    if not data.startswith(_COPY_SIGNATURE):
+        raise ValueError("not PostgreSQL binary COPY data")
+    start = len(_COPY_SIGNATURE) + 8 + struct.unpack_from(">i", data, len(_COPY_SIGNATURE) + 4)[0]
+    count, rest = divmod(len(data) - start - 2, _ROW_DTYPE.itemsize)  # 2: the trailer
+    if rest:
+        raise ValueError("binary COPY rows of another shape than (arm, 6 sums, 6 pre-period sums)")
+    rows = np.frombuffer(data, dtype=_ROW_DTYPE, count=count, offset=start)
+    if count and not (rows["fields"] == len(_FIELD_KINDS)).all():
+        raise ValueError(f"binary COPY rows must have {len(_FIELD_KINDS)} fields")
+    values = [rows[f"value{i}"] for i in range(len(_FIELD_KINDS))]
+    arm_of_user = values[0].astype(np.int64)
+    post = np.column_stack(values[1:7]).astype(np.float64)
+    pre = np.column_stack(values[7:13]).astype(np.float64)
+    arms = arm_ids if arm_ids is not None else sorted(set(arm_of_user.tolist()))
+    return user_metric_rows_by_arm(arm_of_user, post, pre, arms)
