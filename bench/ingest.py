@@ -6,7 +6,8 @@
 Each run loads N accepted events into the outbox (COPY: the API's own write is measured
 by bench/serve_load.py), starts a real Celery worker (its relay thread reads the outbox,
 sends batches through the embedded Redis, its pool lands them), and times until the
-outbox is empty. It then counts: every item shown must be in a Page, every click in Click, exactly once
+outbox is empty. It then counts: every item shown must be in a Page, every click in Click, every play (one follows
+each click) in Play, exactly once
 and in the aggregates exactly once (lost = accepted - landed; duplicates = aggregate sum -
 landed). The second run SIGKILLs the worker's whole process group part-way and restarts it.
 
@@ -53,7 +54,7 @@ def reset_tables() -> None:
         cursor.execute(
             "TRUNCATE experiments_eventoutbox, experiments_page, experiments_click, experiments_assignment, "
             "experiments_useraggregate, experiments_dailyuserrollup, experiments_positionrollup, "
-            "experiments_variantdailymoments"
+            "experiments_variantdailymoments, experiments_play, experiments_userdailytraffic"
         )
         cursor.execute("VACUUM ANALYZE experiments_eventoutbox")
 
@@ -76,9 +77,12 @@ def ensure_experiment() -> tuple[int, list[int]]:
     return experiment.pk, list(experiment.variants.order_by("id").values_list("id", flat=True))
 
 
-def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float) -> tuple:
+def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float,
+                play_rate: float = 1.0) -> tuple:
     """COPY ``n_events`` accepted events into the outbox, in the form the API writes them: one recommendation
-    row per request (10 items, expanded into impressions by the worker) and some click rows."""
+    row per request (10 items, expanded into impressions by the worker), some click rows and, with probability
+    ``play_rate``, a play row after a click (seconds exponential, mean 60 s: about 60 % long listens). With
+    ``play_rate`` 0 the stream is the one of the benches before plays existed (same draws)."""
     import numpy as np
     from django.db import connection
     from django.utils import timezone
@@ -89,7 +93,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
     rng = np.random.default_rng(0)
     now = timezone.now().isoformat()
     buffer = io.StringIO()
-    impressions = clicks = written = 0
+    impressions = clicks = plays = written = 0
     while written < n_events:
         user = int(rng.integers(users))
         uid = f"bench-user-{user}"
@@ -99,21 +103,28 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
         shown = min(10, n_events - written)
         tracks = [int(t) for t in rng.integers(1, 100_000, size=shown)]
         buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\t"
-                     f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\n")
+                     f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\t\\N\t\\N\n")
         written += shown
         impressions += shown
         for position, track in enumerate(tracks, start=1):
             if written < n_events and rng.random() < click_rate:
                 buffer.write(f"2\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
-                             f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\n")
+                             f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\t\\N\t\\N\n")
                 written += 1
                 clicks += 1
+                if play_rate > 0 and written < n_events and rng.random() < play_rate:
+                    seconds = round(float(rng.exponential(60.0)), 3)
+                    skipped = "t" if seconds < 30 else "f"
+                    buffer.write(f"4\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
+                                 f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\t{seconds}\t{skipped}\n")
+                    written += 1
+                    plays += 1
     columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
-               "score, client_time, created_at, track_ids, scores")
+               "score, client_time, created_at, track_ids, scores, listened_seconds, skipped")
     copy_sql = f"COPY experiments_eventoutbox ({columns}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
         copy.write(buffer.getvalue())
-    return impressions, clicks
+    return impressions, clicks, plays
 
 
 def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Popen:
@@ -145,7 +156,7 @@ def scalar(sql: str) -> int:
 
 def landed() -> int:
     return scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
-                  "+ (SELECT count(*) FROM experiments_click)")
+                  "+ (SELECT count(*) FROM experiments_click) + (SELECT count(*) FROM experiments_play)")
 
 
 def postgres_backends() -> list[int]:
@@ -181,9 +192,10 @@ def run(args, kill_at: float | None) -> dict:
     try:
         wait_for_relay()
         started = time.perf_counter()
-        impressions, clicks = load_outbox(args.events, experiment_id, variant_ids, args.users, args.click_rate)
+        impressions, clicks, plays = load_outbox(args.events, experiment_id, variant_ids, args.users,
+                                                 args.click_rate, args.play_rate)
         t0 = time.perf_counter()
-        total = impressions + clicks
+        total = impressions + clicks + plays
         print(f"  {total:,} accepted events committed to the outbox in {t0 - started:.1f} s "
               f"({total / (t0 - started):,.0f}/s)")
         meter = CpuMeter({"worker": lambda: group_pids(worker.pid), "postgres": postgres_backends,
@@ -205,14 +217,17 @@ def run(args, kill_at: float | None) -> dict:
     got = landed()
     agg_i = scalar("SELECT sum(impressions) FROM experiments_useraggregate")
     agg_c = scalar("SELECT sum(clicks) FROM experiments_useraggregate")
+    agg_p = scalar("SELECT sum(plays) FROM experiments_useraggregate")
+    traffic_p = scalar("SELECT sum(plays) FROM experiments_userdailytraffic")
     pos_i = scalar("SELECT sum(impressions) FROM experiments_positionrollup")
     daily_i = scalar("SELECT sum(impressions) FROM experiments_dailyuserrollup")
     moments_i = scalar("SELECT sum(sum_impressions) FROM experiments_variantdailymoments")
     result = {
-        "events": total, "impressions": impressions, "clicks": clicks, "seconds": round(elapsed, 2),
+        "events": total, "impressions": impressions, "clicks": clicks, "plays": plays, "seconds": round(elapsed, 2),
         "events_per_s": round(total / elapsed), "lost": total - got, "duplicates_raw": got - total,
-        "duplicates_in_aggregates": (agg_i + agg_c) - got,
-        "aggregates_consistent": agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks,
+        "duplicates_in_aggregates": (agg_i + agg_c + agg_p) - got,
+        "aggregates_consistent": (agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks
+                                  and agg_p == traffic_p == plays),
         "killed_with_landed": killed_at,
         "cpu_us_per_event": {name: round(seconds * 1e6 / total, 2) for name, seconds in cpu.items()},
     }
@@ -234,6 +249,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--click-rate", type=float, default=0.05)
+    parser.add_argument("--play-rate", type=float, default=1.0, help="share of clicks followed by a play")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
     parser.add_argument("--batch", type=int, default=2000,
                         help="outbox rows per Celery task (a recommendation row carries 10 impressions)")
