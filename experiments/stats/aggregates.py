@@ -183,6 +183,12 @@ class UserMetricRows:
         """One sum per user, e.g. ``rows.column("clicks")`` or ``rows.column("clicks", pre=True)``."""
         return (self.pre if pre else self.post)[:, METRIC_SUMS.index(name)]
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column by name (``impressions`` ... ``listened_seconds``, ``pre_impressions`` ...), 1-D arrays:
+        the keyword arguments of the metrics' per-user columns (``UserColumns(**rows.columns())``)."""
+        return {**{name: self.post[:, i] for i, name in enumerate(METRIC_SUMS)},
+                **{f"pre_{name}": self.pre[:, i] for i, name in enumerate(METRIC_SUMS)}}
+
 
 def user_metric_rows_by_arm(arm_ids: np.ndarray, post: np.ndarray, pre: np.ndarray,
                             arms: Sequence[int]) -> dict[int, UserMetricRows]:

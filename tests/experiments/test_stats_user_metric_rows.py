@@ -31,6 +31,9 @@ def test_rows_are_split_by_arm_with_post_and_pre_columns():
     assert rows[5].column("clicks", pre=True).tolist() == [2, 1] and rows[5].has_pre.all()
     assert rows[7].users == 0 and rows[7].post.shape == (0, len(METRIC_SUMS))
     assert set(user_metric_rows_from_copy(data)) == {5, 6}
+    columns = rows[5].columns()
+    assert list(columns) == [*METRIC_SUMS, *(f"pre_{name}" for name in METRIC_SUMS)]
+    assert columns["listened_seconds"].tolist() == [72.5, 0.0] and columns["pre_plays"].tolist() == [2, 1]
 
 
 def test_no_rows_and_bad_data():
