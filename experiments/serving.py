@@ -1,9 +1,12 @@
 """Serving a recommendation: the user's variant -> the one KNN (``recommender.vector_search``) -> the answer.
 
-A user in an experiment gets the KNN and the outbox row of the page shown in ONE statement
+Every page shown gets the KNN and the outbox row of the page in ONE statement
 (``RECORD_RECOMMENDATION_CTE`` between the KNN's CTEs and its final SELECT): one round trip,
 one transaction, and the HTTP answer goes out after the impressions are durable; the relay
-and the worker (``experiments.events``) do the rest.
+and the worker (``experiments.events``) do the rest. A page served outside any experiment (none
+running, or the user outside its traffic fraction) is recorded without experiment and variant: it
+counts in the user's all-traffic rollup (CUPED's pre-period) and its clicks and plays are accepted,
+but no experiment's analysis sees it. A HEAD request records nothing.
 """
 
 from __future__ import annotations
@@ -42,12 +45,12 @@ class Recommendation:
     model_id: int
     model: str
     items: list[Neighbour]
-    recorded: bool  # impressions went to the outbox (the user is in the analysis)
+    recorded: bool  # the page went to the outbox (every GET; in the analysis only when experiment_id is set)
 
 
 def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
               record: bool = True) -> Recommendation:
-    """The user's arm -> KNN around the seed -> one impression per item shown (when in the experiment).
+    """The user's arm -> KNN around the seed -> the page shown, recorded (in the experiment or not).
 
     ``record=False`` (an HTTP HEAD: nothing is shown to anybody) computes the same answer and writes nothing."""
     config = serving_config()
@@ -64,22 +67,23 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
     else:
         raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
     request_id = new_request_id()
-    if variant is None:
+    if not record:
         items = nearest_to_track(arm, seed_track_id, k, exclude)
     else:
-        items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id, experiment.experiment_id,
-                                  variant.variant_id, user_id)
+        items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id,
+                                  experiment.experiment_id if variant is not None else None,
+                                  variant.variant_id if variant is not None else None, user_id)
     return Recommendation(
         request_id=request_id,
         experiment_id=experiment.experiment_id if variant is not None else None,
         experiment_name=experiment.name if variant is not None else None,
         variant=variant.key if variant is not None else None,
-        model_id=arm.model_id, model=arm.label, items=items, recorded=variant is not None,
+        model_id=arm.model_id, model=arm.label, items=items, recorded=record,
     )
 
 
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
-                      experiment_id: int, variant_id: int, user_id: str) -> list[Neighbour]:
+                      experiment_id: int | None, variant_id: int | None, user_id: str) -> list[Neighbour]:
     """The KNN and the outbox row of what was shown, in ONE statement (one round trip, its own transaction)."""
     params = knn_params(seed_track_id, exclude)
     params.update({

@@ -51,7 +51,7 @@ def arm_oracle(experiment_id: int | None):
 class Command(BaseCommand):
     help = (
         "Simulate music players: users with a latent taste over the catalog's labels ask "
-        "GET /api/v1/recommendations from seed tracks and POST their clicks to /api/v1/events, "
+        "GET /api/v1/recommendations from seed tracks and POST their clicks and plays to /api/v1/events, "
         "paced to --rate requests/s for at most --duration seconds."
     )
 
