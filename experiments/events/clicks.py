@@ -57,7 +57,8 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
         cursor.execute(KNOWN_CLICKS_SQL, {"events": counted_ids})
         known = {row[0] for row in cursor.fetchall()}
         cursor.execute(SHOWN_SQL, {"requests": list({e.request_id for e in events})})
-        pages = {row[0]: row[1:] for row in cursor.fetchall()}  # request -> (track_ids, experiment, variant, user)
+        # request -> (track_ids, experiment, variant, user, teams or None)
+        pages = {row[0]: row[1:] for row in cursor.fetchall()}
     fresh: list[tuple[uuid.UUID, ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
     for event, counted_id in zip(events, counted_ids, strict=True):
@@ -77,7 +78,9 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
             result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
             continue
         seen.add(counted_id)
-        fresh.append((counted_id, event, (shown, *page[1:])))
+        teams = page[4]
+        team = teams[event.position - 1] if teams else None  # interleaved page: the item's team gets the credit
+        fresh.append((counted_id, event, (shown, *page[1:4], team)))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_CLICKS_SQL, {
@@ -86,6 +89,7 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
                 "experiments": [imp[1] for _, _, imp in fresh], "variants": [imp[2] for _, _, imp in fresh],
                 "users": [imp[3] for _, _, imp in fresh], "tracks": [e.track_id for _, e, _ in fresh],
                 "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
+                "teams": [imp[4] for _, _, imp in fresh],
             })
             inserted = len(cursor.fetchall())
         result.accepted += inserted

@@ -35,6 +35,8 @@ from experiments.models import (
     Assignment,
     Click,
     DailyUserRollup,
+    InterleavingPositionRollup,
+    InterleavingUserDay,
     Page,
     PositionRollup,
     UserAggregate,
@@ -49,13 +51,16 @@ _T = {
     "assignment": Assignment._meta.db_table, "user": UserAggregate._meta.db_table,
     "daily": DailyUserRollup._meta.db_table, "position": PositionRollup._meta.db_table,
     "moments": VariantDailyMoments._meta.db_table,
+    "il_user": InterleavingUserDay._meta.db_table, "il_position": InterleavingPositionRollup._meta.db_table,
 }
 
 _SETUP = (
     f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
-    # new pages (kind 3, n = items, position NULL) and new clicks (kind 2, n = 1, their position)
+    # new pages (kind 3, n = items, position NULL) and new clicks (kind 2, n = 1, their position); teams / team:
+    # interleaved pages and clicks on them (NULL otherwise)
     "CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (kind smallint, experiment_id bigint, variant_id bigint, "
-    "user_key bigint, n int, position int, day date, at timestamptz) ON COMMIT DELETE ROWS",
+    "user_key bigint, n int, position int, day date, at timestamptz, teams smallint[], team smallint) "
+    "ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
     "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
 )
@@ -64,24 +69,25 @@ _STEPS = (
     # 2. raw events; keep only those that were new
     f"""WITH pg AS (
         INSERT INTO {_T['page']} (request_id, experiment_id, variant_id, user_key, placement, created_at,
-                                  track_ids, scores)
-        SELECT request_id, experiment_id, variant_id, user_key, 'track_page', created_at, track_ids, scores
+                                  track_ids, scores, teams)
+        SELECT request_id, experiment_id, variant_id, user_key, 'track_page', created_at, track_ids, scores, teams
         FROM ingest_staging WHERE kind = {RECOMMENDATION}
         ON CONFLICT (request_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, cardinality(track_ids) AS k, created_at),
+        RETURNING experiment_id, variant_id, user_key, cardinality(track_ids) AS k, created_at, teams),
     clk AS (
         INSERT INTO {_T['click']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
-                                   client_time, created_at)
-        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at
+                                   client_time, created_at, team)
+        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at,
+               team
         FROM ingest_staging WHERE kind = {CLICK}
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, position, created_at)
+        RETURNING experiment_id, variant_id, user_key, position, created_at, team)
     INSERT INTO ingest_fresh
     SELECT {RECOMMENDATION}, experiment_id, variant_id, user_key, k, NULL, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM pg
+           created_at, teams, NULL FROM pg
     UNION ALL
     SELECT {CLICK}, experiment_id, variant_id, user_key, 1, position, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM clk""",
+           created_at, NULL, team FROM clk""",
     f"SELECT pg_advisory_xact_lock({AGGREGATES_LOCK})",
     # 3a. first exposure (idempotent by the unique key, so duplicates may take part)
     f"""INSERT INTO {_T['assignment']} (experiment_id, variant_id, user_key, user_id, first_exposure_at)
@@ -100,6 +106,31 @@ _STEPS = (
     ON CONFLICT (experiment_id, variant_id, position) DO UPDATE
     SET impressions = {_T['position']}.impressions + EXCLUDED.impressions,
         clicks = {_T['position']}.clicks + EXCLUDED.clicks""",
+    # 3c'. interleaving: per user and day, pages, first picks of team A and each team's credits ...
+    f"""INSERT INTO {_T['il_user']} (experiment_id, user_key, day, pages, a_first, credits_a, credits_b)
+    SELECT experiment_id, user_key, day, count(*) FILTER (WHERE kind = {RECOMMENDATION}),
+           count(*) FILTER (WHERE kind = {RECOMMENDATION} AND teams[1] = 1),
+           count(*) FILTER (WHERE kind = {CLICK} AND team = 1), count(*) FILTER (WHERE kind = {CLICK} AND team = 2)
+    FROM ingest_fresh WHERE teams IS NOT NULL OR team IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (experiment_id, user_key, day) DO UPDATE
+    SET pages = {_T['il_user']}.pages + EXCLUDED.pages, a_first = {_T['il_user']}.a_first + EXCLUDED.a_first,
+        credits_a = {_T['il_user']}.credits_a + EXCLUDED.credits_a,
+        credits_b = {_T['il_user']}.credits_b + EXCLUDED.credits_b""",
+    # ... and per position: pages, slots held by team B, and each team's credits
+    f"""INSERT INTO {_T['il_position']} (experiment_id, position, pages, slots_b, clicks_a, clicks_b)
+    SELECT experiment_id, position, sum(pages), sum(slots_b), sum(clicks_a), sum(clicks_b) FROM (
+        SELECT f.experiment_id, g.p::int AS position, count(*) AS pages, count(*) FILTER (WHERE g.team = 2) AS slots_b,
+               0 AS clicks_a, 0 AS clicks_b
+        FROM ingest_fresh f, unnest(f.teams) WITH ORDINALITY AS g(team, p)
+        WHERE f.kind = {RECOMMENDATION} AND f.teams IS NOT NULL GROUP BY 1, 2
+        UNION ALL
+        SELECT experiment_id, position, 0, 0, count(*) FILTER (WHERE team = 1), count(*) FILTER (WHERE team = 2)
+        FROM ingest_fresh WHERE kind = {CLICK} AND team IS NOT NULL GROUP BY 1, 2) x
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (experiment_id, position) DO UPDATE
+    SET pages = {_T['il_position']}.pages + EXCLUDED.pages, slots_b = {_T['il_position']}.slots_b + EXCLUDED.slots_b,
+        clicks_a = {_T['il_position']}.clicks_a + EXCLUDED.clicks_a,
+        clicks_b = {_T['il_position']}.clicks_b + EXCLUDED.clicks_b""",
     # 3c. per user and day
     f"""INSERT INTO ingest_user_days
     SELECT experiment_id, min(variant_id), user_key, day, coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0),

@@ -8,7 +8,10 @@ deletes them. Three kinds of row:
 - ``RECOMMENDATION``: one row per page served to a user in an experiment, its items in
   ``track_ids`` / ``scores`` (position = index + 1), ``event_id`` = ``request_id``; the worker
   lands it as one ``Page`` row, whatever k is.
-- ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
+  A page of an interleaving experiment also carries ``teams`` (the team that drafted each item).
+- ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``; on an
+  interleaved page ``team`` is the clicked item's team, copied from the page when the click is accepted
+  (so the worker credits it without looking the page up, in whatever order batches land).
 - ``IMPRESSION`` (1): per-item rows of platforms older than migration 0003; migration 0006
   folds any left in the outbox into recommendation rows, and nothing writes them any more.
 """
@@ -24,7 +27,7 @@ CLICK = int(EventOutbox.Kind.CLICK)
 RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
 # Columns carried from the outbox to the worker, in COPY order (relay, ingest and quarantine use this list).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores")
+                "track_id", "position", "score", "client_time", "created_at", "track_ids", "scores", "teams", "team")
 COLUMNS_SQL = ", ".join(COPY_COLUMNS)
 
 
@@ -66,15 +69,26 @@ RECORD_RECOMMENDATION_CTE = (
 )
 
 
+# The interleaved page (CTE ``page``: pos, team, track_id, distance, from ``experiments.serving``) as one row.
+RECORD_INTERLEAVED_CTE = (
+    f", recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
+    f"user_id, track_id, position, score, client_time, created_at, track_ids, scores, teams) "
+    f"SELECT {RECOMMENDATION}, %(request)s::uuid, %(request)s::uuid, %(experiment)s::bigint, "
+    f"%(variant)s::bigint, %(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz, "
+    f"array_agg(track_id ORDER BY pos), array_agg(1 - distance ORDER BY pos), array_agg(team ORDER BY pos) "
+    f"FROM page HAVING count(*) > 0)"
+)
+
+
 # --- clicks ---------------------------------------------------------------------------------------
 
 # The pages of the requests named, wherever they are now: still a recommendation row in the outbox, or landed
 # in Page. A statement sees one snapshot and the worker moves a page from one to the other in one transaction,
 # so the UNION finds each shown page exactly once; both lookups are unique-index probes.
 SHOWN_SQL = (
-    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {Page._meta.db_table} "
+    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key, teams FROM {Page._meta.db_table} "
     f"WHERE request_id = ANY(%(requests)s::uuid[]) "
-    f"UNION ALL SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {OUTBOX} "
+    f"UNION ALL SELECT request_id, track_ids, experiment_id, variant_id, user_key, teams FROM {OUTBOX} "
     f"WHERE event_id = ANY(%(requests)s::uuid[]) AND kind = {RECOMMENDATION}"
 )
 # Clicks already counted (by their derived id), waiting in the outbox or landed.
@@ -84,9 +98,10 @@ KNOWN_CLICKS_SQL = (
 )
 INSERT_CLICKS_SQL = (
     f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
-    f"track_id, position, score, client_time, created_at) "
-    f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
+    f"track_id, position, score, client_time, created_at, team) "
+    f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s, g FROM unnest(%(events)s::uuid[], "
     f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
-    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
+    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[], %(teams)s::smallint[]) "
+    f"AS z(e, r, x, v, u, t, p, c, g) "
     f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
