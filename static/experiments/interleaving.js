@@ -33,4 +33,5 @@
     { x: pos.position, y: pos.clicks_b, type: "bar", name: `${teamB.name} (B)`, marker: { color: colourB } },
   ], Object.assign(layout({}), { barmode: "group", xaxis: { title: "position", dtick: 1 }, yaxis: { title: "credited clicks" } }),
   config);
+  document.body.dataset.chartsReady = "1";
 })();
