@@ -254,3 +254,17 @@ def true_effects(world: World, list_a: np.ndarray, list_b: np.ndarray, table: Dr
         credits_b += float((p * is_b).sum())
         credits_a += float((p * ~is_b).sum())
     return TrueEffects(ctr_a, ctr_b, credits_b / (credits_a + credits_b))
+
+
+def reference_rankers(world: World, k: int = 10) -> dict[str, np.ndarray]:
+    """The synthetic rankers the tests and docs/interleaving.md compare (top-k lists of every track).
+
+    A baseline that weighs instruments more, CrossMuSim (style first) and a second training seed of it, and
+    two ablations: noisier descriptions, and text that names no label (style counts a little less)."""
+    return {
+        "baseline": synthetic_ranker(world, 0.55, 0.3, k, seed=1),
+        "crossmusim": synthetic_ranker(world, 0.8, 0.3, k, seed=2),
+        "crossmusim_seed2": synthetic_ranker(world, 0.8, 0.3, k, seed=3),
+        "noisy_text": synthetic_ranker(world, 0.8, 0.35, k, seed=4),
+        "label_free": synthetic_ranker(world, 0.65, 0.3, k, seed=5),
+    }

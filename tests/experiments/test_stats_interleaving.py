@@ -17,7 +17,7 @@ from experiments.simulation.monte_carlo import (
     ab_experiments,
     draft_table,
     interleaving_experiments,
-    synthetic_ranker,
+    reference_rankers,
     synthetic_world,
     true_effects,
 )
@@ -65,13 +65,7 @@ def test_balance_checks_flag_a_biased_coin_and_pass_a_fair_one():
 @pytest.fixture(scope="module")
 def world():
     w = synthetic_world(n_tracks=400, seed=0)
-    rankers = {
-        "baseline": synthetic_ranker(w, 0.55, 0.3, seed=1),  # audio-only: instruments count more
-        "crossmusim": synthetic_ranker(w, 0.8, 0.3, seed=2),  # text-informed: neighbours share the style
-        "crossmusim_seed2": synthetic_ranker(w, 0.8, 0.3, seed=3),  # another training seed
-        "noisy_text": synthetic_ranker(w, 0.8, 0.35, seed=4),  # an ablation: noisier descriptions
-        "label_free": synthetic_ranker(w, 0.65, 0.3, seed=5),  # an ablation: text that names no label
-    }
+    rankers = reference_rankers(w)
     return w, rankers
 
 
