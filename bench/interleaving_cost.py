@@ -11,6 +11,11 @@ the API does), timed one by one with ``time.perf_counter``. Every round is print
 p99 in ms) and the difference of medians of each adjacent pair: this VM's speed swings by a third
 between minutes, so only figures of the same minutes are compared. No HTTP, no worker: the outbox
 rows written are deleted at the end.
+
+Then PostgreSQL's own timing of the three statements (``EXPLAIN ANALYZE``, ``--explain`` statements
+each, medians of execution and planning time): one KNN, the two KNNs alone, and the interleaved
+statement (two KNNs + team draft, without the outbox write). On a loaded machine the wall-clock
+rounds mostly measure the queue for the cores; these say what the statement itself costs.
 """
 
 from __future__ import annotations
@@ -99,6 +104,44 @@ def run_round(track_ids: list[int], requests: int, rng: random.Random) -> list[f
     return timings
 
 
+def server_timing(models, track_ids: list[int], statements: int, rng: random.Random) -> None:
+    import uuid
+
+    from experiments.serving import interleaving_sql
+    from experiments.team_draft import coin_flips, rounds_for
+    from recommender.vector_search import (
+        NEIGHBOURS_SELECT,
+        VectorSpace,
+        knn_cte_pair,
+        knn_ctes,
+        knn_params,
+        server_bound_cursor,
+    )
+
+    a, b = VectorSpace.of(models[0]), VectorSpace.of(models[1])
+    two = ("WITH " + knn_cte_pair(a, 10, suffix="_a") + ", " + knn_cte_pair(b, 10, suffix="_b")
+           + " SELECT track_id, distance FROM near_a UNION ALL SELECT track_id, distance FROM near_b")
+    cases = {
+        "one KNN (A/B page, no outbox write)": (knn_ctes(a, 10) + NEIGHBOURS_SELECT, lambda p: p),
+        "two KNNs": (two, lambda p: p),
+        "two KNNs + team draft (no outbox write)": (
+            interleaving_sql(a, b, 10, record=False),
+            lambda p: {**p, "coins": list(coin_flips(uuid.uuid4(), rounds_for(10)))}),
+    }
+    print(f"server-side (EXPLAIN ANALYZE, {statements} statements each, medians), load average "
+          f"{os.getloadavg()[0]:.1f}:")
+    with server_bound_cursor() as cursor:
+        for name, (sql, params) in cases.items():
+            execution, planning = [], []
+            for _ in range(statements):
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params(knn_params(rng.choice(track_ids), ())))
+                plan = cursor.fetchone()[0][0]
+                execution.append(plan["Execution Time"])
+                planning.append(plan["Planning Time"])
+            print(f"  {name:>42}: execution {statistics.median(execution):.3f} ms, planning "
+                  f"{statistics.median(planning):.3f} ms", flush=True)
+
+
 def summary(timings: list[float]) -> dict[str, float]:
     ordered = sorted(timings)
     return {"median": statistics.median(ordered), "p90": ordered[int(0.9 * len(ordered))],
@@ -111,6 +154,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--requests", type=int, default=1000, help="recommend() calls per round")
     parser.add_argument("--rounds", type=int, default=4, help="pairs of rounds (A/B, then interleaving)")
+    parser.add_argument("--explain", type=int, default=300, help="statements per server-side timing (0: skip)")
     args = parser.parse_args()
     setup_django_on(DB_NAME)
     from django.db import connection
@@ -142,6 +186,8 @@ def main() -> None:
         print(f"  pair {pair + 1} interleaving - A/B: {differences[-1]:+.3f} ms (medians)", flush=True)
     print(f"interleaving costs {statistics.median(differences):+.3f} ms per request (median over {args.rounds} pairs; "
           f"each pair: {', '.join(f'{d:+.3f}' for d in differences)})")
+    if args.explain:
+        server_timing(models, track_ids, args.explain, rng)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {EventOutbox._meta.db_table}")
 
