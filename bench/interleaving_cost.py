@@ -91,17 +91,19 @@ def experiments(models) -> dict:
             for kind in ("ab", "interleaving")}
 
 
-def run_round(track_ids: list[int], requests: int, rng: random.Random) -> list[float]:
+def run_round(track_ids: list[int], requests: int, rng: random.Random) -> tuple[list[float], float]:
+    """Wall-clock ms of each call, and this process's CPU ms per call (the Python side, whatever the load)."""
     from experiments.serving import recommend
 
     timings = []
+    cpu_started = time.process_time()
     for _ in range(requests):
         user, seed = f"user-{rng.randrange(100_000)}", rng.choice(track_ids)
         started = time.perf_counter()
         result = recommend(user_id=user, seed_track_id=seed, k=10)
         timings.append((time.perf_counter() - started) * 1000)
         assert result.recorded and len(result.items) == 10
-    return timings
+    return timings, (time.process_time() - cpu_started) * 1000 / requests
 
 
 def server_timing(models, track_ids: list[int], statements: int, rng: random.Random) -> None:
@@ -177,11 +179,12 @@ def main() -> None:
             experiment = experiment_start(experiment=by_kind[kind])
             clear_serving_cache()
             run_round(track_ids, 50, rng)  # warm: prepared statements, titles cache
-            figures = summary(run_round(track_ids, args.requests, rng))
+            timings, cpu_ms = run_round(track_ids, args.requests, rng)
+            figures = summary(timings)
             experiment_pause(experiment=experiment)
             medians[kind] = figures["median"]
             print(f"  pair {pair + 1} {kind:>12}: median {figures['median']:.3f} ms, p90 {figures['p90']:.3f} ms, "
-                  f"p99 {figures['p99']:.3f} ms", flush=True)
+                  f"p99 {figures['p99']:.3f} ms; Python CPU {cpu_ms:.3f} ms per request", flush=True)
         differences.append(medians["interleaving"] - medians["ab"])
         print(f"  pair {pair + 1} interleaving - A/B: {differences[-1]:+.3f} ms (medians)", flush=True)
     print(f"interleaving costs {statistics.median(differences):+.3f} ms per request (median over {args.rounds} pairs; "
