@@ -2,10 +2,14 @@
 
     .venv/bin/python bench/interleaving_power.py                  # the tables of docs/interleaving.md
     .venv/bin/python bench/interleaving_power.py --tracks 800 --aa-experiments 4000 --variance-users 50000
+    .venv/bin/python bench/interleaving_power.py --models baseline,crossmusim   # a platform's catalog and models
 
-No database: ``experiments.simulation.monte_carlo`` plays whole experiments in numpy with the
-simulator's click model (``taste.TasteModel`` defaults) over a synthetic catalog and the
-reference rankers (``monte_carlo.reference_rankers``). Prints every figure with the date.
+``experiments.simulation.monte_carlo`` plays whole experiments in numpy with the simulator's click
+model (``taste.TasteModel`` defaults) over a synthetic catalog and the reference rankers
+(``monte_carlo.reference_rankers``), no database; or, with ``--models`` (ids, arms or names), over
+the platform's own catalog labels and those models' top-10 lists of every track, read once through
+the one KNN (the database of the settings, e.g. a ``make run`` platform). Prints every figure with
+the date.
 
 1. A/A (CrossMuSim on both teams): the share of experiments each test calls significant at 5 %.
 2. Per pair: the true A/B CTR lift and the true share of B credits (one population shown both
@@ -51,8 +55,36 @@ PAIRS = [("baseline", "crossmusim"), ("noisy_text", "crossmusim"), ("label_free"
          ("crossmusim_seed2", "crossmusim")]
 
 
-def aa(world, rankers, experiments: int, users: int, rng) -> None:
-    table = draft_table(rankers["crossmusim"], rankers["crossmusim"])
+def platform_world(refs: list[str], k: int = 10):
+    """The platform's catalog as a world, and each model's top-k list of every track (track indices)."""
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
+    import django
+
+    django.setup()
+    from experiments.services import resolve_embedding_model
+    from experiments.simulation.monte_carlo import world_from_labels
+    from recommender.models import Track
+    from recommender.vector_search import VectorSpace, nearest_to_track
+
+    tracks = list(Track.objects.order_by("id").values_list("id", "labels"))
+    index = {track_id: i for i, (track_id, _) in enumerate(tracks)}
+    world = world_from_labels([labels for _, labels in tracks])
+    lists = {}
+    for ref in refs:
+        space = VectorSpace.of(resolve_embedding_model(ref))
+        rows = [[index[n.track_id] for n in nearest_to_track(space, track_id, k)] for track_id, _ in tracks]
+        short = sum(len(r) < k for r in rows)
+        if short:
+            raise SystemExit(f"{space.label}: {short} tracks have fewer than {k} neighbours (not indexed?)")
+        lists[ref] = np.array(rows, dtype=np.int64)
+        print(f"  {ref}: {space.label}, {len(rows):,} lists of {k}", flush=True)
+    return world, lists
+
+
+def aa(world, rankers, experiments: int, users: int, rng, model: str = "crossmusim") -> None:
+    table = draft_table(rankers[model], rankers[model])
     p = {"share (delta method)": [], "preference (t-test)": [], "always-valid share": [], "first pick": [],
          "position balance": []}
     chunk = 250
@@ -67,19 +99,19 @@ def aa(world, rankers, experiments: int, users: int, rng) -> None:
                                                        run.clicks_a[i], run.clicks_b[i]).p_value
                                       for i in range(chunk)])
     n = len(p["first pick"]) * chunk
-    print(f"\nA/A, {n:,} experiments x {users} users (CrossMuSim on both teams), alpha = 0.05")
+    print(f"\nA/A, {n:,} experiments x {users} users ({model} on both teams), alpha = 0.05")
     print("| test | false-positive rate |\n|---|---|")
     for name, values in p.items():
         rate = float(np.mean(np.concatenate(values) < 0.05))
         print(f"| {name} | {rate:.1%} (±{1.96 * np.sqrt(rate * (1 - rate) / n):.1%}) |")
 
 
-def sensitivity(world, rankers, variance_users: int, power_experiments: int, rng) -> None:
+def sensitivity(world, rankers, pairs, variance_users: int, power_experiments: int, rng) -> None:
     print(f"\nUsers for 80 % power (two-sided 5 %), per-user variances from {variance_users:,} users, true effects "
           "from 3,000 users shown both rankers")
     print("| pair (A vs B) | true A/B CTR lift | true share of B credits | A/B users | interleaving users | ratio "
           "| simulated power at the interleaving size: interleaving / A/B |\n|---|---|---|---|---|---|---|")
-    for a, b in PAIRS:
+    for a, b in pairs:
         table = draft_table(rankers[a], rankers[b])
         truth = true_effects(world, rankers[a], rankers[b], table, 3_000, rng)
         control, treatment = ab_experiments(world, rankers[a], rankers[b], variance_users, 1, rng)
@@ -118,15 +150,27 @@ def main() -> None:
     parser.add_argument("--variance-users", type=int, default=50_000)
     parser.add_argument("--power-experiments", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default="", help="comma list of the platform's models (ids, arms or names): "
+                                                      "use its catalog and their neighbour lists")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; synthetic catalog of {args.tracks} tracks (16 styles, 10 "
-          "ensembles), k = 10, TasteModel defaults")
-    world = synthetic_world(n_tracks=args.tracks, seed=args.seed)
-    rankers = reference_rankers(world)
+    if args.models:
+        refs = [r.strip() for r in args.models.split(",") if r.strip()]
+        if len(refs) < 2:
+            parser.error("--models needs at least two models")
+        print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; the platform's catalog and models, k = 10, TasteModel "
+              "defaults")
+        world, rankers = platform_world(refs)
+        pairs, aa_model = list(itertools.combinations(refs, 2)), refs[-1]
+    else:
+        print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; synthetic catalog of {args.tracks} tracks (16 styles, 10 "
+              "ensembles), k = 10, TasteModel defaults")
+        world = synthetic_world(n_tracks=args.tracks, seed=args.seed)
+        rankers, pairs, aa_model = reference_rankers(world), PAIRS, "crossmusim"
+    print(f"  {world.n_tracks:,} tracks, {world.n_styles} styles, {world.n_ensembles} ensembles")
     rng = np.random.default_rng(args.seed + 1)
-    aa(world, rankers, args.aa_experiments, args.aa_users, rng)
-    sensitivity(world, rankers, args.variance_users, args.power_experiments, rng)
+    aa(world, rankers, args.aa_experiments, args.aa_users, rng, aa_model)
+    sensitivity(world, rankers, pairs, args.variance_users, args.power_experiments, rng)
     agreement(world, rankers, rng)
     print(f"\n{time.perf_counter() - started:.0f} s")
 

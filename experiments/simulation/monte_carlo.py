@@ -32,7 +32,7 @@ from .taste import TasteModel
 class World:
     style: np.ndarray  # int [tracks]
     ensemble: np.ndarray  # int [tracks]
-    tempo: np.ndarray  # float [tracks] (bpm)
+    tempo: np.ndarray  # float [tracks] (bpm); nan where unknown
     model: TasteModel = TasteModel()
     requests_per_session: float = 2.0  # mean; 1 + Poisson(mean - 1), capped at model.max_requests_per_session
 
@@ -124,7 +124,8 @@ def draw_population(world: World, users: int, sims: int, rng: np.random.Generato
     n = users * sims
     style_pref = rng.dirichlet(np.full(world.n_styles, m.style_concentration), size=n)
     ensemble_pref = rng.dirichlet(np.full(world.n_ensembles, m.ensemble_concentration), size=n)
-    tempo_center = world.tempo[rng.integers(world.n_tracks, size=n)]
+    known = world.tempo[~np.isnan(world.tempo)]
+    tempo_center = known[rng.integers(known.size, size=n)] if known.size else np.full(n, np.nan)
     a, b = m.propensity_mean * m.propensity_strength, (1 - m.propensity_mean) * m.propensity_strength
     propensity = rng.beta(a, b, size=n)
     activity = rng.lognormal(-0.5 * m.activity_sigma**2, m.activity_sigma, size=n)
@@ -146,6 +147,35 @@ def draw_population(world: World, users: int, sims: int, rng: np.random.Generato
     return Population(sims, users, style_pref, ensemble_pref, tempo_center, propensity, page_user, seed)
 
 
+def _closeness(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
+    """Gaussian closeness of tempos; 0.5 where either is unknown (as ``taste._tempo_closeness``)."""
+    with np.errstate(invalid="ignore"):
+        close = np.exp(-0.5 * ((a - b) / width) ** 2)
+    return np.where(np.isnan(close), 0.5, close)
+
+
+def world_from_labels(labels: list[dict], model: TasteModel | None = None) -> World:
+    """A world from tracks' label dicts (``style``, ``ensemble`` or ``instruments``, ``tempo_bpm``), as
+    ``catalog.CatalogTrack.from_api`` reads them; missing labels become "unknown" / nan."""
+    def code(values: list[str]) -> np.ndarray:
+        names = {name: i for i, name in enumerate(sorted(set(values)))}
+        return np.array([names[v] for v in values], dtype=np.int64)
+
+    styles, ensembles, tempos = [], [], []
+    for row in labels:
+        row = row or {}
+        styles.append(str(row.get("style") or "unknown"))
+        ensemble = row.get("ensemble") or ("+".join(sorted(map(str, row["instruments"])))
+                                           if row.get("instruments") else "unknown")
+        ensembles.append(str(ensemble))
+        try:
+            tempos.append(float(row["tempo_bpm"]) if row.get("tempo_bpm") is not None else np.nan)
+        except (TypeError, ValueError):
+            tempos.append(np.nan)
+    return World(style=code(styles), ensemble=code(ensembles), tempo=np.array(tempos, dtype=float),
+                 model=model or TasteModel())
+
+
 def click_probabilities(world: World, pop: Population, items: np.ndarray) -> np.ndarray:
     """P(click) of each shown item [P, k]: ``taste.click_probability`` of ``taste.relevance``, vectorised."""
     m = world.model
@@ -155,8 +185,8 @@ def click_probabilities(world: World, pop: Population, items: np.ndarray) -> np.
     style_pref = pop.style_pref[user, item_style] / pop.style_pref.max(axis=1)[user]
     ensemble_pref = pop.ensemble_pref[user, item_ensemble] / pop.ensemble_pref.max(axis=1)[user]
     width = m.tempo_width_bpm
-    tempo_seed = np.exp(-0.5 * ((world.tempo[items] - world.tempo[seed]) / width) ** 2)
-    tempo_user = np.exp(-0.5 * ((world.tempo[items] - pop.tempo_center[user]) / width) ** 2)
+    tempo_seed = _closeness(world.tempo[items], world.tempo[seed], width)
+    tempo_user = _closeness(world.tempo[items], pop.tempo_center[user], width)
     rel = (m.style_weight * (s * (item_style == world.style[seed]) + (1 - s) * style_pref)
            + m.ensemble_weight * (s * (item_ensemble == world.ensemble[seed]) + (1 - s) * ensemble_pref)
            + m.tempo_weight * (s * tempo_seed + (1 - s) * tempo_user))

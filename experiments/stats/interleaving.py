@@ -187,5 +187,7 @@ def users_for_power(per_user_variance: float, effect: float, alpha: float = 0.05
 
     ``per_user_variance``: the variance of the estimate times the number of users it came from
     (for an A/B test, of both arms together, so n is the total over the arms)."""
+    if effect == 0:
+        return float("inf")
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
     return float(z * z * per_user_variance / (effect * effect))
