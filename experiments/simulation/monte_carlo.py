@@ -231,6 +231,7 @@ class InterleavingRun:
     clicks_a: np.ndarray  # [sims, k] clicks credited to A at each position
     clicks_b: np.ndarray  # [sims, k]
     pages: np.ndarray  # [sims]
+    users: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # per user [sims, users]: a, b, pages, a_first
 
 
 def interleaving_experiments(world: World, table: DraftTable, users: int, sims: int, rng: np.random.Generator,
@@ -255,7 +256,7 @@ def interleaving_experiments(world: World, table: DraftTable, users: int, sims: 
         return np.bincount(flat, weights=values.ravel().astype(float), minlength=sims * k).reshape(sims, k)
 
     return InterleavingRun(statistic, per_sim_position(is_b), per_sim_position(clicks * ~is_b),
-                           per_sim_position(clicks * is_b), pages.sum(axis=1))
+                           per_sim_position(clicks * is_b), pages.sum(axis=1), (a, b, pages, a_first))
 
 
 @dataclass(frozen=True)

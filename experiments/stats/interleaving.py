@@ -67,17 +67,23 @@ class InterleavingStatistic:
 
     @classmethod
     def from_users(cls, a: np.ndarray, b: np.ndarray, pages: np.ndarray, a_first: np.ndarray,
-                   axis: int = -1) -> InterleavingStatistic:
-        """From per-user arrays (users on ``axis``): credits of A and B, pages, pages where A picked first."""
+                   axis: int = -1, present: np.ndarray | None = None) -> InterleavingStatistic:
+        """From per-user arrays (users on ``axis``): credits of A and B, pages, pages where A picked first.
+
+        ``present`` (same shape, boolean): only these users count (e.g. those who arrived by a given day)."""
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        w = np.ones_like(a) if present is None else np.asarray(present, dtype=float)
         total = a + b
-        credited = total > 0
-        x = np.where(credited, _safe_divide(b - a, np.where(credited, total, 1.0)), 0.0)
+        credited = (total > 0) * w
+        x = np.where(total > 0, _safe_divide(b - a, np.where(total > 0, total, 1.0)), 0.0)
         return cls(
-            credits=RatioStatistic.from_units(b, total, axis=axis),
-            preference=SampleMeanStatistic(credited.sum(axis=axis), x.sum(axis=axis), (x * x).sum(axis=axis)),
-            pages=np.asarray(pages, dtype=float).sum(axis=axis),
-            a_first=np.asarray(a_first, dtype=float).sum(axis=axis),
+            credits=RatioStatistic(w.sum(axis=axis), (w * b).sum(axis=axis), (w * total).sum(axis=axis),
+                                   (w * b * b).sum(axis=axis), (w * total * total).sum(axis=axis),
+                                   (w * b * total).sum(axis=axis)),
+            preference=SampleMeanStatistic(credited.sum(axis=axis), (credited * x).sum(axis=axis),
+                                           (credited * x * x).sum(axis=axis)),
+            pages=(w * np.asarray(pages, dtype=float)).sum(axis=axis),
+            a_first=(w * np.asarray(a_first, dtype=float)).sum(axis=axis),
         )
 
     @property

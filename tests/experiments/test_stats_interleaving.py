@@ -91,6 +91,24 @@ def test_aa_false_positive_rate_and_balance(world):
     # positions' deviations are negatively correlated (about 3 % at alpha 5 %); it must never over-reject
     assert 0.01 <= fpr["position"] <= 0.06
     assert np.mean(seq_p < ALPHA) <= 0.05
+    # read every day for 14 days (users arriving uniformly): stopping at the first fixed-horizon p < 0.05 inflates
+    # false positives; the always-valid p (running minimum, looks from 100 users) stays under alpha
+    fixed_peek, always_peek = [], []
+    arrival_rng = np.random.default_rng(8)
+    for r in runs:
+        arrival = arrival_rng.integers(14, size=r.users[0].shape)
+        fixed_min = np.ones(arrival.shape[0])
+        always_min = np.ones(arrival.shape[0])
+        for day in range(14):
+            stat = InterleavingStatistic.from_users(*r.users, present=arrival <= day)
+            look = np.asarray(stat.users) >= 100
+            fixed_min = np.where(look, np.minimum(fixed_min, share_test(stat).p_value), fixed_min)
+            always_min = np.where(look, np.minimum(always_min, sequential_share_test(stat).p_value), always_min)
+        fixed_peek.append(fixed_min)
+        always_peek.append(always_min)
+    fixed_rate, always_rate = (float(np.mean(np.concatenate(p) < ALPHA)) for p in (fixed_peek, always_peek))
+    print("peeking daily:", {"fixed horizon": fixed_rate, "always-valid": always_rate})
+    assert fixed_rate > 0.08 and always_rate <= 0.05
     # credit by position is balanced: each position's share of B credits is 1/2 on average
     slots_b = sum(r.slots_b.sum(axis=0) for r in runs)
     pages = sum(r.pages.sum() for r in runs)
