@@ -8,12 +8,12 @@ k tracks. Every item remembers the team that drafted it (``TEAM_A`` = the experi
 variant, ``TEAM_B`` = the other), and a click credits that team only. A track that both rankers
 would show is credited to whichever team drafted it: with fair coins each team drafts such a
 track equally often, so shared tracks add noise to the credits but no bias (Chapelle, Joachims,
-Radlinski and Yue 2012, section 3, discuss this choice; docs/interleaving.md says why we keep it).
+Radlinski and Yue 2012 discuss the crediting choices; docs/interleaving.md says why we keep this one).
 
 The coins are derived from the request id (``coin_flips``), so the same request always gets
 the same page: a page can be rebuilt from its request id and the two lists, and serving (which
-runs the same draft inside its SQL statement, ``experiments.interleaving_sql``) is checked
-against this module.
+runs the same draft inside its SQL statement: the function ``experiments_team_draft`` of migration
+0009_interleaving) is checked against this module.
 """
 
 from __future__ import annotations
