@@ -161,7 +161,7 @@ def main() -> None:
     setup_django_on(DB_NAME)
     from django.db import connection
 
-    from experiments.models import EventOutbox
+    from experiments.models import EventOutbox, Page
     from experiments.selectors import clear_serving_cache
     from experiments.services import experiment_pause, experiment_start
     from recommender.models import Track
@@ -192,7 +192,7 @@ def main() -> None:
     if args.explain:
         server_timing(models, track_ids, args.explain, rng)
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {EventOutbox._meta.db_table}")
+        cursor.execute(f"TRUNCATE {EventOutbox._meta.db_table}, {Page._meta.db_table}")  # the pages served here
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Interleaving experiments on the real database: the SQL team draft, serving in one statement, the pages' teams,
-credited clicks and their aggregates, and the exactly-two-variants rule (services and admin)."""
+credited clicks and long listens and their aggregates, and the exactly-two-variants rule (services and admin)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from django.db import connection
 
 from experiments.assignment import user_key
 from experiments.events.clicks import ClickEvent, clicks_record
-from experiments.events.ingest import drain_outbox
+from experiments.events.ingest import LONG_LISTEN_SECONDS, drain_outbox
+from experiments.events.plays import PlayEvent, events_record
 from experiments.models import (
     Click,
     EventOutbox,
@@ -19,6 +20,7 @@ from experiments.models import (
     InterleavingPositionRollup,
     InterleavingUserDay,
     Page,
+    Play,
     UserAggregate,
 )
 from experiments.selectors import clear_serving_cache, serving_config
@@ -76,25 +78,29 @@ def test_a_user_gets_both_rankers_merged_by_team_draft_and_the_page_records_the_
     scores_b = {n.track_id: n.score for n in nearest_to_track(arm_b, seed, 10, excluded)}
     for item, team in zip(result.items, result.teams, strict=True):
         assert item.score == pytest.approx((scores if team == TEAM_A else scores_b)[item.track_id], abs=1e-6)
-    row = EventOutbox.objects.get(event_id=result.request_id)
-    assert row.track_ids == [item.track_id for item in result.items] and row.teams == list(result.teams)
-    assert row.variant_id == serving_config().experiment.variants["control"].variant_id
-    drain_outbox()
+    # the serving statement stored the page with its teams, and the narrow outbox row that hands it to the worker
     page = Page.objects.get(request_id=result.request_id)
-    assert page.teams == list(result.teams)
+    assert page.track_ids == [item.track_id for item in result.items] and page.teams == list(result.teams)
+    control = serving_config().experiment.variants["control"].variant_id
+    assert page.variant_id == control and page.experiment_id == world.experiment.pk
+    row = EventOutbox.objects.get(request_id=result.request_id)
+    assert (row.kind, row.variant_id, row.team) == (EventOutbox.Kind.RECOMMENDATION, control, None)
+    drain_outbox()
+    assert not EventOutbox.objects.filter(request_id=result.request_id).exists()
+    assert Page.objects.get(request_id=result.request_id).teams == list(result.teams)
 
 
 def test_head_requests_merge_the_same_way_and_record_nothing(world):
-    before = EventOutbox.objects.count()
+    before = EventOutbox.objects.count(), Page.objects.count()
     result = recommend(user_id="bob", seed_track_id=world.tracks[5].pk, k=6, record=False)
     assert not result.recorded and result.teams is not None and len(result.items) == 6
-    assert EventOutbox.objects.count() == before
+    assert (EventOutbox.objects.count(), Page.objects.count()) == before
 
 
 def test_clicks_credit_the_team_of_the_item_once(world):
     pages = [recommend(user_id=user, seed_track_id=world.tracks[i].pk, k=8)
              for i, user in enumerate(["u1", "u1", "u2"])]
-    drain_outbox()  # half of the clicks find their page landed, half still in the outbox
+    drain_outbox()  # half of the clicks come after their page was aggregated, half before
     pages.append(recommend(user_id="u2", seed_track_id=world.tracks[9].pk, k=8))
     clicks = [(page, position) for page in pages for position in (1, 2, 5)]
     events = [ClickEvent(uuid.uuid4(), p.request_id, p.items[pos - 1].track_id, pos) for p, pos in clicks]
@@ -126,6 +132,30 @@ def test_clicks_credit_the_team_of_the_item_once(world):
     assert sum(UserAggregate.objects.filter(experiment_id=world.experiment.pk).values_list("clicks", flat=True)) == 12
 
 
+def test_plays_carry_their_items_team_and_long_listens_credit_it(world):
+    """A play on an interleaved page takes its item's team like its click; a play of >= 30 s is a long listen of
+    that team in the per-user-day credits, a shorter one is not, and a batch sent twice counts once."""
+    pages = [recommend(user_id="listener", seed_track_id=world.tracks[i].pk, k=6) for i in (1, 4)]
+    picks = [(page, position, seconds) for page in pages
+             for position, seconds in ((1, 95.0), (2, 12.0), (3, float(LONG_LISTEN_SECONDS)))]
+    clicks = [ClickEvent(uuid.uuid4(), p.request_id, p.items[pos - 1].track_id, pos) for p, pos, _ in picks]
+    plays = [PlayEvent(uuid.uuid4(), p.request_id, p.items[pos - 1].track_id, pos, secs, secs < 30)
+             for p, pos, secs in picks]
+    assert events_record(clicks, plays).accepted == 2 * len(picks)
+    assert events_record(clicks, plays).duplicates == 2 * len(picks)
+    drain_outbox()
+    drain_outbox()
+    assert sorted(Play.objects.filter(experiment_id=world.experiment.pk).values_list("position", "team")) == sorted(
+        (pos, p.teams[pos - 1]) for p, pos, _ in picks)
+    long_teams = [p.teams[pos - 1] for p, pos, secs in picks if secs >= LONG_LISTEN_SECONDS]
+    row = InterleavingUserDay.objects.get(experiment_id=world.experiment.pk, user_key=user_key("listener"))
+    assert (row.listens_a, row.listens_b) == (long_teams.count(TEAM_A), long_teams.count(TEAM_B))
+    assert (row.credits_a + row.credits_b, row.pages) == (len(picks), 2)
+    # the A/B aggregates count the same plays
+    aggregate = UserAggregate.objects.get(experiment_id=world.experiment.pk, user_key=user_key("listener"))
+    assert (aggregate.plays, aggregate.long_listens) == (len(picks), len(long_teams))
+
+
 def test_users_outside_the_traffic_fraction_get_the_control_unrecorded(db):
     world = build_world(start_experiment=False)
     experiment_start(experiment=experiment_create(
@@ -133,7 +163,11 @@ def test_users_outside_the_traffic_fraction_get_the_control_unrecorded(db):
         variants=[VariantSpec("control", world.baseline.pk, 50, True), VariantSpec("treatment", world.treatment.pk)]))
     clear_serving_cache()
     result = recommend(user_id="carol", seed_track_id=world.tracks[2].pk, k=5)
-    assert not result.recorded and result.teams is None and result.model_id == world.baseline.pk
+    assert result.teams is None and result.model_id == world.baseline.pk
+    # recorded like every page served outside an experiment: no experiment, no teams
+    assert result.recorded and result.experiment_id is None and result.variant is None
+    page = Page.objects.get(request_id=result.request_id)
+    assert (page.experiment_id, page.variant_id, page.teams) == (None, None, None)
 
 
 def test_an_interleaving_experiment_needs_exactly_two_variants(db):
