@@ -13,7 +13,7 @@ Radlinski and Yue 2012 discuss the crediting choices; docs/interleaving.md says 
 The coins are derived from the request id (``coin_flips``), so the same request always gets
 the same page: a page can be rebuilt from its request id and the two lists, and serving (which
 runs the same draft inside its SQL statement: the function ``experiments_team_draft`` of migration
-0009_interleaving) is checked against this module.
+0011_interleaving) is checked against this module.
 """
 
 from __future__ import annotations
