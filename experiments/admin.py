@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from experiments import services
 from experiments.models import Experiment, Variant
 
-LOCKED_EXPERIMENT_FIELDS = ("salt", "traffic_fraction")
+LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction")
 
 
 class VariantInlineFormSet(forms.BaseInlineFormSet):
@@ -30,6 +30,9 @@ class VariantInlineFormSet(forms.BaseInlineFormSet):
         live = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         if sum(bool(f.cleaned_data.get("is_control")) for f in live) > 1:
             raise ValidationError("at most one variant can be the control")
+        kind = getattr(self.instance, "kind", Experiment.Kind.AB)
+        if kind == Experiment.Kind.INTERLEAVING and len(live) != 2:
+            raise ValidationError(services.interleaving_variant_count_error(len(live)))
 
 
 class VariantInline(admin.TabularInline):
@@ -82,12 +85,12 @@ class ExperimentStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
+    list_display = ("name", "kind", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
     list_filter = (ExperimentStatusFilter,)
     search_fields = ("name", "hypothesis")
     inlines = [VariantInline]
     actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments"]
-    fields = ("name", "hypothesis", "status", "traffic_fraction", "salt", "primary_metric", "started_at",
+    fields = ("name", "kind", "hypothesis", "status", "traffic_fraction", "salt", "primary_metric", "started_at",
               "stopped_at")
 
     def get_readonly_fields(self, request, obj=None):

@@ -22,9 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--weights", default="", help="comma-separated integer weights, e.g. 50,50")
         parser.add_argument("--traffic-fraction", type=float, default=1.0)
         parser.add_argument("--hypothesis", default="")
+        parser.add_argument("--kind", default="ab", choices=["ab", "interleaving"],
+                            help="ab (each user sees one variant) or interleaving (both rankers merged by team "
+                                 "draft; exactly two variants)")
         parser.add_argument("--start", action="store_true", help="start it at once")
 
-    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, **options):
+    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, kind="ab", **options):
         pairs = []
         for item in variant:
             key, sep, ref = item.partition("=")
@@ -44,7 +47,7 @@ class Command(BaseCommand):
                                 is_control=index == 0)
                     for index, ((key, ref), weight) in enumerate(zip(pairs, weight_list, strict=True))
                 ]
-                experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis,
+                experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis, kind=kind,
                                                traffic_fraction=traffic_fraction)
                 if start:
                     experiment = experiment_start(experiment=experiment)
