@@ -242,14 +242,15 @@ def text_mix_candidates(tracks: Sequence[Track], text_mix: str = AUTO_MIX) -> di
         raise ValueError(f"unknown text mix {text_mix!r}; choose from {', '.join([AUTO_MIX, *TEXT_MIXES])}")
     names = list(TEXT_MIXES) if text_mix == AUTO_MIX else [text_mix]
     out = {}
+    coverage = {}
     for name in names:
         descriptions = kept_descriptions(TEXT_MIXES[name])
         covered = sum(1 for t in tracks if descriptions.get(t.pk))
-        if text_mix != AUTO_MIX or covered >= MIN_MIX_COVERAGE * max(1, len(tracks)):
-            out[name] = {"descriptions": descriptions, "coverage": covered / max(1, len(tracks))}
-    if text_mix == AUTO_MIX and "both" in out and out.get("templates", {}).get("coverage") == out["both"][
-            "coverage"] and "llm" not in out:
-        out.pop("both")  # no LLM text: "both" is "templates" again
+        coverage[name] = covered / max(1, len(tracks))
+        if text_mix != AUTO_MIX or coverage[name] >= MIN_MIX_COVERAGE:
+            out[name] = {"descriptions": descriptions, "coverage": coverage[name]}
+    if text_mix == AUTO_MIX and coverage.get("llm") == 0:
+        out.pop("both", None)  # no LLM text at all: "both" is "templates" again
     return out
 
 

@@ -1,0 +1,59 @@
+"""Which text a CrossMuSim run may train on, and how the platform reaches the local LLM when no endpoint is set."""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.crossmusim.descriptions import text_hash
+from recommender.models import Description
+from recommender.selectors import kept_descriptions
+from recommender.services.descriptions import llm_config_from_settings, llm_perspectives_from_settings
+from recommender.services.embedding_training import text_mix_candidates
+from tests.recommender.descriptions_fixtures import make_track
+
+
+def describe(track, source: str, text: str) -> None:
+    Description.objects.create(track=track, source=source, origin=f"{source}:{text[:10]}", text=text,
+                               text_hash=text_hash(text), kept=True, score=0.5, perspective="style")
+
+
+@pytest.mark.django_db
+def test_a_mix_is_a_candidate_when_it_covers_half_the_train_tracks():
+    tracks = [make_track(f"Tune {i}") for i in range(4)]
+    for track in tracks:
+        describe(track, "metadata", f"A bright reel number {track.pk} in G major.")
+    assert set(text_mix_candidates(tracks)) == {"templates"}  # no LLM text: "both" would be "templates" again
+    describe(tracks[0], "llm", "A fiddle tune from the west of Ireland, quick and light.")
+    assert set(text_mix_candidates(tracks)) == {"templates", "both"}  # the LLM covers 1 of 4
+    describe(tracks[1], "llm", "A reel for dancers, driving and bright, played on the fiddle.")
+    candidates = text_mix_candidates(tracks)
+    assert set(candidates) == {"templates", "llm", "both"}
+    assert candidates["llm"]["coverage"] == 0.5 and candidates["both"]["coverage"] == 1.0
+    assert set(candidates["llm"]["descriptions"]) == {tracks[0].pk, tracks[1].pk}
+    assert len(kept_descriptions(["llm", "metadata"])[tracks[0].pk]) == 2
+    assert set(text_mix_candidates(tracks, "llm")) == {"llm"}
+    with pytest.raises(ValueError, match="unknown text mix"):
+        text_mix_candidates(tracks, "gpt")
+
+
+def test_without_an_endpoint_the_client_talks_to_the_local_model(settings):
+    settings.LLM_BASE_URL = ""
+    settings.LLM_LOCAL = True
+    settings.LLM_LOCAL_MAX_BATCH = 16
+    config = llm_config_from_settings(start_local=False)
+    assert config.model == "SmolLM2-135M-Instruct-Q4_1" and config.concurrency == 16 and config.json_mode
+    assert config.api_key == "" and config.timeout_s >= 600
+    settings.LLM_LOCAL = False
+    assert llm_config_from_settings(start_local=False) is None
+    settings.LLM_BASE_URL = "http://localhost:11434/v1"
+    settings.LLM_MODEL = "llama3.2"
+    endpoint = llm_config_from_settings()
+    assert endpoint.base_url == "http://localhost:11434/v1" and endpoint.model == "llama3.2"
+
+
+def test_perspectives_from_settings(settings):
+    settings.LLM_PERSPECTIVES = ""
+    assert llm_perspectives_from_settings() == ("style", "mood", "instrumentation", "rhythm", "context")
+    assert llm_perspectives_from_settings("mood, style") == ("style", "mood")
+    with pytest.raises(ValueError, match="unknown perspective"):
+        llm_perspectives_from_settings("style,vibes")
