@@ -8,10 +8,11 @@ from recommender.crossmusim.descriptions import Candidate, Reason, TrackInfo, mi
 from recommender.crossmusim.descriptions.contradictions import find_contradictions, track_era
 from recommender.crossmusim.descriptions.templates import write_template_descriptions
 
-REEL = TrackInfo(1, "The Maple Leaf", composer="traditional", collection="O'Neill's Music of Ireland (1850 melodies, 1903)",
+REEL = TrackInfo(1, "The Maple Leaf", composer="traditional",
+                 collection="O'Neill's Music of Ireland (1850 melodies, 1903)",
                  labels={"style": "reel", "tune_type": "reel", "family": "dance", "key": "G major", "mode": "major",
-                         "meter": "4/4", "tempo_bpm": 112, "instruments": ["fiddle", "piano"], "ensemble": "fiddle+piano",
-                         "region": "Ireland"},
+                         "meter": "4/4", "tempo_bpm": 112, "instruments": ["fiddle", "piano"],
+                         "ensemble": "fiddle+piano", "region": "Ireland"},
                  document_text="T: The Maple Leaf\nR: Reel\nB: O'Neill's 1228\nN: Collected by McNamara")
 CHORALE = TrackInfo(2, "Christ lag in Todesbanden", composer="Johann Sebastian Bach",
                     collection="Bach four-part chorales",

@@ -67,7 +67,7 @@ def test_the_model_ships_in_the_wheel():
 
 
 def test_real_answers_validate_as_json_with_tokens_counted(local_llm, tmp_path):
-    llm = client(local_llm, tmp_path / "cache")
+    llm = client(local_llm, tmp_path / "cache", descriptions_per_prompt=1)
     results = source_all(LLMSource(llm, perspectives=("style",)))
     ok = [r for r in results if r.ok]
     assert len(ok) >= len(results) - 1, [r.error for r in results]
@@ -82,10 +82,10 @@ def test_real_answers_validate_as_json_with_tokens_counted(local_llm, tmp_path):
 
 
 def test_a_rerun_is_answered_from_the_cache(local_llm, tmp_path):
-    first = client(local_llm, tmp_path / "cache")
+    first = client(local_llm, tmp_path / "cache", descriptions_per_prompt=1)
     texts = [d.text for r in source_all(LLMSource(first, perspectives=("mood",))) for d in r.descriptions]
     served = local_llm.served
-    second = client(local_llm, tmp_path / "cache")
+    second = client(local_llm, tmp_path / "cache", descriptions_per_prompt=1)
     again = source_all(LLMSource(second, perspectives=("mood",)))
     assert local_llm.served == served and second.usage.requests == 0
     assert second.usage.cache_hits == sum(1 for r in again if r.ok) > 0

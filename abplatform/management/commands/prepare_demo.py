@@ -82,7 +82,7 @@ class Command(BaseCommand):
         self._done(started, f"{Description.objects.filter(kept=True).count()} kept descriptions")
 
         started = self._step("pretrained audio features (musicnn, cached)")
-        call_command("extract_audio_features")
+        call_command("extract_audio_features", workers=2)  # one process barely uses the second core
         self._done(started)
 
         for arm, train in (("baseline", "train_baseline"), ("crossmusim", "train_crossmusim")):
