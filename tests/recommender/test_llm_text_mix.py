@@ -57,3 +57,33 @@ def test_perspectives_from_settings(settings):
     assert llm_perspectives_from_settings("mood, style") == ("style", "mood")
     with pytest.raises(ValueError, match="unknown perspective"):
         llm_perspectives_from_settings("style,vibes")
+
+
+@pytest.mark.django_db
+def test_the_text_mix_is_chosen_on_validation_and_recorded(settings, tmp_path):
+    """Templates that name each track's style against LLM text that names a style drawn at random (a hallucinating
+    model): validation must not score the LLM's text higher, and must not pick it."""
+    import numpy as np
+    import torch
+    from django.core.management import call_command
+
+    from recommender.models import EmbeddingModel
+    from tests.recommender.embeddings_fixtures import STYLES, described_catalog
+
+    torch.set_num_threads(1)
+    settings.MODELS_DIR = tmp_path
+    tracks = described_catalog(160, "SYNTH_features")
+    rng = np.random.default_rng(7)
+    for track in tracks:
+        describe(track, "llm", f"a lively {STYLES[rng.integers(len(STYLES))]} tune for an evening of music")
+    call_command("train_crossmusim", "--backbone", "SYNTH_features", "--steps", "80", "--seed", "1",
+                 "--batch-size", "32")
+    model = EmbeddingModel.objects.get(kind="crossmusim")
+    scores = model.metrics["text_mix_val"]
+    assert set(scores) == {"templates", "llm", "both"}
+    assert model.metrics["text_mix_coverage"] == {"templates": 1.0, "llm": 1.0, "both": 1.0}
+    assert scores[model.config["text_mix"]] == max(scores.values())
+    # on this easy synthetic catalog every mix may reach the same validation score: a tie goes to the templates
+    assert scores["templates"] >= scores["llm"] and model.config["text_mix"] != "llm"
+    assert model.config["text_mix_sources"] == (["metadata", "document", "web"] if model.config["text_mix"] ==
+                                                "templates" else ["all"])
