@@ -30,7 +30,7 @@ ARM = "crossmusim"
 
 
 def llm_text_run(*, perspectives: Sequence[str] | str | None = None, seed: int = 0, steps: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, backbone: str = DEFAULT_BACKBONE) -> dict:
     """Run the job (see the module docstring); returns what it did. A second concurrent call returns at once."""
     lock_path = Path(settings.VAR_DIR) / "llm" / "text-job.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,14 +48,14 @@ def llm_text_run(*, perspectives: Sequence[str] | str | None = None, seed: int =
         if not summary.get(SourceName.LLM, {}).get("kept"):
             out["status"] = "no kept LLM text"
             return out
-        run = crossmusim_train(seed=seed, steps=steps, text_mix="auto",
-                               extractor_factory=lambda: backbone_extractor(DEFAULT_BACKBONE))
+        run = crossmusim_train(seed=seed, steps=steps, text_mix="auto", backbone=backbone,
+                               extractor_factory=lambda: backbone_extractor(backbone))
         model = run.model
         out.update({"model": str(model), "text_mix": model.config.get("text_mix"),
                     "text_mix_val": model.metrics.get("text_mix_val")})
         if model.config.get("text_mix") in ("llm", "both"):
             catalog_index(model=model, tracks=list(tracks_for_ids()),
-                          extractor_factory=lambda: backbone_extractor(DEFAULT_BACKBONE))
+                          extractor_factory=lambda: backbone_extractor(backbone))
             embedding_model_activate(model=model, arm=ARM)
             out["status"] = f"{model} serves the {ARM} arm"
         else:

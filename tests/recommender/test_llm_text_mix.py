@@ -87,3 +87,37 @@ def test_the_text_mix_is_chosen_on_validation_and_recorded(settings, tmp_path):
     assert scores["templates"] >= scores["llm"] and model.config["text_mix"] != "llm"
     assert model.config["text_mix_sources"] == (["metadata", "document", "web"] if model.config["text_mix"] ==
                                                 "templates" else ["all"])
+
+
+@pytest.mark.django_db
+def test_the_llm_text_job_sources_mines_retrains_and_resumes(settings, tmp_path):
+    """recommender.llm_text_run against a local Chat Completions server: every track gets LLM text, the model
+    records its mix, serves the arm only when the mix holds LLM text, and a second run asks nothing again."""
+    import torch
+
+    from recommender.models import EmbeddingModel
+    from recommender.selectors import active_model_for_arm
+    from recommender.services.llm_text import llm_text_run
+    from tests.recommender.descriptions_fixtures import RecordingServer, llm_routes
+    from tests.recommender.embeddings_fixtures import described_catalog
+
+    torch.set_num_threads(1)
+    settings.MODELS_DIR = tmp_path / "models"
+    settings.LLM_CACHE_DIR = tmp_path / "llm"
+    tracks = described_catalog(80, "SYNTH_features")
+    server = RecordingServer(llm_routes()).start()
+    try:
+        settings.LLM_BASE_URL = server.base_url + "/v1"
+        out = llm_text_run(perspectives=["style"], steps=60, progress=False, backbone="SYNTH_features")
+        assert server.count("/v1/chat/completions") == len(tracks)
+        assert Description.objects.filter(source="llm").values("track").distinct().count() == len(tracks)
+        assert out["llm"]["kept"] > 0 and out["sourcing"]["per_source"]["llm"]["units_run"] == len(tracks)
+        model = EmbeddingModel.objects.get(kind="crossmusim")
+        assert out["text_mix"] == model.config["text_mix"] and model.config["text_mix"] in model.metrics["text_mix_val"]
+        serving = active_model_for_arm("crossmusim")
+        assert (serving == model) == (model.config["text_mix"] in ("llm", "both"))
+        again = llm_text_run(perspectives=["style"], steps=60, progress=False, backbone="SYNTH_features")
+        assert server.count("/v1/chat/completions") == len(tracks)  # resumed: every unit was done
+        assert again["sourcing"]["per_source"]["llm"]["units_skipped"] == len(tracks)
+    finally:
+        server.stop()
