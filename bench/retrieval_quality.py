@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/retrieval_quality.py [--seeds 0 1 2] [--splits default heldout_styles]
     .venv/bin/python bench/retrieval_quality.py --synthetic      # no database: the synthetic catalog
+    .venv/bin/python bench/retrieval_quality.py --llm-rows --rows CrossMuSim "CrossMuSim, LLM text only" ...
 
 Loads the catalog, its named splits and the kept descriptions from the database, the
 pretrained backbone's patch features from the feature cache (extracting what is missing),
@@ -80,6 +81,13 @@ MAIN_ROW = "CrossMuSim"
 MODE_FREE_ROW = "CrossMuSim, mode words removed"
 MODE_KEPT_ROW = "CrossMuSim, mode words kept"
 WHOLE_COLUMNS = ("whole_style_p10", "whole_xinst_style_p10", "whole_mode_p10")
+# --llm-rows: CrossMuSim on the text of chosen sources (the "templates" are the platform's own writers and shipped
+# text), and the label-leak ablation on the LLM's text; "all" keeps the product's caption pipeline.
+TEMPLATE_SOURCES = ("metadata", "document", "web")
+LLM_ROWS = (("CrossMuSim, templates only", TEMPLATE_SOURCES, "all"),
+            ("CrossMuSim, LLM text only", ("llm",), "all"),
+            ("CrossMuSim, templates + LLM", (*TEMPLATE_SOURCES, "llm"), "all"),
+            ("CrossMuSim, LLM text, label words removed", ("llm",), "label_free"))
 # The from-scratch CNN rows' deliberate differences from the product's config (the platform
 # never trains that tower): fewer, smaller-batch steps at a higher rate on 48-band log-mels
 # cut into 128-frame crops, a narrower projection, and validation every 125 steps because
@@ -246,7 +254,7 @@ def text_queries(cat: BenchCatalog, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 # --- one split, one seed -----------------------------------------------------------------------
 
 def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_wanted: set[str] | None = None,
-              part_to_score: str = "test", log=print) -> dict[str, dict]:
+              part_to_score: str = "test", log=print, llm_rows: bool = False) -> dict[str, dict]:
     parts = cat.splits[split]
     train, val = parts["train"], parts["val"]
     scored = whole = parts[part_to_score]
@@ -327,6 +335,15 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
         data = text_data(cat, train, "documents", s)
         if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
             trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_embedded)
+    if llm_rows:  # --llm-rows: what the LLM's text does (issue #26), beside the rows above
+        for name, sources, kind in LLM_ROWS:
+            if not want(name):
+                continue
+            data = text_data(cat, train, kind, replace(s, sources=sources))
+            if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
+                trained(name, data, audio_val, _text_config(s, seed), pooled_embedded)
+            else:
+                log(f"  [{split} seed {seed}] {name}: fewer than 2 training tracks have such text; skipped")
     if want("SimCLR small CNN"):
         trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), embedded_logmels)
     if want("projection + SimCLR"):
@@ -652,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"tuning for unseen styles: add split {INNER_SPLIT!r}, these training styles of "
                              "heldout_styles held out of its train and val parts (its test part is never used); "
                              f"run with --splits {INNER_SPLIT}")
+    parser.add_argument("--llm-rows", action="store_true",
+                        help="add the rows on LLM text: templates only, LLM only, templates + LLM, LLM label-free")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -686,8 +705,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         sizes = {p: len(r) for p, r in cat.splits[split].items()}
         print(f"\nsplit {split}: {sizes}")
-        per_seed = [run_split(cat, split, seed, settings, set(args.rows) if args.rows else None, args.score_part)
-                    for seed in args.seeds]
+        per_seed = [run_split(cat, split, seed, settings, set(args.rows) if args.rows else None, args.score_part,
+                              llm_rows=args.llm_rows) for seed in args.seeds]
         summary = summarise(per_seed)
         summary["sizes"] = sizes
         summary["per_seed"] = per_seed
