@@ -31,6 +31,7 @@ from .data import TrainingData
 from .factory import create_model_for_data, read_checkpoint, save_checkpoint
 from .features import pad_patches, pool_masked
 from .objectives import Batch, create_loss
+from .timbre import drop_timbre_channels, mix_timbre_channels, timbre_channel_mask
 from .towers import CrossMuSimModel
 from .validation import Validator
 
@@ -78,7 +79,10 @@ def _audio_views(data, model, config, batch, padded, mask, gen, rng):
     if config.model.audio.kind == "pretrained":
         window = sample_patch_windows(mask[batch], aug.patch_window_min_frac, gen)
         pooled = pool_masked(padded[batch], window)
-        return add_feature_noise(pooled, model.audio.input_std, aug.feature_noise, gen)
+        timbral = timbre_channel_mask(pooled.shape[1])
+        pooled = mix_timbre_channels(pooled, timbral, aug.timbre_mix, gen)
+        pooled = add_feature_noise(pooled, model.audio.input_std, aug.feature_noise, gen)
+        return drop_timbre_channels(pooled, timbral, aug.timbre_dropout, model.audio.input_mean, gen)
     crops = crop_logmels([data.logmels[i] for i in batch], config.model.audio.scratch.crop_frames, rng)
     return augment_logmel(crops, aug, gen)
 
