@@ -183,6 +183,7 @@ class BenchSettings:
     timbre_dropout: float = PRODUCT.augment.timbre_dropout
     timbre_decorrelation: float = PRODUCT.timbre_decorrelation
     timbre_components: int = PRODUCT.timbre_components
+    input_clip: float = PRODUCT.model.audio.input_clip
 
 
 def _product_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
@@ -200,7 +201,8 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
         config, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr, eval_every=s.eval_every,
         timbre_decorrelation=s.timbre_decorrelation, timbre_components=s.timbre_components,
         model=replace(config.model, init_logit_scale=math.log(1 / s.init_temperature),
-                      audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
+                      audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout,
+                                    input_clip=s.input_clip)),
         augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
                         sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout),
     )

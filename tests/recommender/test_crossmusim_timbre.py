@@ -94,3 +94,17 @@ def test_training_with_every_timbre_option_runs_and_learns():
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
     again = train_crossmusim(data, config)
     assert result.losses == again.losses, "reproducible from the seed"
+
+
+def test_input_clip_bounds_what_an_outlying_channel_can_do():
+    from recommender.crossmusim.towers import ProjectionTower
+
+    torch.manual_seed(0)
+    tower = ProjectionTower(8, 16, 4, input_dropout=0.0, dropout=0.0, input_clip=3.0).eval()
+    x = torch.zeros(1, 8)
+    far, edge = x.clone(), x.clone()
+    far[0, 2], edge[0, 2] = 50.0, 3.0  # 50 vs 3 standard deviations out
+    assert torch.allclose(tower(far), tower(edge))
+    unclipped = ProjectionTower(8, 16, 4, input_dropout=0.0, dropout=0.0).eval()
+    unclipped.load_state_dict(tower.state_dict())
+    assert not torch.allclose(unclipped(far), unclipped(edge))
