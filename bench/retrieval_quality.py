@@ -181,6 +181,8 @@ class BenchSettings:
     # timbre robustness (recommender.crossmusim.timbre), chosen on heldout_instruments' validation family
     timbre_mix: float = PRODUCT.augment.timbre_mix
     timbre_dropout: float = PRODUCT.augment.timbre_dropout
+    timbre_transplant: float = PRODUCT.augment.timbre_transplant
+    timbre_clusters: int = PRODUCT.augment.timbre_clusters
     timbre_decorrelation: float = PRODUCT.timbre_decorrelation
     timbre_components: int = PRODUCT.timbre_components
     input_clip: float = PRODUCT.model.audio.input_clip
@@ -204,7 +206,8 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
                       audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout,
                                     input_clip=s.input_clip)),
         augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
-                        sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout),
+                        sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout,
+                        timbre_transplant=s.timbre_transplant, timbre_clusters=s.timbre_clusters),
     )
 
 

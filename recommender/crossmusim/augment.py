@@ -27,6 +27,8 @@ class AugmentConfig:
     feature_noise: float = 0.1  # std of Gaussian noise on pooled features, in feature standard deviations
     timbre_mix: float = 0.0  # timbral channels moved up to this share towards another track's (timbre.py)
     timbre_dropout: float = 0.0  # each timbral channel set to its training mean with this probability
+    timbre_transplant: float = 0.0  # up to this share of a move to another timbre cluster's mean (timbre.py)
+    timbre_clusters: int = 16  # k-means clusters of the training tracks' timbral channels
     text_noise: float = 0.0  # std of Gaussian noise on the frozen text embeddings
     sample_by_score: bool = False  # draw descriptions in proportion to their mining score
     # scratch (log-mel) tower

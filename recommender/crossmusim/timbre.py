@@ -13,6 +13,10 @@ pass per view), at training time only, so a model still embeds audio alone:
   training mean (zero after the tower's standardisation);
 * :func:`mix_timbre_channels` moves a track's timbral channels part of the way towards those of
   another track of the batch, while its text stays its own (a timbre swap);
+* :class:`TimbreTransplant` moves a whole track (every channel) from the mean of its timbre
+  cluster to the mean of another one (k-means over the training tracks' timbral channels, which
+  on a catalog like ours finds the ensembles without being told them): "the same music, as that
+  other group of timbres would make its features", on the channels timbre reaches indirectly too;
 * :class:`TimbreDecorrelation` penalises the cross-covariance between the audio embedding and
   the leading principal components of the tracks' timbral channels (no instrument labels).
 
@@ -63,6 +67,37 @@ def timbre_components(pooled: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.
     mean, std = timbral.mean(0), timbral.std(0) + 1e-6
     _, _, vt = np.linalg.svd((timbral - mean) / std, full_matrices=False)
     return mean.astype(np.float32), std.astype(np.float32), vt[:k].astype(np.float32)
+
+
+class TimbreTransplant:
+    """Per-track shift ``lambda * (mean of another timbre cluster - mean of the track's own)``, lambda ~ U(0, s).
+
+    Clusters: k-means (scipy's ``kmeans2``, seeded) on the standardised timbral channels of the
+    training tracks; cluster means are taken over every channel of the pooled features.
+    """
+
+    def __init__(self, pooled: np.ndarray, k: int, seed: int):
+        from scipy.cluster.vq import kmeans2
+
+        pooled = np.asarray(pooled, dtype=np.float64)
+        mask = timbre_channel_mask(pooled.shape[1]).numpy()
+        timbral = pooled[:, mask]
+        timbral = (timbral - timbral.mean(0)) / (timbral.std(0) + 1e-6)
+        k = max(2, min(k, len(pooled)))
+        _, labels = kmeans2(timbral, k, minit="++", seed=seed)
+        present = np.unique(labels)
+        self.labels = np.searchsorted(present, labels)
+        self.means = torch.as_tensor(np.stack([pooled[labels == c].mean(0) for c in present]), dtype=torch.float32)
+
+    def __call__(self, x: torch.Tensor, indices: np.ndarray, strength: float,
+                 generator: torch.Generator) -> torch.Tensor:
+        if strength <= 0 or len(self.means) < 2:
+            return x
+        own = torch.as_tensor(self.labels[np.asarray(indices)])
+        # another cluster, uniformly: shift by 1..k-1 places around the circle of clusters
+        other = (own + 1 + (torch.rand(len(own), generator=generator) * (len(self.means) - 1)).long()) % len(self.means)
+        share = torch.rand(len(own), 1, generator=generator) * strength
+        return x + share * (self.means[other] - self.means[own])
 
 
 class TimbreDecorrelation(nn.Module):

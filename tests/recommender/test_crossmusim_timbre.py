@@ -89,7 +89,8 @@ def test_training_with_every_timbre_option_runs_and_learns():
     data = TrainingData(patches=syn.patches, caption_embeddings=syn.caption_embeddings,
                         caption_weights=syn.caption_weights)
     config = TrainConfig(steps=40, batch_size=32, eval_every=40, timbre_decorrelation=0.5, timbre_components=4)
-    config.augment.timbre_mix, config.augment.timbre_dropout = 0.5, 0.3
+    config.augment.timbre_mix, config.augment.timbre_dropout, config.augment.timbre_transplant = 0.5, 0.3, 1.0
+    config.augment.timbre_clusters = 3
     result = train_crossmusim(data, config)
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
     again = train_crossmusim(data, config)
@@ -108,3 +109,25 @@ def test_input_clip_bounds_what_an_outlying_channel_can_do():
     unclipped = ProjectionTower(8, 16, 4, input_dropout=0.0, dropout=0.0).eval()
     unclipped.load_state_dict(tower.state_dict())
     assert not torch.allclose(unclipped(far), unclipped(edge))
+
+
+def test_timbre_transplant_finds_the_ensembles_and_moves_tracks_between_them():
+    from recommender.crossmusim.timbre import TimbreTransplant
+
+    rng = np.random.default_rng(0)
+    ensemble = np.repeat(np.arange(3), 20)
+    pooled = rng.normal(size=(60, POOLED_DIM)).astype(np.float32)
+    pooled[:, timbre_channel_mask(POOLED_DIM).numpy()] += 6.0 * ensemble[:, None]  # three far-apart timbres
+    transplant = TimbreTransplant(pooled, k=3, seed=0)
+    # the clusters are the ensembles (up to naming)
+    assert len({(e, c) for e, c in zip(ensemble, transplant.labels, strict=True)}) == 3
+    x = torch.as_tensor(pooled[:8])
+    out = transplant(x, np.arange(8), 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and not torch.equal(out, x)
+    timbral = timbre_channel_mask(POOLED_DIM)
+    # ensemble 0's tracks move towards a louder timbre; the shift is one vector per track
+    assert (out[:, timbral].mean(1) > x[:, timbral].mean(1)).all()
+    shift = out - x
+    assert torch.allclose(shift[:, timbral].std(1), torch.zeros(8), atol=0.5)
+    assert torch.equal(out, transplant(x, np.arange(8), 1.0, torch.Generator().manual_seed(0)))
+    assert transplant(x, np.arange(8), 0.0, torch.Generator()) is x
