@@ -80,14 +80,30 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
                 SELECT g AS user_key, CASE WHEN g %% 2 = 0 THEN %s ELSE %s END AS variant_id,
                        floor(random() * {DAYS})::int AS arrival,
                        1 + floor(-ln(1 - random()) * %s)::bigint AS impressions,
-                       least(1.0, -ln(1 - random()) * 0.1 * CASE WHEN g %% 2 = 0 THEN 1.0 ELSE %s END) AS p
+                       least(1.0, -ln(1 - random()) * 0.1 * CASE WHEN g %% 2 = 0 THEN 1.0 ELSE %s END) AS p,
+                       0.3 + 0.6 * random() AS fit, random() < 0.8 AS has_pre
                 FROM generate_series(1, %s) g""", [control.pk, treatment.pk, mean_impressions - 1, 1 + lift, users])
+            # Listening: every click is played; a share ``fit`` of the plays are long listens (30-180 s), the
+            # others skips (0-29 s). Pre-period (80 % of the users): the same user's habits over 0.5-1.5 times
+            # their experiment traffic, so that pre and post are correlated as in the player simulator.
             cursor.execute(f"""
-                INSERT INTO {ua} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
-                SELECT %s, variant_id, user_key, impressions,
-                       least(impressions, floor(impressions * p + random())::bigint),
-                       now() - make_interval(days => {DAYS} - arrival), now()
-                FROM bench_users""", [experiment.pk])
+                INSERT INTO {ua} (experiment_id, variant_id, user_key, impressions, clicks, plays, long_listens,
+                                  short_plays, listened_seconds, pre_impressions, pre_clicks, pre_plays,
+                                  pre_long_listens, pre_short_plays, pre_listened_seconds, first_seen, last_seen)
+                SELECT %s, variant_id, user_key, impressions, clicks, clicks, long, clicks - long,
+                       long * (30 + random() * 150) + (clicks - long) * random() * 29,
+                       pre_i, pre_c, pre_c, pre_l, pre_c - pre_l,
+                       pre_l * (30 + random() * 150) + (pre_c - pre_l) * random() * 29, first_seen, now()
+                FROM (SELECT *, least(c2.clicks, floor(c2.clicks * fit + random())::bigint) AS long,
+                             least(pre_c, floor(pre_c * fit + random())::bigint) AS pre_l
+                      FROM (SELECT variant_id, user_key, impressions, fit,
+                                   least(impressions, floor(impressions * p + random())::bigint) AS clicks,
+                                   pre_i, least(pre_i, floor(pre_i * p * CASE WHEN variant_id = %s THEN 1.0
+                                                ELSE 1.0 / %s END + random())::bigint) AS pre_c,
+                                   now() - make_interval(days => {DAYS} - arrival) AS first_seen
+                            FROM (SELECT *, CASE WHEN has_pre THEN floor(impressions * (0.5 + random()))::bigint
+                                                 ELSE 0 END AS pre_i FROM bench_users) b) c2) c3""",
+                           [experiment.pk, control.pk, 1 + lift])
             # Cumulative moments per day: a user who arrived on day a has seen a share (k - a + 1)/(DAYS - a)
             # of their impressions and clicks by the end of day k.
             cursor.execute(f"""

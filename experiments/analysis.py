@@ -1,17 +1,19 @@
 """Experiment results: read the aggregate tables the worker keeps and hand their rows to the statistics core.
 
 Never reads raw events, and holds no statistics: ``experiments.stats.report.analyse`` turns the
-rows into the whole report. Per experiment it runs three small queries:
+rows into the whole report. Per experiment it runs four queries:
 
 1. one pass over UserAggregate: per variant, the number of users with each (impressions,
    clicks) pair. The delta-method sufficient statistics and the per-user CTR histogram are
    exact functions of that table.
 2. VariantDailyMoments (one row per variant and day): the cumulative time series.
 3. PositionRollup (one row per variant and position): CTR by position.
+4. the metric plan's moments (metric_scan.py): one statement over UserAggregate that returns, per arm, the sums
+   and cross-products of every metric's post and pre-period numerators and denominators, winsorised: CUPED,
+   the group-sequential test and the ship decision of the experiment's plan (plan.py) need nothing else.
 
-For the listening metrics and CUPED (wired into ``analyse`` by the statistics issue), two more:
-``user_metric_rows`` reads every user's sums and pre-period sums in one scan of UserAggregate, and
-``daily_metric_moments`` every day's cumulative moments of all the ratio metrics.
+``user_metric_rows`` (every user's sums as arrays) and ``daily_metric_moments`` (every day's cumulative moments
+of all the ratio metrics) serve tests and benches.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from datetime import date, datetime
 from django.db import connection
 from django.utils import timezone
 
+from experiments.metric_scan import metric_moments
 from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
+from experiments.plan import experiment_plan
 from experiments.stats.aggregates import (
     METRIC_SUMS,
     AggregateRows,
@@ -34,6 +38,7 @@ from experiments.stats.aggregates import (
     user_metric_rows_from_copy,
 )
 from experiments.stats.comparisons import AnalysisConfig
+from experiments.stats.metrics import metric
 from experiments.stats.report import DEFAULT_CONFIG, analyse, summarise
 from experiments.stats.results import ExperimentResults, ExperimentSummary
 
@@ -123,8 +128,11 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
     now = timezone.now()
     arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
     pk = experiment.pk
-    rows = AggregateRows(user_counts(pk), daily_moments(pk), position_rows(pk), until=_until(experiment, now))
-    results = analyse(_info(experiment, now), arms, rows, config)
+    plan = experiment_plan(experiment, arms=len(arms))
+    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile)
+    rows = AggregateRows(user_counts(pk), daily_moments(pk), position_rows(pk), until=_until(experiment, now),
+                         metric_moments=moments or None)
+    results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 
 

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from experiments.stats.metrics import UserColumns
+from experiments.stats.metrics import MetricData, UserColumns
 from experiments.stats.statistics import RatioStatistic
 
 HISTOGRAM_BINS = 20
@@ -64,6 +64,9 @@ class AggregateRows:
     # Per arm id, every user's listening and pre-period columns (metrics.UserColumns). Given, the report adds
     # every metric raw and CUPED, the group-sequential test and the ship decision; None: today's CTR report.
     user_columns: Mapping[int, UserColumns] | None = None
+    # The same metrics already summed per arm by the database (metric key -> metrics.MetricData, from
+    # metric_moments.py): what the platform passes, so that no per-user array reaches Python.
+    metric_moments: Mapping[str, MetricData] | None = None
 
 
 def user_statistics(user_counts: Sequence[Sequence[int]], arm_ids: Sequence[int]

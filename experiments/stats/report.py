@@ -157,7 +157,7 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
     verdicts = {v.key: v for v in decision.verdict.arms}
     srm = decision.srm
     extra = {}
-    if rows.user_columns:
+    if rows.user_columns or rows.metric_moments:
         daily_users = None
         if daily:
             per_arm = np.array([np.asarray(daily[s.id].n) for s in specs if s.id in daily])
@@ -165,7 +165,8 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
             daily_users = np.where(per_arm.min(axis=0) >= config.min_users, per_arm.sum(axis=0), 0.0)
         extra_analysis = analyse_metrics([(s.id, s.key, s.is_control) for s in specs], rows.user_columns,
                                          daily_users, daily, plan, config.alpha, config.n_star,
-                                         final=info.status in FINISHED, min_users=config.min_users)
+                                         final=info.status in FINISHED, min_users=config.min_users,
+                                         metric_moments=rows.metric_moments)
         extra = dict(metrics=extra_analysis.metrics, metric_comparisons=extra_analysis.comparisons,
                      group_sequential=extra_analysis.group_sequential, decisions=extra_analysis.decisions)
     return ExperimentResults(
