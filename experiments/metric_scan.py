@@ -21,29 +21,30 @@ from experiments.stats.metrics import MetricData, MetricSpec, Winsorisation
 
 def _expression(v: Variable, percentile: float | None) -> str:
     if v.indicator:
-        return "(pre_impressions > 0)::int::float8"
-    column = f"{v.source}::float8"
-    return f"least({column}, caps.{v.source})" if v.capped and percentile is not None else column
+        return "(u.pre_impressions > 0)::int::float8"
+    column = f"u.{v.source}::float8"
+    return f"least({column}, caps.cap_{v.source})" if v.capped and percentile is not None else column
 
 
 def moments_sql(query: MomentQuery, percentile: float | None) -> str:
     """The statement, with two parameters: the experiment id, twice (the caps' pass and the sums' pass)."""
     table = UserAggregate._meta.db_table
     where = "experiment_id = %s AND impressions > 0"
+    scan = "u.experiment_id = %s AND u.impressions > 0"
     expression = {v.name: _expression(v, percentile) for v in query.variables}
     selects = ["count(*)"] + [f"sum({expression[v.name]})" for v in query.variables]
     selects += [f"sum({expression[a.name]} * {expression[b.name]})" for a, b in query.products]
     if percentile is None:
         selects += ["0" for _ in query.capped]
-        return f"SELECT variant_id, {', '.join(selects)} FROM {table} WHERE {where} GROUP BY variant_id"
+        return f"SELECT variant_id, {', '.join(selects)} FROM {table} u WHERE {scan} GROUP BY variant_id"
     fraction = float(percentile) / 100
-    caps = ", ".join(f"percentile_cont({fraction!r}) WITHIN GROUP (ORDER BY {v.source}::float8) AS {v.source}"
+    caps = ", ".join(f"percentile_cont({fraction!r}) WITHIN GROUP (ORDER BY {v.source}::float8) AS cap_{v.source}"
                      for v in query.capped)
-    selects += [f"count(*) FILTER (WHERE {v.source} > caps.{v.source})" for v in query.capped]
-    selects += [f"caps.{v.source}" for v in query.capped]
+    selects += [f"count(*) FILTER (WHERE u.{v.source} > caps.cap_{v.source})" for v in query.capped]
+    selects += [f"caps.cap_{v.source}" for v in query.capped]
     return (f"WITH caps AS MATERIALIZED (SELECT {caps} FROM {table} WHERE {where}) "
-            f"SELECT variant_id, {', '.join(selects)} FROM {table} CROSS JOIN caps WHERE {where} "
-            f"GROUP BY variant_id, {', '.join(f'caps.{v.source}' for v in query.capped)}")
+            f"SELECT variant_id, {', '.join(selects)} FROM {table} u CROSS JOIN caps WHERE {scan} "
+            f"GROUP BY variant_id, {', '.join(f'caps.cap_{v.source}' for v in query.capped)}")
 
 
 def metric_moments(experiment_id: int, specs: Sequence[MetricSpec], percentile: float | None

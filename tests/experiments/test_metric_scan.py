@@ -1,0 +1,91 @@
+"""The moments statement on PostgreSQL equals the per-user arrays' statistics (to 1e-9), and the results carry the
+experiment's metric plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from experiments.analysis import experiment_results, user_metric_rows
+from experiments.metric_scan import metric_moments
+from experiments.models import UserAggregate
+from experiments.stats.cuped import CupedRatioTest
+from experiments.stats.frequentist import DifferenceType, FrequentistConfig
+from experiments.stats.metrics import METRICS, UserColumns, metric_data
+from tests.experiments.dashboard_fixtures import seed_experiment
+
+pytestmark = pytest.mark.django_db
+
+
+def add_listening(experiment_id: int, seed: float = 0.3) -> None:
+    """Plays for every click (some long, some skipped), and a pre-period for ~70 % of the users."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [seed])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET plays = clicks,
+                   long_listens = floor(clicks * 0.6 + random()), pre_impressions =
+                   CASE WHEN random() < 0.7 THEN floor(impressions * (0.5 + random()))::bigint ELSE 0 END
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET long_listens = least(long_listens, clicks),
+                   pre_clicks = floor(pre_impressions * 0.12 + random() * (pre_impressions > 0)::int)
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET short_plays = plays - long_listens,
+                   listened_seconds = long_listens * (30 + random() * 170) + (plays - long_listens) * random() * 29,
+                   pre_plays = pre_clicks, pre_long_listens = floor(pre_clicks * 0.6),
+                   pre_short_plays = pre_clicks - floor(pre_clicks * 0.6),
+                   pre_listened_seconds = floor(pre_clicks * 0.6) * (30 + random() * 170)
+            WHERE experiment_id = %s""", [experiment_id])
+
+
+@pytest.mark.parametrize("percentile", [99.0, None])
+def test_database_moments_equal_the_arrays(percentile):
+    seeded = seed_experiment(users=800)
+    pk = seeded.experiment.pk
+    add_listening(pk)
+    arms = {a: UserColumns(**rows.columns()) for a, rows in user_metric_rows(pk).items()}
+    got = metric_moments(pk, list(METRICS.values()), percentile)
+    config = FrequentistConfig(difference_type=DifferenceType.RELATIVE)
+    control, treatment = seeded.variants["a"].pk, seeded.variants["b"].pk
+    for key, spec in METRICS.items():
+        expected = metric_data(spec, arms, percentile)
+        assert got[key].winsorisation.users_capped == expected.winsorisation.users_capped
+        if percentile is not None:
+            assert got[key].winsorisation.cap == pytest.approx(expected.winsorisation.cap, rel=1e-12)
+            assert got[key].pre_winsorisation.cap == pytest.approx(expected.pre_winsorisation.cap, rel=1e-12)
+        for arm in (control, treatment):
+            np.testing.assert_allclose(got[key].statistics[arm].sums, expected.statistics[arm].sums, rtol=1e-11)
+            np.testing.assert_allclose(got[key].statistics[arm].products, expected.statistics[arm].products,
+                                       rtol=1e-11)
+        a = CupedRatioTest(expected.statistics[control], expected.statistics[treatment], config,
+                           spec.statistic_type).compute_result()
+        b = CupedRatioTest(got[key].statistics[control], got[key].statistics[treatment], config,
+                           spec.statistic_type).compute_result()
+        assert abs(a.adjusted.effect - b.adjusted.effect) < 1e-9
+        assert abs(a.adjusted.standard_error - b.adjusted.standard_error) < 1e-9
+        assert a.variance_reduction > 0.0 or key != "ctr"
+
+
+def test_results_follow_the_experiment_plan():
+    seeded = seed_experiment(users=600)
+    experiment = seeded.experiment
+    add_listening(experiment.pk)
+    data = experiment_results(experiment).to_dict()
+    roles = {m["key"]: m["role"] for m in data["metrics"]}
+    assert roles == {"ctr": "success", "stream_rate": "secondary", "skip_rate": "guardrail",
+                     "seconds_per_click": "guardrail"}
+    assert {c["metric"] for c in data["metric_comparisons"]} == set(roles)
+    assert data["decisions"][0]["test"] == "always_valid" and data["group_sequential"] == []
+    experiment.primary_metric, experiment.secondary_metrics = "stream_rate", []
+    experiment.guardrails = [{"metric": "skip_rate", "margin": 0.1}]
+    experiment.planned_users_per_arm, experiment.winsor_percentile = 700, None
+    experiment.save()
+    data = experiment_results(experiment).to_dict()
+    assert [(m["key"], m["role"], m["margin"]) for m in data["metrics"]] == [
+        ("stream_rate", "success", 0.0), ("skip_rate", "guardrail", 0.1)]
+    assert data["metrics"][0]["winsor_percentile"] is None and data["metrics"][0]["cap"] is None
+    assert data["decisions"][0]["test"] == "group_sequential"
+    gst = data["group_sequential"][0]
+    assert gst["max_users"] == 1400 and len(gst["z"]) == len(gst["boundary"]) > 1
