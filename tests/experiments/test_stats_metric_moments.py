@@ -48,7 +48,8 @@ def test_moments_equal_arrays(percentile):
         for a in arms:
             np.testing.assert_allclose(got.statistics[a].sums, expected.statistics[a].sums, rtol=1e-12)
             np.testing.assert_allclose(got.statistics[a].products, expected.statistics[a].products, rtol=1e-12)
-        r1 = CupedRatioTest(expected.statistics[1], expected.statistics[2], config, spec.statistic_type).compute_result()
+        r1 = CupedRatioTest(expected.statistics[1], expected.statistics[2], config,
+                            spec.statistic_type).compute_result()
         r2 = CupedRatioTest(got.statistics[1], got.statistics[2], config, spec.statistic_type).compute_result()
         for f in ("effect", "standard_error", "p_value"):
             assert abs(getattr(r1.adjusted, f) - getattr(r2.adjusted, f)) < 1e-9
