@@ -8,9 +8,10 @@ rows into the whole report. Per experiment it runs four queries:
    exact functions of that table.
 2. VariantDailyMoments (one row per variant and day): the cumulative time series.
 3. PositionRollup (one row per variant and position): CTR by position.
-4. the metric plan's moments (metric_scan.py): one statement over UserAggregate that returns, per arm, the sums
-   and cross-products of every metric's post and pre-period numerators and denominators, winsorised: CUPED,
-   the group-sequential test and the ship decision of the experiment's plan (plan.py) need nothing else.
+4. the metric plan's moments (metric_scan.py): one scan of UserAggregate (after a sampled, then a filtered pass
+   for the winsorisation caps) that returns, per arm, the sums and cross-products of every metric's post and
+   pre-period numerators and denominators, winsorised: CUPED, the group-sequential test and the ship decision
+   of the experiment's plan (plan.py) need nothing else.
 
 ``user_metric_rows`` (every user's sums as arrays) and ``daily_metric_moments`` (every day's cumulative moments
 of all the ratio metrics) serve tests and benches.
@@ -129,8 +130,10 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
     arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
     pk = experiment.pk
     plan = experiment_plan(experiment, arms=len(arms))
-    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile)
-    rows = AggregateRows(user_counts(pk), daily_moments(pk), position_rows(pk), until=_until(experiment, now),
+    counts = user_counts(pk)
+    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile,
+                             users=sum(row[3] for row in counts))
+    rows = AggregateRows(counts, daily_moments(pk), position_rows(pk), until=_until(experiment, now),
                          metric_moments=moments or None)
     results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
     return replace(results, analysis_seconds=time.perf_counter() - started)

@@ -1,72 +1,149 @@
-"""Every metric's per-arm moments in ONE statement over UserAggregate: the sums CUPED and the delta method need,
-summed by PostgreSQL, so that no per-user row travels to Python (statistics core: stats/metric_moments.py).
+"""Every metric's per-arm moments summed by PostgreSQL over UserAggregate: the sums CUPED and the delta method need,
+so that no per-user row travels to Python (statistics core: stats/metric_moments.py).
 
-The statement first takes the winsorisation caps (``percentile_cont``: linear interpolation, numpy's default,
-pooled over the arms) of every numerator column, post and pre period, then scans the users once, grouped by
-arm: the count, the sum of each variable (capped numerators, denominators, has-pre) and of each product the
-metrics need, and per capped column the users above its cap. Cost: measured in bench/analysis.py
-(docs/statistics.md); it grows with the users, one pass for the caps' sorts and one for the sums.
+Three statements, of which one reads every user in full:
+
+1. a 1 % page sample (``TABLESAMPLE SYSTEM``) gives, per numerator column (post and pre period), a threshold a
+   little below the winsorisation percentile;
+2. one filtered pass returns the upper tail above those thresholds as (column, value, users) - a few thousand
+   rows - from which ``percentile_from_tail`` computes each cap exactly as ``np.percentile`` would on every user,
+   and the users above it. A threshold the tail shows to be too high (the sample was unlucky) falls back to
+   ``percentile_cont`` over every user for that column: exact either way, only slower;
+3. ONE scan grouped by arm sums each variable (capped numerators, denominators, has-pre) and each product the
+   metrics need, each variable computed once per user.
+
+Cost: measured in bench/analysis.py (docs/statistics.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from django.db import connection
 
 from experiments.models import UserAggregate
-from experiments.stats.metric_moments import ArmMoments, MomentQuery, Variable, metric_data_from_moments, moment_query
+from experiments.stats.metric_moments import (
+    ArmMoments,
+    MomentQuery,
+    Variable,
+    metric_data_from_moments,
+    moment_query,
+    percentile_from_tail,
+)
 from experiments.stats.metrics import MetricData, MetricSpec, Winsorisation
 
+TABLE = UserAggregate._meta.db_table
+WHERE = "u.experiment_id = %s AND u.impressions > 0"
+SAMPLE_PERCENT = 1.0
+SAMPLE_MARGIN = 0.5  # the threshold is the sample's (percentile - 0.5)th percentile
+MIN_SAMPLE = 2_000  # fewer sampled users: every value is sorted (a small experiment, cheap anyway)
 
-def _expression(v: Variable, percentile: float | None) -> str:
+
+def _expression(v: Variable, caps: dict[str, float | None]) -> str:
     if v.indicator:
         return "(u.pre_impressions > 0)::int::float8"
     column = f"u.{v.source}::float8"
-    return f"least({column}, caps.cap_{v.source})" if v.capped and percentile is not None else column
+    cap = caps.get(v.source) if v.capped else None
+    return column if cap is None else f"least({column}, {float(cap)!r}::float8)"
 
 
-def moments_sql(query: MomentQuery, percentile: float | None) -> str:
-    """The statement, with two parameters: the experiment id, twice (the caps' pass and the sums' pass)."""
-    table = UserAggregate._meta.db_table
-    where = "experiment_id = %s AND impressions > 0"
-    scan = "u.experiment_id = %s AND u.impressions > 0"
-    expression = {v.name: _expression(v, percentile) for v in query.variables}
-    selects = ["count(*)"] + [f"sum({expression[v.name]})" for v in query.variables]
-    selects += [f"sum({expression[a.name]} * {expression[b.name]})" for a, b in query.products]
-    if percentile is None:
-        selects += ["0" for _ in query.capped]
-        return f"SELECT variant_id, {', '.join(selects)} FROM {table} u WHERE {scan} GROUP BY variant_id"
-    fraction = float(percentile) / 100
-    caps = ", ".join(f"percentile_cont({fraction!r}) WITHIN GROUP (ORDER BY {v.source}::float8) AS cap_{v.source}"
-                     for v in query.capped)
-    selects += [f"count(*) FILTER (WHERE u.{v.source} > caps.cap_{v.source})" for v in query.capped]
-    selects += [f"caps.cap_{v.source}" for v in query.capped]
-    return (f"WITH caps AS MATERIALIZED (SELECT {caps} FROM {table} WHERE {where}) "
-            f"SELECT variant_id, {', '.join(selects)} FROM {table} u CROSS JOIN caps WHERE {scan} "
-            f"GROUP BY variant_id, {', '.join(f'caps.cap_{v.source}' for v in query.capped)}")
+def moments_sql(query: MomentQuery, caps: dict[str, float | None]) -> str:
+    """The sums' scan, with one parameter (the experiment id). The inner query computes each variable once per user
+    (OFFSET 0 keeps PostgreSQL from inlining it into every product)."""
+    names = [f"v{i}" for i in range(len(query.variables))]
+    index = {v.name: names[i] for i, v in enumerate(query.variables)}
+    inner = ", ".join(f"{_expression(v, caps)} AS {index[v.name]}" for v in query.variables)
+    selects = ["count(*)"] + [f"sum({n})" for n in names]
+    selects += [f"sum({index[a.name]} * {index[b.name]})" for a, b in query.products]
+    return (f"SELECT variant_id, {', '.join(selects)} FROM (SELECT u.variant_id, {inner} FROM {TABLE} u "
+            f"WHERE {WHERE} OFFSET 0) s GROUP BY variant_id")
 
 
-def metric_moments(experiment_id: int, specs: Sequence[MetricSpec], percentile: float | None
-                   ) -> dict[str, MetricData]:
-    """Per metric key, its per-arm statistics (winsorised at ``percentile``, None: not capped): one statement."""
-    query = moment_query(specs)
-    sql = moments_sql(query, percentile)
+def _thresholds(experiment_id: int, columns: list[str], percentile: float) -> dict[str, float] | None:
+    fraction = max(0.0, percentile - SAMPLE_MARGIN) / 100
+    selects = ", ".join(f"percentile_disc({fraction!r}) WITHIN GROUP (ORDER BY u.{c})" for c in columns)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [experiment_id] * sql.count("%s"))
+        cursor.execute(f"SELECT count(*), {selects} FROM {TABLE} u TABLESAMPLE SYSTEM ({SAMPLE_PERCENT}) "
+                       f"REPEATABLE (24) WHERE {WHERE}", [experiment_id])
+        sampled, *values = cursor.fetchone()
+    return None if sampled < MIN_SAMPLE else {c: float(v) for c, v in zip(columns, values, strict=True)}
+
+
+def _tail(experiment_id: int, thresholds: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rows = ", ".join(f"('{c}', u.{c}::float8, {t!r}::float8)" for c, t in thresholds.items())
+    any_above = " OR ".join(f"u.{c} >= {t!r}" for c, t in thresholds.items())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT t.name, t.value, count(*) FROM {TABLE} u CROSS JOIN LATERAL (VALUES {rows}) "
+                       f"t(name, value, threshold) WHERE {WHERE} AND ({any_above}) AND t.value >= t.threshold "
+                       f"GROUP BY 1, 2", [experiment_id])
+        found = cursor.fetchall()
+    out = {}
+    for column in thresholds:
+        mine = [(v, k) for c, v, k in found if c == column]
+        out[column] = (np.array([v for v, _ in mine], dtype=float), np.array([k for _, k in mine], dtype=np.int64))
+    return out
+
+
+def _sorted_caps(experiment_id: int, columns: list[str], percentile: float) -> dict[str, Winsorisation]:
+    """Caps by sorting every user's value (percentile_cont: linear interpolation, as numpy), and the users above."""
+    fraction = percentile / 100
+    caps = ", ".join(f"percentile_cont({fraction!r}) WITHIN GROUP (ORDER BY u.{c}::float8) AS {c}" for c in columns)
+    above = ", ".join(f"count(*) FILTER (WHERE u.{c} > caps.{c})" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH caps AS MATERIALIZED (SELECT {caps} FROM {TABLE} u WHERE {WHERE}) "
+                       f"SELECT {', '.join(f'caps.{c}' for c in columns)}, {above} FROM {TABLE} u CROSS JOIN caps "
+                       f"WHERE {WHERE} GROUP BY {', '.join(f'caps.{c}' for c in columns)}",
+                       [experiment_id, experiment_id])
+        row = cursor.fetchone()
+    if row is None:
+        return {c: Winsorisation(percentile, None, 0) for c in columns}
+    k = len(columns)
+    return {c: Winsorisation(percentile, float(row[i]), int(row[k + i])) for i, c in enumerate(columns)}
+
+
+def winsorisation_caps(experiment_id: int, columns: list[str], percentile: float | None,
+                       users: int) -> dict[str, Winsorisation]:
+    """The pooled cap of each column at ``percentile`` over the experiment's ``users`` (impressions > 0)."""
+    if percentile is None or users == 0:
+        return {c: Winsorisation(percentile, None, 0) for c in columns}
+    thresholds = _thresholds(experiment_id, columns, percentile)
+    caps, missing = {}, list(columns)
+    if thresholds is not None:
+        missing = []
+        for column, (values, counts) in _tail(experiment_id, thresholds).items():
+            cap = percentile_from_tail(users, percentile, values, counts)
+            if cap is None:
+                missing.append(column)
+            else:
+                caps[column] = Winsorisation(percentile, cap, int(counts[values > cap].sum()))
+    if missing:
+        caps.update(_sorted_caps(experiment_id, missing, percentile))
+    return caps
+
+
+def _users(experiment_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} u WHERE {WHERE}", [experiment_id])
+        return int(cursor.fetchone()[0])
+
+
+def metric_moments(experiment_id: int, specs: Sequence[MetricSpec], percentile: float | None,
+                   users: int | None = None) -> dict[str, MetricData]:
+    """Per metric key, its per-arm statistics, winsorised at ``percentile`` (None: not capped). ``users``: the
+    experiment's users with impressions (counted when not given)."""
+    query = moment_query(specs)
+    users = _users(experiment_id) if users is None else users
+    if users == 0:
+        return {}
+    caps = winsorisation_caps(experiment_id, [v.source for v in query.capped], percentile, users)
+    with connection.cursor() as cursor:
+        cursor.execute(moments_sql(query, {c: w.cap for c, w in caps.items()}), [experiment_id])
         rows = cursor.fetchall()
-    arms, above, cap_of = {}, {v.name: 0 for v in query.capped}, {}
-    k, p, c = len(query.variables), len(query.products), len(query.capped)
+    arms = {}
+    k, p = len(query.variables), len(query.products)
     for arm_id, n, *values in rows:
         sums = dict(zip((v.name for v in query.variables), values[:k], strict=True))
         products = dict(zip(((a.name, b.name) for a, b in query.products), values[k:k + p], strict=True))
-        counts = dict(zip((v.name for v in query.capped), values[k + p:k + p + c], strict=True))
-        for name, count in counts.items():
-            above[name] += int(count)
-        cap_of = dict(zip((v.name for v in query.capped), values[k + p + c:], strict=False))
-        arms[int(arm_id)] = ArmMoments(float(n), sums, products, counts)
-    caps = {name: Winsorisation(percentile, None if cap_of.get(name) is None else float(cap_of[name]), above[name])
-            for name in above}
-    if not arms:
-        return {}
-    return {spec.key: metric_data_from_moments(spec, arms, caps) for spec in specs}
+        arms[int(arm_id)] = ArmMoments(float(n), sums, products, {})
+    return {spec.key: metric_data_from_moments(spec, arms, caps) for spec in specs} if arms else {}

@@ -142,3 +142,24 @@ def arm_moments_from_columns(query: MomentQuery, cols: UserColumns, caps: Mappin
         above[raw.name] = 0 if cap is None else int(np.count_nonzero(cols.column(raw.column, pre=raw.pre) > cap))
     return ArmMoments(float(cols.users), {k: float(v.sum()) for k, v in values.items()},
                       {(a.name, b.name): float(values[a.name] @ values[b.name]) for a, b in query.products}, above)
+
+
+def percentile_from_tail(n: int, percentile: float, values: np.ndarray, counts: np.ndarray) -> float | None:
+    """``np.percentile`` (linear interpolation) of n values from their upper tail alone: the distinct ``values`` of the
+    tail with their ``counts``. None when the tail does not reach down to the order statistics the percentile
+    interpolates (the caller then sorts every value). A cap needs only the top ~0.1 % of users: the scan sends
+    those, never a million rows."""
+    if n <= 0:
+        return None
+    order = np.argsort(values)
+    values, counts = np.asarray(values, dtype=float)[order], np.asarray(counts, dtype=np.int64)[order]
+    below = n - int(counts.sum())
+    position = percentile / 100 * (n - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, n - 1)
+    if low < below:
+        return None
+    ends = below + np.cumsum(counts)  # rank (0-based) after the last copy of each value
+    a, b = values[np.searchsorted(ends, low, side="right")], values[np.searchsorted(ends, high, side="right")]
+    t = position - low
+    return float(a + (b - a) * t) if t < 0.5 else float(b - (b - a) * (1 - t))  # numpy's lerp, bit for bit

@@ -55,9 +55,30 @@
   if (days.length) { liftTraces.push(hline(0, "no effect")); }
   Plotly.newPlot("chart-lift", liftTraces, layout({ yaxis: Object.assign({ title: "relative lift" }, pct) }), config);
   if (days.length) { pTraces.push(hline(data.config.alpha, `alpha = ${data.config.alpha}`)); }
-  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [-4, 0.05], dtick: 1, exponentformat: "power" } }), config);
+  // The log axis reaches down to the smallest p shown (a decade below it), floored at 1e-16: p < 1e-4 stays visible.
+  const shown = pTraces.flatMap((t) => t.y || []).filter((p) => typeof p === "number" && p > 0);
+  const lowest = Math.max(-16, Math.floor(Math.log10(Math.min(1e-4, ...shown))) - 1);
+  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [lowest, 0.05],
+    dtick: lowest < -8 ? 2 : 1, exponentformat: "power" } }), config);
   if (days.length) { mdeTraces.push(hline(data.config.target_effect, "target lift")); }
   Plotly.newPlot("chart-mde", mdeTraces, layout({ yaxis: Object.assign({ title: "minimum detectable lift", rangemode: "tozero" }, pct) }), config);
+
+  // Group-sequential test (a planned size): the z path of each treatment's CTR lift and the two-sided boundary,
+  // against the share of the planned users seen at each daily look.
+  if (data.group_sequential && data.group_sequential.length && document.getElementById("chart-gst")) {
+    const gstTraces = [];
+    data.group_sequential.forEach((g) => {
+      gstTraces.push({ x: g.information, y: g.z, mode: "lines+markers", name: `z ${name(g.key)}`,
+                       line: { color: colour(g.key) } });
+      gstTraces.push({ x: g.information, y: g.boundary, mode: "lines", name: "boundary",
+                       line: { color: "#555", dash: "dash" }, showlegend: gstTraces.length < 3 });
+      gstTraces.push({ x: g.information, y: g.boundary.map((b) => (b === null ? null : -b)), mode: "lines",
+                       name: "boundary", line: { color: "#555", dash: "dash" }, showlegend: false });
+    });
+    Plotly.newPlot("chart-gst", gstTraces, layout({ hovermode: "closest",
+      xaxis: { title: "share of the planned users", tickformat: ".0%", rangemode: "tozero" },
+      yaxis: { title: "z (CTR lift)" } }), config);
+  }
 
   // 5. CTR by position, one bar per arm.
   const posTraces = Object.entries(data.positions).map(([key, p]) => ({

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
+from experiments import metric_scan
 from experiments.analysis import experiment_results, user_metric_rows
 from experiments.metric_scan import metric_moments
 from experiments.models import UserAggregate
@@ -40,8 +41,11 @@ def add_listening(experiment_id: int, seed: float = 0.3) -> None:
             WHERE experiment_id = %s""", [experiment_id])
 
 
-@pytest.mark.parametrize("percentile", [99.0, None])
-def test_database_moments_equal_the_arrays(percentile):
+@pytest.mark.parametrize(("percentile", "caps_from"), [(99.0, "tail"), (99.0, "sort"), (None, "none")])
+def test_database_moments_equal_the_arrays(percentile, caps_from, monkeypatch):
+    if caps_from == "tail":  # the sample is every page: the caps come from the upper tail
+        monkeypatch.setattr(metric_scan, "SAMPLE_PERCENT", 100.0)
+        monkeypatch.setattr(metric_scan, "MIN_SAMPLE", 1)
     seeded = seed_experiment(users=800)
     pk = seeded.experiment.pk
     add_listening(pk)

@@ -9,6 +9,7 @@ from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig
 from experiments.stats.metric_moments import (
     arm_moments_from_columns,
+    percentile_from_tail,
     metric_data_from_moments,
     moment_query,
 )
@@ -64,3 +65,15 @@ def test_query_sums_only_needed_products():
     assert len(query.products) <= 44
     assert all(not (a.indicator and b.pre) and not (b.indicator and a.pre) for a, b in query.products)
     assert Winsorisation(None, None, 0) == percentile_cap([np.ones(3)], None)
+
+
+def test_percentile_from_the_upper_tail_equals_numpy():
+    rng = np.random.default_rng(3)
+    for values in (rng.poisson(2, 100_000).astype(float), rng.gamma(0.5, 100, 100_000), np.zeros(5000)):
+        for percentile in (99.9, 99.0, 50.0):
+            expected = np.percentile(values, percentile)
+            threshold = np.percentile(values, percentile - 0.5)
+            tail, counts = np.unique(values[values >= threshold], return_counts=True)
+            assert percentile_from_tail(values.size, percentile, tail, counts) == expected
+        short, counts = np.unique(values[values > np.percentile(values, 99.95)], return_counts=True)
+        assert values.max() == 0 or percentile_from_tail(values.size, 99.0, short, counts) is None
