@@ -53,8 +53,8 @@ def reset_tables() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE experiments_eventoutbox, experiments_page, experiments_click, experiments_assignment, "
-            "experiments_useraggregate, experiments_dailyuserrollup, experiments_positionrollup, "
-            "experiments_variantdailymoments, experiments_play, experiments_userdailytraffic"
+            "experiments_useraggregate, experiments_positionrollup, experiments_variantdailymoments, "
+            "experiments_play, experiments_userdailytraffic"
         )
         cursor.execute("VACUUM ANALYZE experiments_eventoutbox")
 
@@ -228,7 +228,7 @@ def run(args, kill_at: float | None) -> dict:
     agg_p = scalar("SELECT sum(plays) FROM experiments_useraggregate")
     traffic_p = scalar("SELECT sum(plays) FROM experiments_userdailytraffic")
     pos_i = scalar("SELECT sum(impressions) FROM experiments_positionrollup")
-    daily_i = scalar("SELECT sum(impressions) FROM experiments_dailyuserrollup")
+    daily_i = scalar("SELECT sum(impressions) FROM experiments_userdailytraffic")
     moments_i = scalar("SELECT sum(sum_impressions) FROM experiments_variantdailymoments")
     result = {
         "events": total, "impressions": impressions, "clicks": clicks, "plays": plays, "seconds": round(elapsed, 2),

@@ -263,19 +263,6 @@ class UserAggregate(ListeningSums):
         indexes = [models.Index(fields=["experiment", "variant"], name="useragg_exp_variant")]
 
 
-class DailyUserRollup(ListeningSums):
-    experiment = _event_fk(Experiment)
-    variant = _event_fk(Variant)
-    user_key = models.BigIntegerField()
-    day = models.DateField(help_text="Server receive day (UTC)")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["experiment", "user_key", "day"], name="one_rollup_per_user_day")
-        ]
-        indexes = [models.Index(fields=["experiment", "variant", "day"], name="dailyrollup_exp_variant_day")]
-
-
 class UserDailyTraffic(ListeningSums):
     """A user's day of ALL served traffic, in an experiment or not: where CUPED's pre-period comes from.
 

@@ -209,3 +209,31 @@ def test_plays_migration_backfills_all_traffic_and_pre_periods_and_old_outbox_ro
     assert Play.objects.get().listened_seconds == 31.0
     user.refresh_from_db()
     assert (user.impressions, user.clicks, user.plays, user.long_listens) == (6, 1, 1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unread_user_day_rollup_goes_and_comes_back_rebuilt_from_the_raw_events():
+    """Migration 0010 drops DailyUserRollup (nothing read it); its reverse rebuilds it from pages, clicks and plays."""
+    from experiments.events.ids import new_request_id
+    from experiments.models import Click, Page, Play
+
+    experiment = Experiment.objects.create(name="rollup era", status="running")
+    now = timezone.now()
+    request = new_request_id()
+    Page.objects.create(request_id=request, experiment_id=experiment.pk, variant_id=3, user_key=9, created_at=now,
+                        track_ids=[1, 2, 3], scores=[0.9, 0.8, 0.7])
+    Page.objects.create(request_id=new_request_id(), user_key=9, created_at=now, track_ids=[4], scores=[0.5])
+    Click.objects.create(event_id=uuid.uuid4(), request_id=request, experiment_id=experiment.pk, variant_id=3,
+                         user_key=9, track_id=2, position=2, created_at=now)
+    Play.objects.create(event_id=uuid.uuid4(), request_id=request, experiment_id=experiment.pk, variant_id=3,
+                        user_key=9, track_id=2, position=2, listened_seconds=45.0, skipped=False, created_at=now)
+    before = [("experiments", "0009_plays")]
+    executor = _migrate(before)
+    rollup = executor.loader.project_state(before).apps.get_model("experiments", "DailyUserRollup")
+    row = rollup.objects.get()
+    assert (row.experiment_id, row.variant_id, row.user_key, row.impressions, row.clicks, row.plays,
+            row.long_listens, row.short_plays, row.listened_seconds) == (experiment.pk, 3, 9, 3, 1, 1, 1, 0, 45.0)
+    _migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('experiments_dailyuserrollup')")
+        assert cursor.fetchone()[0] is None

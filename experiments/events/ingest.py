@@ -47,7 +47,6 @@ from experiments.events.quarantine import quarantine_rows
 from experiments.models import (
     Assignment,
     Click,
-    DailyUserRollup,
     Experiment,
     Page,
     Play,
@@ -64,7 +63,7 @@ LONG_LISTEN_SECONDS = 30  # a play this long is a long listen (a stream); a shor
 _T = {
     "page": Page._meta.db_table, "click": Click._meta.db_table, "play": Play._meta.db_table,
     "assignment": Assignment._meta.db_table, "user": UserAggregate._meta.db_table,
-    "daily": DailyUserRollup._meta.db_table, "position": PositionRollup._meta.db_table,
+    "position": PositionRollup._meta.db_table,
     "moments": VariantDailyMoments._meta.db_table, "traffic": UserDailyTraffic._meta.db_table,
     "experiment": Experiment._meta.db_table,
 }
@@ -182,13 +181,11 @@ _STEPS = (
     f"""INSERT INTO {_T['traffic']} (user_key, day, {_COLS})
     SELECT user_key, day, {_sums_of_fresh()} FROM ingest_fresh GROUP BY user_key, day ORDER BY 1, 2
     {_upsert_sums(_T['traffic'], 'user_key, day')}""",
-    # 3d. per experiment, user and day
+    # 3d. per experiment, user and day, this batch only (the moments below walk a user's days in order; no table
+    # keeps them: nothing reads per-experiment user-days that UserDailyTraffic and the moments do not already give)
     f"""INSERT INTO ingest_user_days
     SELECT experiment_id, min(variant_id), user_key, day, {_sums_of_fresh()}
     FROM ingest_fresh WHERE experiment_id IS NOT NULL GROUP BY experiment_id, user_key, day""",
-    f"""INSERT INTO {_T['daily']} (experiment_id, variant_id, user_key, day, {_COLS})
-    SELECT experiment_id, variant_id, user_key, day, {_SHORT} FROM ingest_user_days ORDER BY 1, 3, 4
-    {_upsert_sums(_T['daily'], 'experiment_id, user_key, day')}""",
     # 3e. per user over the experiment, and the moments of the cumulative per-user values.
     # A user new to the experiment gets the sums of their traffic on the experiment's pre_period_days days before
     # the day of their first event in it (the lateral sum runs for new users only).

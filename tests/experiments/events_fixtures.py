@@ -202,11 +202,6 @@ AGGREGATE_CHECKS = {
         f"SELECT experiment_id, variant_id, user_key, {_SUMS}, min(t), max(t) FROM ({RAW_EVENTS}) e "
         "WHERE experiment_id IS NOT NULL GROUP BY 1, 2, 3",
     ),
-    "daily rollups": (
-        f"SELECT experiment_id, variant_id, user_key, day, {_COLUMNS} FROM experiments_dailyuserrollup",
-        f"SELECT experiment_id, variant_id, user_key, (t AT TIME ZONE 'UTC')::date, {_SUMS} FROM ({RAW_EVENTS}) e "
-        "WHERE experiment_id IS NOT NULL GROUP BY 1, 2, 3, 4",
-    ),
     "all-traffic daily rollups": (
         f"SELECT user_key, day, {_COLUMNS} FROM experiments_userdailytraffic",
         f"SELECT user_key, (t AT TIME ZONE 'UTC')::date, {_SUMS} FROM ({RAW_EVENTS}) e GROUP BY 1, 2",
@@ -219,11 +214,15 @@ AGGREGATE_CHECKS = {
     # each variant's days with events: the moments of every user's cumulative sums up to the end of that day
     "daily moments": (
         f"SELECT experiment_id, variant_id, day, {_MOMENTS} FROM experiments_variantdailymoments",
-        """WITH days AS (SELECT DISTINCT experiment_id, variant_id, day FROM experiments_dailyuserrollup),
+        f"""WITH r AS (SELECT experiment_id, variant_id, user_key, (t AT TIME ZONE 'UTC')::date AS day,
+                      i AS impressions, c AS clicks, p AS plays, l AS long_listens, s AS short_plays,
+                      secs AS listened_seconds
+               FROM ({RAW_EVENTS}) e WHERE experiment_id IS NOT NULL),
+        days AS (SELECT DISTINCT experiment_id, variant_id, day FROM r),
         cum AS (SELECT d.experiment_id, d.variant_id, d.day, r.user_key, sum(r.impressions) AS i, sum(r.clicks) AS c,
                        sum(r.plays) AS p, sum(r.long_listens) AS l, sum(r.short_plays) AS s,
                        sum(r.listened_seconds) AS t
-                FROM days d JOIN experiments_dailyuserrollup r ON r.experiment_id = d.experiment_id
+                FROM days d JOIN r ON r.experiment_id = d.experiment_id
                  AND r.variant_id = d.variant_id AND r.day <= d.day GROUP BY 1, 2, 3, 4)
         SELECT experiment_id, variant_id, day, count(*), sum(i), sum(c), sum(i * i), sum(c * c), sum(i * c), sum(p),
                sum(l), sum(s), sum(t), sum(p * p), sum(l * l), sum(s * s), sum(t * t), sum(i * l), sum(c * t),
