@@ -162,6 +162,39 @@ def cpu_per_analysis(experiment_id: int, runs: int) -> tuple[float, float]:
             cursor.execute("RESET max_parallel_workers_per_gather")
 
 
+def print_scan_costs(experiment_id: int, specs, users: int) -> None:
+    """Why the full analysis costs what it does: PostgreSQL CPU (serial plan, our backend) of a bare count over the
+    users (the floor of any scan), of the winsorisation caps (sample + tail), and of the moments scan, with the
+    number of aggregates it evaluates per user."""
+    from django.db import connection
+
+    from experiments import metric_scan
+    from experiments.stats.metric_moments import moment_query
+
+    query = moment_query(specs)
+    columns = [v.source for v in query.capped]
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+        try:
+            def cpu(run) -> float:
+                before = backend_cpu_seconds()
+                run(cursor)
+                return (backend_cpu_seconds() - before) * 1000
+
+            count = cpu(lambda c: (c.execute(f"SELECT variant_id, count(*) FROM {metric_scan.TABLE} u WHERE "
+                                             f"{metric_scan.WHERE} GROUP BY 1", [experiment_id]), c.fetchall()))
+            caps_ms = cpu(lambda c: metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users))
+            caps = {c: w.cap for c, w in metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users).items()}
+            sums = cpu(lambda c: (c.execute(metric_scan.moments_sql(query, caps), [experiment_id]), c.fetchall()))
+        finally:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+    aggregates = 1 + len(query.variables) + len(query.products)
+    print(f"  PostgreSQL CPU, serial: bare count scan {count:.0f} ms; caps (sample + tail) {caps_ms:.0f} ms; moments "
+          f"scan {sums:.0f} ms for {aggregates} aggregates per user ({len(query.variables)} variables, "
+          f"{len(query.products)} products): {(sums - count) / aggregates / users * 1e6:.0f} ns per aggregate "
+          f"per user above the bare scan")
+
+
 def synthetic_core_input(users: int, mean_impressions: float, lift: float, seed: int = 24):
     """Per-user arrays of two arms (post and 14-day pre period, the listening columns) and the aggregate rows
     that today's queries would return for them (frequency table, 14 days of cumulative moments)."""
@@ -309,6 +342,7 @@ def main() -> None:
             spent.append(time.perf_counter() - started)
         print(f"  of which the moments statement of 4 metrics, {label}: "
               f"{', '.join(f'{t * 1000:.0f}' for t in spent)} ms (median {statistics.median(spent) * 1000:.0f})")
+    print_scan_costs(experiment_id, specs, args.users)
     rows_scan = []
     for _ in range(min(args.runs, 2)):  # the array path, for contrast (slow: every user crosses to Python)
         started = time.perf_counter()

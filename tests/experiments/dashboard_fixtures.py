@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from django.db import connection
 from django.utils import timezone
 
 from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
@@ -100,3 +101,25 @@ def seed_empty_experiment(name: str = "not-started") -> Experiment:
     Variant.objects.create(experiment=experiment, key="b", name="B", weight=50,
                            embedding_model=_embedding_model("crossmusim"))
     return experiment
+
+
+def add_listening(experiment_id: int, seed: float = 0.3) -> None:
+    """Plays for every click (some long, some skipped), and a pre-period for ~70 % of the users."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [seed])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET plays = clicks,
+                   long_listens = floor(clicks * 0.6 + random()), pre_impressions =
+                   CASE WHEN random() < 0.7 THEN floor(impressions * (0.5 + random()))::bigint ELSE 0 END
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET long_listens = least(long_listens, clicks),
+                   pre_clicks = floor(pre_impressions * 0.12 + random() * (pre_impressions > 0)::int)
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET short_plays = plays - long_listens,
+                   listened_seconds = long_listens * (30 + random() * 170) + (plays - long_listens) * random() * 29,
+                   pre_plays = pre_clicks, pre_long_listens = floor(pre_clicks * 0.6),
+                   pre_short_plays = pre_clicks - floor(pre_clicks * 0.6),
+                   pre_listened_seconds = floor(pre_clicks * 0.6) * (30 + random() * 170)
+            WHERE experiment_id = %s""", [experiment_id])

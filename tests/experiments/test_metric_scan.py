@@ -5,40 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from experiments import metric_scan
 from experiments.analysis import experiment_results, user_metric_rows
 from experiments.metric_scan import metric_moments
-from experiments.models import UserAggregate
 from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig
 from experiments.stats.metrics import METRICS, UserColumns, metric_data
-from tests.experiments.dashboard_fixtures import seed_experiment
+from tests.experiments.dashboard_fixtures import add_listening, seed_experiment
 
 pytestmark = pytest.mark.django_db
-
-
-def add_listening(experiment_id: int, seed: float = 0.3) -> None:
-    """Plays for every click (some long, some skipped), and a pre-period for ~70 % of the users."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT setseed(%s)", [seed])
-        cursor.execute(f"""
-            UPDATE {UserAggregate._meta.db_table} SET plays = clicks,
-                   long_listens = floor(clicks * 0.6 + random()), pre_impressions =
-                   CASE WHEN random() < 0.7 THEN floor(impressions * (0.5 + random()))::bigint ELSE 0 END
-            WHERE experiment_id = %s""", [experiment_id])
-        cursor.execute(f"""
-            UPDATE {UserAggregate._meta.db_table} SET long_listens = least(long_listens, clicks),
-                   pre_clicks = floor(pre_impressions * 0.12 + random() * (pre_impressions > 0)::int)
-            WHERE experiment_id = %s""", [experiment_id])
-        cursor.execute(f"""
-            UPDATE {UserAggregate._meta.db_table} SET short_plays = plays - long_listens,
-                   listened_seconds = long_listens * (30 + random() * 170) + (plays - long_listens) * random() * 29,
-                   pre_plays = pre_clicks, pre_long_listens = floor(pre_clicks * 0.6),
-                   pre_short_plays = pre_clicks - floor(pre_clicks * 0.6),
-                   pre_listened_seconds = floor(pre_clicks * 0.6) * (30 + random() * 170)
-            WHERE experiment_id = %s""", [experiment_id])
 
 
 @pytest.mark.parametrize(("percentile", "caps_from"), [(99.0, "tail"), (99.0, "sort"), (None, "none")])

@@ -9,9 +9,9 @@ from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig
 from experiments.stats.metric_moments import (
     arm_moments_from_columns,
-    percentile_from_tail,
     metric_data_from_moments,
     moment_query,
+    percentile_from_tail,
 )
 from experiments.stats.metrics import METRICS, UserColumns, Winsorisation, metric_data, percentile_cap
 
