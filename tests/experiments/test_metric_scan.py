@@ -12,6 +12,7 @@ from experiments.metric_scan import metric_moments
 from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig
 from experiments.stats.metrics import METRICS, UserColumns, metric_data
+from experiments.stats.results import VariantRow
 from tests.experiments.dashboard_fixtures import add_listening, seed_experiment
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +70,15 @@ def test_results_follow_the_experiment_plan():
     assert data["decisions"][0]["test"] == "group_sequential"
     gst = data["group_sequential"][0]
     assert gst["max_users"] == 1400 and len(gst["z"]) == len(gst["boundary"]) > 1
+
+
+def test_csv_keeps_the_variant_columns_and_adds_the_plan():
+    seeded = seed_experiment(users=300)
+    add_listening(seeded.experiment.pk)
+    results = experiment_results(seeded.experiment)
+    header, control, treatment = results.to_rows()
+    assert header[:len(VariantRow.csv_header())] == VariantRow.csv_header()
+    row = dict(zip(header, treatment, strict=True))
+    comparison = next(c for c in results.metric_comparisons if c.metric == "skip_rate")
+    assert row["skip_rate_cuped_lift"] == comparison.cuped.effect and row["decision"] == results.decisions[0].decision
+    assert dict(zip(header, control, strict=True))["skip_rate_lift"] == ""
