@@ -26,7 +26,9 @@ class ExperimentResultsView(APIView):
     @extend_schema(
         summary="The full analysis of one experiment",
         description="Variant table, every test (delta method, always-valid, naive), SRM, power, the verdict and "
-                    "the charts' data of one experiment.",
+                    "the charts' data of one experiment; once users have impressions, the metric plan too: every "
+                    "metric raw and CUPED (metrics, metric_comparisons), the group-sequential test when the plan "
+                    "has a planned size (group_sequential) and the ship decision (decisions).",
         tags=["experiments"],
         parameters=[
             OpenApiParameter("id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},
