@@ -3,9 +3,13 @@ experiment's metric plan."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from django.core.management import call_command
 
+from abplatform.management.commands.prepare_demo import EXPERIMENT_NAME
 from experiments import metric_scan
 from experiments.analysis import experiment_results, user_metric_rows
 from experiments.metric_scan import metric_moments
@@ -82,3 +86,14 @@ def test_csv_keeps_the_variant_columns_and_adds_the_plan():
     comparison = next(c for c in results.metric_comparisons if c.metric == "skip_rate")
     assert row["skip_rate_cuped_lift"] == comparison.cuped.effect and row["decision"] == results.decisions[0].decision
     assert dict(zip(header, control, strict=True))["skip_rate_lift"] == ""
+
+
+def test_demo_info_prints_the_demo_experiments_metrics_and_decision():
+    seeded = seed_experiment(name=EXPERIMENT_NAME, users=300)
+    add_listening(seeded.experiment.pk)
+    out = io.StringIO()
+    call_command("demo_info", stdout=out)
+    text = out.getvalue()
+    results = experiment_results(seeded.experiment)
+    assert f"decision:  {results.decisions[0].text}" in text
+    assert "guardrail  listened seconds per click: a " in text and "b CUPED " in text
