@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from experiments import services
 from experiments.models import Experiment, Variant
 from experiments.plan import PlanError, plan_of, planned_users_from_power
+from experiments.stats.metrics import METRICS
 
 PLAN_FIELDS = ("primary_metric", "secondary_metrics", "guardrails", "planned_users_per_arm", "winsor_percentile",
                "pre_period_days")
@@ -47,6 +48,10 @@ class ExperimentForm(forms.ModelForm):
         for name in self.DEFAULTED:
             if name in self.fields:
                 self.fields[name].required = False
+        known = ", ".join(f"{key} ({m.label})" for key, m in METRICS.items())
+        for name in ("primary_metric", "secondary_metrics", "guardrails"):
+            if name in self.fields:
+                self.fields[name].help_text = f"{self.fields[name].help_text} Metrics: {known}.".strip()
 
     def clean(self):
         cleaned = super().clean()
