@@ -454,6 +454,7 @@ def print_against_ceiling(results: dict, ceiling: dict) -> None:
 
 
 def main() -> None:
+    global USERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
@@ -473,7 +474,6 @@ def main() -> None:
                         help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
     args = parser.parse_args()
-    global USERS
     USERS = args.users
 
     if not args.port:
