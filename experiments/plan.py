@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from experiments.services import ensure_unlocked
 from experiments.stats.metric_analysis import ExperimentPlan, Guardrail
 from experiments.stats.metrics import METRICS
 from experiments.stats.power import group_sequential_max_users
+
+PLAN_FIELDS = ("primary_metric", "secondary_metrics", "guardrails", "planned_users_per_arm", "winsor_percentile")
 
 
 class PlanError(ValueError):
@@ -103,3 +106,19 @@ def planned_users_from_power(baseline_rate: float, mde: float, impressions_per_u
     variance = 2 * (1 - baseline_rate) / (baseline_rate * impressions_per_user * n_arm)
     total = group_sequential_max_users(variance, 2 * n_arm, mde, alpha=alpha, power=power, looks=looks)
     return int(math.ceil(total / 2))
+
+
+def experiment_plan_set(*, experiment, **fields: Any):
+    """Change a draft experiment's plan fields (names of ``PLAN_FIELDS``): validated as a whole, refused once the
+    experiment has started (``services.ExperimentLockedError``), a ``PlanError`` naming each wrong field."""
+    unknown = set(fields) - set(PLAN_FIELDS)
+    if unknown:
+        raise PlanError({name: "not a plan field" for name in sorted(unknown)})
+    experiment.refresh_from_db()
+    ensure_unlocked(experiment)
+    values = {name: fields.get(name, getattr(experiment, name)) for name in PLAN_FIELDS}
+    plan_of(**values, arms=max(experiment.variants.count(), 2))
+    for name, value in values.items():
+        setattr(experiment, name, value)
+    experiment.save(update_fields=list(PLAN_FIELDS))
+    return experiment

@@ -3,11 +3,14 @@ locked once started; and plan.py's plan of the stored fields."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 
 from experiments.models import Experiment
-from experiments.plan import PlanError, experiment_plan, plan_of, planned_users_from_power
-from experiments.services import experiment_start
+from experiments.plan import PlanError, experiment_plan, experiment_plan_set, plan_of, planned_users_from_power
+from experiments.services import ExperimentLockedError, experiment_start
 from tests.experiments.serving_fixtures import build_world
 
 CHANGELIST = "/admin/experiments/experiment/"
@@ -79,3 +82,21 @@ def test_plan_of_names_the_wrong_field():
     assert set(error.value.errors) == {"secondary_metrics", "guardrails"}
     assert plan_of(primary_metric="ctr", secondary_metrics=[], guardrails=[], planned_users_per_arm=100,
                    winsor_percentile=None, arms=3).planned_users == 300
+
+
+def test_create_experiment_command_sets_the_plan_and_refuses_a_bad_one(world):
+    call_command("create_experiment", "--name", "cli-plan", "--variant", "control=baseline", "--variant",
+                 "treatment=crossmusim", "--primary-metric", "stream_rate", "--secondary", "",
+                 "--guardrail", "skip_rate:0.1", "--planned-users-per-arm", "5000", "--winsor-percentile", "off",
+                 stdout=io.StringIO())
+    plan = experiment_plan(Experiment.objects.get(name="cli-plan"))
+    assert (plan.primary, plan.secondary, plan.planned_users, plan.winsor_percentile) == ("stream_rate", (), 10000,
+                                                                                          None)
+    assert [(g.metric, g.margin) for g in plan.guardrails] == [("skip_rate", 0.1)]
+    with pytest.raises(CommandError, match="unknown metric 'likes'"):
+        call_command("create_experiment", "--name", "cli-bad", "--variant", "control=baseline", "--variant",
+                     "treatment=crossmusim", "--guardrail", "likes:0.05", stdout=io.StringIO())
+    assert not Experiment.objects.filter(name="cli-bad").exists()  # nothing half-made
+    started = experiment_start(experiment=Experiment.objects.get(name="cli-plan"))
+    with pytest.raises(ExperimentLockedError):
+        experiment_plan_set(experiment=started, primary_metric="ctr")
