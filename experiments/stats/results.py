@@ -180,7 +180,8 @@ class DecisionOut:
 
 
 # Keys present only when the per-user listening columns were given: without them the JSON is today's.
-OPTIONAL_KEYS = ("metrics", "metric_comparisons", "group_sequential", "decisions")
+OPTIONAL_KEYS = ("metrics", "metric_comparisons", "group_sequential", "decisions", "hourly_series",
+                 "hourly_lift_series")
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,9 @@ class ExperimentResults:
     metric_comparisons: list[MetricComparisonOut] | None = None
     group_sequential: list[GroupSequentialOut] | None = None
     decisions: list[DecisionOut] | None = None
+    # While the experiment is younger than three days: series and lift_series per hour ("hour" for "day").
+    hourly_series: dict[str, dict[str, list]] | None = None
+    hourly_lift_series: dict[str, dict[str, list]] | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe: nan and inf become None. The listening metrics' keys appear only when computed."""

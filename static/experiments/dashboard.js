@@ -10,11 +10,18 @@
     const n = parseInt(hex.slice(1), 16);
     return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
   };
+  // A young experiment (< 3 days) has its series per hour too: the time charts draw those, so day one is a line.
+  const hourly = Boolean(data.hourly_series && Object.keys(data.hourly_series).length);
+  const series = hourly ? data.hourly_series : data.series;
+  const liftSeries = hourly ? data.hourly_lift_series : data.lift_series;
+  const at = (s) => (hourly ? s.hour : s.day);
+  const timeAxis = hourly ? { type: "date", tickformat: "%b %d %H:%M" }
+    : { type: "date", tickformat: "%b %d", dtick: 86400000 };
   const layout = (extra) => Object.assign({
     margin: { l: 60, r: 16, t: 10, b: 40 }, legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
     font: { size: 12 },
     // Series are daily: whole-day ticks, even when only one day exists yet (plotly would zoom to milliseconds).
-    xaxis: { type: "date", tickformat: "%b %d", dtick: 86400000 },
+    xaxis: timeAxis,
   }, extra);
   const config = { displaylogo: false, responsive: true };
   const band = (x, lower, upper, fill, label, group) => [
@@ -26,9 +33,9 @@
 
   // 1. Cumulative CTR per arm with its 95% CI band.
   const ctrTraces = [];
-  Object.entries(data.series).forEach(([key, s]) => {
-    ctrTraces.push(...band(s.day, s.ctr_lower, s.ctr_upper, rgba(colour(key), 0.18), `${key} 95% CI`, key));
-    ctrTraces.push({ x: s.day, y: s.ctr, mode: "lines+markers", name: name(key), line: { color: colour(key) },
+  Object.entries(series).forEach(([key, s]) => {
+    ctrTraces.push(...band(at(s), s.ctr_lower, s.ctr_upper, rgba(colour(key), 0.18), `${key} 95% CI`, key));
+    ctrTraces.push({ x: at(s), y: s.ctr, mode: "lines+markers", name: name(key), line: { color: colour(key) },
                      legendgroup: key });
   });
   Plotly.newPlot("chart-ctr", ctrTraces, layout({ yaxis: Object.assign({ title: "CTR" }, { tickformat: ".2%" }) }), config);
@@ -36,18 +43,18 @@
   // 2. Lift and its intervals over time; 3. p-values over time; 4. MDE over time.
   const liftTraces = [], pTraces = [], mdeTraces = [];
   let days = [];
-  Object.entries(data.lift_series).forEach(([key, s]) => {
-    days = s.day;
-    liftTraces.push(...band(s.day, s.cs_lower, s.cs_upper, rgba(colour(key), 0.12), `${key} always-valid CS`, key + "cs"));
-    liftTraces.push(...band(s.day, s.ci_lower, s.ci_upper, rgba(colour(key), 0.28), `${key} 95% CI`, key + "ci"));
-    liftTraces.push({ x: s.day, y: s.lift, mode: "lines+markers", name: `lift ${name(key)}`, line: { color: colour(key) } });
-    pTraces.push({ x: s.day, y: s.always_valid_p, mode: "lines+markers", name: `always-valid p ${key}`,
+  Object.entries(liftSeries).forEach(([key, s]) => {
+    days = at(s);
+    liftTraces.push(...band(at(s), s.cs_lower, s.cs_upper, rgba(colour(key), 0.12), `${key} always-valid CS`, key + "cs"));
+    liftTraces.push(...band(at(s), s.ci_lower, s.ci_upper, rgba(colour(key), 0.28), `${key} 95% CI`, key + "ci"));
+    liftTraces.push({ x: at(s), y: s.lift, mode: "lines+markers", name: `lift ${name(key)}`, line: { color: colour(key) } });
+    pTraces.push({ x: at(s), y: s.always_valid_p, mode: "lines+markers", name: `always-valid p ${key}`,
                    line: { color: colour(key) } });
-    pTraces.push({ x: s.day, y: s.p_value, mode: "lines", name: `fixed-horizon p ${key}`,
+    pTraces.push({ x: at(s), y: s.p_value, mode: "lines", name: `fixed-horizon p ${key}`,
                    line: { color: colour(key), dash: "dot" } });
-    mdeTraces.push({ x: s.day, y: s.mde_sequential, mode: "lines+markers", name: `always-valid MDE ${key}`,
+    mdeTraces.push({ x: at(s), y: s.mde_sequential, mode: "lines+markers", name: `always-valid MDE ${key}`,
                      line: { color: colour(key) } });
-    mdeTraces.push({ x: s.day, y: s.mde, mode: "lines", name: `fixed-horizon MDE ${key}`,
+    mdeTraces.push({ x: at(s), y: s.mde, mode: "lines", name: `fixed-horizon MDE ${key}`,
                      line: { color: colour(key), dash: "dot" } });
   });
   const hline = (y, label) => ({ x: [days[0], days[days.length - 1]], y: [y, y], mode: "lines", name: label,

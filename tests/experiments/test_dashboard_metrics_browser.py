@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 
 from experiments.models import Experiment
 from tests.chromium import launch_chromium
-from tests.experiments.dashboard_fixtures import add_listening, seed_experiment
+from tests.experiments.dashboard_fixtures import add_listening, seed_experiment, seed_young_experiment
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 PASSWORD = "pw-analyst-metrics-1"
@@ -69,3 +69,31 @@ def test_metrics_decision_and_group_sequential_chart_in_chromium(live_server, pl
         finally:
             browser.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def young(transactional_db):
+    experiment, _ = seed_young_experiment(hours=6, name="young-browser")
+    User.objects.create_user("analyst", password=PASSWORD, is_staff=True)
+    return experiment.pk
+
+
+def test_a_young_experiments_charts_are_hourly_in_chromium(live_server, young):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{live_server.url}/admin/login/?next=/experiments/{young}/")
+            page.fill("#id_username", "analyst")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.wait_for_function("document.body.dataset.chartsReady === '1'", timeout=30_000)
+            points = page.evaluate("document.getElementById('chart-ctr').data.filter(t => t.mode === "
+                                   "'lines+markers').map(t => t.x.length)")
+            assert len(points) == 2 and min(points) >= 6  # one per hour, not one dot for day one
+            assert page.evaluate("document.getElementById('chart-lift').data.some(t => t.x.length >= 6)")
+        finally:
+            browser.close()
