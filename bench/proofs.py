@@ -1,6 +1,6 @@
-"""The three online proofs of the paper's A/B test, against a running platform (``make run``).
+"""The online proofs of the paper's A/B test and of interleaving, against a running platform (``make run``).
 
-    .venv/bin/python bench/proofs.py                      # A/A, A/B and SRM, one after the other
+    .venv/bin/python bench/proofs.py                      # A/A, A/B, SRM and interleaving, one after the other
     .venv/bin/python bench/proofs.py --proofs ab --users 8000 --rate 150
 
 For each proof the script creates and starts an experiment through the serving services
@@ -16,6 +16,10 @@ per-user aggregates, stops the experiment, and reads the verdict from
 - SRM  A/A with a fraction of one arm's users lost before the platform sees them -> flagged.
        (``--proofs srm_after`` shows the contrast: users who leave after a logged request are
        still counted, so the split stays clean; their click-less page only dents that arm's CTR.)
+
+- interleaving  the same two models in an interleaving experiment (team draft, every user sees both)
+       -> a significant preference for the treatment's picks (always-valid test of its share of credited
+       clicks) with ``PROOF_USERS["interleaving"]`` users, a fifth of the A/B proof's (docs/interleaving.md).
 
 Figures are printed and written to ``var/proofs/proofs-<time>.json``.
 """
@@ -73,7 +77,8 @@ ALPHA = 0.05
 # Users per proof unless --users says otherwise. The A/B needs the most: per-user CTRs vary a lot
 # (propensity, taste, ~75 impressions each), and the always-valid confidence sequence is about 1.7x
 # the fixed-horizon CI; at ~+9% lift 2,000 users gave CS [-2%, +20%] on the rig, so 6,000.
-PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000}
+PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "interleaving": 1200}
+PROOFS = ("aa", "ab", "srm", "srm_after", "interleaving")
 
 
 @dataclass
@@ -130,6 +135,24 @@ def read_verdict(results: dict) -> dict:
     }
 
 
+def read_interleaving_verdict(results: dict) -> dict:
+    """The same figures for an interleaving report: "lift" is the treatment's share of credited clicks, its CIs
+    the share's, and the coin's first-pick balance stands where the SRM check stands."""
+    fixed, sequential = results.get("share_b") or {}, results.get("share_b_sequential") or {}
+    first = results.get("first_pick") or {}
+    return {
+        "verdict": results.get("verdict"), "srm_flagged": bool(first.get("flagged")),
+        "srm_p_value": _number(first.get("p_value")), "srm_observed": [results.get("pages")],
+        "lift": _number(fixed.get("effect")), "ci": [_number(fixed.get("ci_lower")), _number(fixed.get("ci_upper"))],
+        "p_value": _number(fixed.get("p_value")),
+        "sequential_ci": [_number(sequential.get("ci_lower")), _number(sequential.get("ci_upper"))],
+        "sequential_p": _number(sequential.get("p_value")),
+        "arms": [{"key": t.get("key"), "credits": results.get("credits_a" if t.get("team") == 1 else "credits_b")}
+                 for t in results.get("teams") or []],
+        "users": results.get("users"),
+    }
+
+
 def judge(proof: str, verdict: dict) -> bool | None:
     """Did the proof come out as the design says? None when the results lack the figures."""
     sequential_p, srm = verdict["sequential_p"], verdict["srm_flagged"]
@@ -142,6 +165,8 @@ def judge(proof: str, verdict: dict) -> bool | None:
         return srm
     if proof == "srm_after":
         return not srm
+    if proof == "interleaving":  # the treatment's picks preferred: its share's confidence sequence above 1/2
+        return None if math.isnan(sequential_p) else (sequential_p < ALPHA and lower > 0.5 and not srm)
     raise ValueError(proof)
 
 
@@ -172,14 +197,15 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     """One proof; players go through ``client``, the results are read through ``results_client`` (an analyst
     key: a player key gets 403 there) or ``client`` when that key is an analyst key itself."""
     same = proof in ("aa", "srm", "srm_after")
-    name = {"aa": "A/A", "ab": "A/B", "srm": "SRM", "srm_after": "SRM contrast"}[proof]
+    name = {"aa": "A/A", "ab": "A/B", "srm": "SRM", "srm_after": "SRM contrast", "interleaving": "interleaving"}[proof]
     experiment = experiment_create(
-        name=f"proof {name} {stamp}",
+        name=f"proof {name} {stamp}", kind="interleaving" if proof == "interleaving" else "ab",
         hypothesis={
             "aa": "Both arms serve the same model: no lift, clean split.",
             "ab": "Cross-modal similarity earns more clicks than the audio-only baseline.",
             "srm": f"{args.srm_fraction:.0%} of one arm's users are lost before they are logged: SRM flagged.",
             "srm_after": "Users of one arm leave after a logged request: counted, so no SRM; their CTR drops.",
+            "interleaving": "Users click the cross-modal model's picks more than the baseline's on one merged page.",
         }[proof],
         variants=[
             VariantSpec(key="control", embedding_model_id=control_id, is_control=True),
@@ -196,7 +222,7 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
                           arm_of=arm_oracle(experiment.pk))
     elif proof == "srm_after":
         drop = DropPolicy(arm="treatment", fraction=args.srm_fraction, when=DROP_AFTER_FIRST_REQUEST)
-    seed = args.seed + {"aa": 0, "ab": 1, "srm": 2, "srm_after": 3}[proof]
+    seed = args.seed + {"aa": 0, "ab": 1, "srm": 2, "srm_after": 3, "interleaving": 4}[proof]
     config = SimulationConfig(users=args.users or PROOF_USERS[proof], rate=args.rate, duration_s=args.duration,
                               seed=seed, workers=args.workers, user_prefix=f"proof{proof}", drop=drop)
     started = time.monotonic()
@@ -214,17 +240,20 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     landed = wait_until_landed(experiment, summary.impressions, summary.clicks, args.land_timeout)
     experiment_stop(experiment=experiment)
     results = (results_client or client).experiment_results(experiment.pk)
-    verdict = read_verdict(results)
+    verdict = read_interleaving_verdict(results) if proof == "interleaving" else read_verdict(results)
     passed = judge(proof, verdict)
     expectation = {
         "aa": f"no significant lift (sequential p >= {ALPHA}), SRM clean",
         "ab": f"lift detected by the sequential test (p < {ALPHA}, CS above 0), SRM clean",
         "srm": "SRM flagged",
         "srm_after": "SRM clean (users were logged before leaving)",
+        "interleaving": f"the treatment's picks preferred (always-valid p < {ALPHA}, CS of its share above 50%), "
+                        "first picks balanced",
     }[proof]
     print(f"  landed: {landed}; {time.monotonic() - started:.0f} s")
     print(f"  verdict: {verdict['verdict']}")
-    print(f"  CTR lift {fmt_pct(verdict['lift'])} (95% CI {fmt_pct(verdict['ci'][0])} .. {fmt_pct(verdict['ci'][1])},"
+    what = "treatment's share of credited clicks" if proof == "interleaving" else "CTR lift"
+    print(f"  {what} {fmt_pct(verdict['lift'])} (95% CI {fmt_pct(verdict['ci'][0])} .. {fmt_pct(verdict['ci'][1])},"
           f" p {verdict['p_value']:.3g}); sequential CS {fmt_pct(verdict['sequential_ci'][0])} .. "
           f"{fmt_pct(verdict['sequential_ci'][1])}, always-valid p {verdict['sequential_p']:.3g}")
     print(f"  SRM: flagged={verdict['srm_flagged']} p={verdict['srm_p_value']:.3g} users={verdict['srm_observed']}")
@@ -253,9 +282,10 @@ def fmt_pct(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proofs", default="aa,ab,srm", help="comma list of aa, ab, srm, srm_after")
+    parser.add_argument("--proofs", default="aa,ab,srm,interleaving",
+                        help="comma list of aa, ab, srm, srm_after, interleaving")
     parser.add_argument("--users", type=int, default=None,
-                        help="users per proof (default: aa 3000, ab 6000, srm 3000)")
+                        help="users per proof (default: aa 3000, ab 6000, srm 3000, interleaving 1200)")
     parser.add_argument("--rate", type=float, default=100.0, help="recommendation requests per second")
     parser.add_argument("--duration", type=float, default=900.0, help="upper bound per proof, seconds")
     parser.add_argument("--workers", type=int, default=16)
@@ -273,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     proofs = [p.strip() for p in args.proofs.split(",") if p.strip()]
-    unknown = set(proofs) - {"aa", "ab", "srm", "srm_after"}
+    unknown = set(proofs) - set(PROOFS)
     if unknown:
         parser.error(f"unknown proofs {sorted(unknown)}")
     try:  # first: a wrong key file is an argument error, before anything is created
@@ -316,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         v = outcome.verdict
         variants = outcome.simulation["variants"]
-        users = "/".join(str(variants.get(key, {}).get("users", 0)) for key in ("control", "treatment"))
+        users = "/".join(str(variants.get(key, {}).get("users", 0)) for key in ("control", "treatment")) \
+            if outcome.proof != "interleaving" else f"{variants.get('interleaved', {}).get('users', 0)} (both)"
         print(f"{outcome.proof:<12} {outcome.experiment_id:<11} {users:<16} "
               f"{fmt_pct(v['lift']):>7} [{fmt_pct(v['ci'][0])}, {fmt_pct(v['ci'][1])}]   "
               f"[{fmt_pct(v['sequential_ci'][0])}, {fmt_pct(v['sequential_ci'][1])}]   "

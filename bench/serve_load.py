@@ -118,14 +118,14 @@ def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
     return models, {models[0].pk: vectors["baseline"], models[1].pk: vectors["crossmusim"]}
 
 
-def fresh_experiment(models) -> tuple[int, str]:
+def fresh_experiment(models, kind: str = "ab") -> tuple[int, str]:
     from abplatform.apikeys.services import api_key_create
     from experiments.models import Experiment
     from experiments.services import VariantSpec, experiment_create, experiment_start, experiment_stop
 
     for running in Experiment.objects.filter(status__in=["running", "paused"]):
         experiment_stop(experiment=running)
-    experiment = experiment_create(name=f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}", variants=[
+    experiment = experiment_create(name=f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}", kind=kind, variants=[
         VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)])
     experiment_start(experiment=experiment)
     _, key = api_key_create(name="bench-serving")
@@ -470,6 +470,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=USERS,
                         help="user population the requests draw from (fewer: more returning users, whose pages "
                              "update their aggregate rows instead of adding rows and index entries)")
+    parser.add_argument("--interleaving", action="store_true",
+                        help="run an interleaving experiment over the two models instead of an A/B one")
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                         help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
@@ -491,7 +493,7 @@ def main() -> None:
               f"{args.workers}x{args.threads}  ef_search={HNSW_EF_SEARCH}  users {USERS:,}")
     print(header, flush=True)
     models, vectors = ensure_world(args.tracks, args.dim, args.rebuild)
-    experiment_id, key = fresh_experiment(models)
+    experiment_id, key = fresh_experiment(models, "interleaving" if args.interleaving else "ab")
     ef_values = sorted({20, 40, HNSW_EF_SEARCH, 100})
     recalls = measure_recall(models, vectors, args.recall_queries, ef_values)
     print("recall@10 vs exact (seed + 20 ids excluded): " + ", ".join(

@@ -23,7 +23,7 @@ from experiments.stats.metrics import METRICS
 
 PLAN_FIELDS = ("primary_metric", "secondary_metrics", "guardrails", "planned_users_per_arm", "winsor_percentile",
                "pre_period_days")
-LOCKED_EXPERIMENT_FIELDS = ("salt", "traffic_fraction", *PLAN_FIELDS)
+LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction", *PLAN_FIELDS)
 
 
 class ExperimentForm(forms.ModelForm):
@@ -84,6 +84,9 @@ class VariantInlineFormSet(forms.BaseInlineFormSet):
         live = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         if sum(bool(f.cleaned_data.get("is_control")) for f in live) > 1:
             raise ValidationError("at most one variant can be the control")
+        kind = getattr(self.instance, "kind", Experiment.Kind.AB)
+        if kind == Experiment.Kind.INTERLEAVING and len(live) != 2:
+            raise ValidationError(services.interleaving_variant_count_error(len(live)))
 
 
 class VariantInline(admin.TabularInline):
@@ -136,14 +139,15 @@ class ExperimentStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
+    list_display = ("name", "kind", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
     list_filter = (ExperimentStatusFilter,)
     search_fields = ("name", "hypothesis")
     inlines = [VariantInline]
     actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments"]
     form = ExperimentForm
     fieldsets = (
-        (None, {"fields": ("name", "hypothesis", "status", "traffic_fraction", "salt", "started_at", "stopped_at")}),
+        (None, {"fields": ("name", "kind", "hypothesis", "status", "traffic_fraction", "salt", "started_at",
+                           "stopped_at")}),
         ("Metric plan (locked once started)", {"fields": (*PLAN_FIELDS, "plan_baseline_rate", "plan_mde")}),
     )
 

@@ -1,6 +1,6 @@
 """Experiment results: read the aggregate tables the worker keeps and hand their rows to the statistics core.
 
-Never reads raw events, and holds no statistics: ``experiments.stats.report.analyse`` turns the
+Never reads raw events (but a young experiment's hourly charts), and holds no statistics: ``report.analyse`` turns the
 rows into the whole report. Per experiment it runs four queries:
 
 1. one pass over UserAggregate: per variant, the number of users with each (impressions,
@@ -32,6 +32,8 @@ from experiments.metric_scan import metric_moments
 from experiments.models import (
     Click,
     Experiment,
+    InterleavingPositionRollup,
+    InterleavingUserDay,
     Page,
     PositionRollup,
     UserAggregate,
@@ -48,6 +50,7 @@ from experiments.stats.aggregates import (
     user_metric_rows_from_copy,
 )
 from experiments.stats.comparisons import AnalysisConfig
+from experiments.stats.interleaving_report import InterleavingResults, InterleavingRows, analyse_interleaving
 from experiments.stats.metrics import metric
 from experiments.stats.report import DEFAULT_CONFIG, analyse, summarise
 from experiments.stats.results import ExperimentResults, ExperimentSummary
@@ -168,14 +171,18 @@ def _until(experiment: Experiment, now: datetime) -> date | None:
     return now.date() if experiment.status == Experiment.Status.RUNNING else None
 
 
-def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DEFAULT_CONFIG) -> ExperimentResults:
+def experiment_results(experiment: Experiment | int,
+                       config: AnalysisConfig = DEFAULT_CONFIG) -> ExperimentResults | InterleavingResults:
     """The full analysis of one experiment: variant table, SRM, power, verdict and every chart's data.
 
-    A ValueError (the API's 400) when the experiment has no control variant.
+    An interleaving experiment gets its own report (``interleaving_results``). A ValueError (the API's
+    400) when the experiment has no control variant.
     """
     started = time.perf_counter()
     if not isinstance(experiment, Experiment):
         experiment = Experiment.objects.get(pk=experiment)
+    if experiment.kind == Experiment.Kind.INTERLEAVING:
+        return interleaving_results(experiment)
     now = timezone.now()
     arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
     pk = experiment.pk
@@ -189,6 +196,55 @@ def experiment_results(experiment: Experiment | int, config: AnalysisConfig = DE
                          hourly_until=(now if experiment.status == Experiment.Status.RUNNING else experiment.stopped_at
                                        or now).replace(minute=0, second=0, microsecond=0) if young else None)
     results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
+    return replace(results, analysis_seconds=time.perf_counter() - started)
+
+
+# --- interleaving ----------------------------------------------------------------------------------
+
+_IL_USER = InterleavingUserDay._meta.db_table
+
+
+def interleaving_user_counts(experiment_id: int) -> list[tuple]:
+    """ONE pass over the per-user-day credits: how many users have each (credits A, credits B), with their pages."""
+    sql = f"""WITH u AS (SELECT user_key, sum(credits_a) AS a, sum(credits_b) AS b, sum(pages) AS p,
+                                sum(a_first) AS f FROM {_IL_USER} WHERE experiment_id = %s GROUP BY user_key)
+              SELECT a, b, count(*), sum(p), sum(f) FROM u GROUP BY a, b"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [experiment_id])
+        return cursor.fetchall()
+
+
+def interleaving_daily_counts(experiment_id: int) -> list[tuple]:
+    """Per day, the same table over each user's cumulative totals at the end of that day.
+
+    Cost: users x days rows are summed (each user's days up to each day); fine for the experiments an
+    interleaving test needs (thousands of users), not a million-user table (docs/interleaving.md)."""
+    sql = f"""WITH days AS (SELECT DISTINCT day FROM {_IL_USER} WHERE experiment_id = %(e)s),
+              cum AS (SELECT d.day, r.user_key, sum(r.credits_a) AS a, sum(r.credits_b) AS b, sum(r.pages) AS p,
+                             sum(r.a_first) AS f
+                      FROM days d JOIN {_IL_USER} r ON r.experiment_id = %(e)s AND r.day <= d.day
+                      GROUP BY d.day, r.user_key)
+              SELECT day, a, b, count(*), sum(p), sum(f) FROM cum GROUP BY day, a, b ORDER BY day"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"e": experiment_id})
+        return cursor.fetchall()
+
+
+def interleaving_position_rows(experiment_id: int) -> list[tuple]:
+    return list(InterleavingPositionRollup.objects.filter(experiment_id=experiment_id).order_by("position")
+                .values_list("position", "pages", "slots_b", "clicks_a", "clicks_b"))
+
+
+def interleaving_results(experiment: Experiment) -> InterleavingResults:
+    """The report of an interleaving experiment: team A is the control variant's ranker, team B the other."""
+    started = time.perf_counter()
+    now = timezone.now()
+    arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
+    if len(arms) != 2:
+        raise ValueError(f"interleaving experiment {experiment.pk} has {len(arms)} variants; it needs exactly two")
+    pk = experiment.pk
+    rows = InterleavingRows(interleaving_user_counts(pk), interleaving_daily_counts(pk), interleaving_position_rows(pk))
+    results = analyse_interleaving(_info(experiment, now), arms[0], arms[1], rows)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 
 
@@ -209,5 +265,18 @@ def experiment_summaries(config: AnalysisConfig = DEFAULT_CONFIG) -> list[Experi
     for experiment_id, *row in (VariantDailyMoments.objects.filter(experiment__in=experiments)
                                 .order_by("experiment_id", "day").values_list("experiment_id", *_DAILY_FIELDS)):
         daily[experiment_id].append(tuple(row))
-    return [summarise(_info(e, now), _arms(variants[e.pk]), daily[e.pk], until=_until(e, now), config=config)
+    return [_interleaving_summary(e, now) if e.kind == Experiment.Kind.INTERLEAVING else
+            summarise(_info(e, now), _arms(variants[e.pk]), daily[e.pk], until=_until(e, now), config=config)
             for e in experiments]
+
+
+def _interleaving_summary(experiment: Experiment, now: datetime) -> ExperimentSummary:
+    """The list's line of an interleaving experiment: the verdict of its report (three small queries)."""
+    info = _info(experiment, now)
+    try:
+        results = interleaving_results(experiment)
+    except ValueError as error:
+        return ExperimentSummary(info.experiment_id, info.name, info.status, info.age_days, 0, str(error),
+                                 "cannot_compare")
+    return ExperimentSummary(info.experiment_id, info.name, info.status, info.age_days, results.users,
+                             results.verdict, results.outcome)

@@ -53,6 +53,12 @@ def default_guardrails() -> list[dict]:
 
 
 class Experiment(models.Model):
+    class Kind(models.TextChoices):
+        AB = "ab", "A/B test"
+        # Every user in the experiment sees one page merged from both variants' rankers by team draft
+        # (experiments.team_draft); clicks credit the team of the item. Exactly two variants.
+        INTERLEAVING = "interleaving", "interleaving (team draft)"
+
     class Status(models.TextChoices):
         DRAFT = "draft"
         RUNNING = "running"
@@ -63,6 +69,8 @@ class Experiment(models.Model):
         ARCHIVED = "archived"
 
     name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AB,
+                            help_text="A/B: each user sees one variant; interleaving: each user sees both, merged")
     hypothesis = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,6 +177,9 @@ class Page(models.Model):
     created_at = models.DateTimeField(help_text="Server time of the request")
     track_ids = ArrayField(models.BigIntegerField())
     scores = ArrayField(models.FloatField())
+    # Interleaving experiments: the team that drafted each item (1 = the control's ranker, 2 = the other's);
+    # NULL on A/B pages. ``variant`` is then the control variant.
+    teams = ArrayField(models.SmallIntegerField(), null=True, blank=True)
 
 
 class Impression(models.Model):
@@ -202,6 +213,7 @@ class Click(models.Model):
     position = models.PositiveSmallIntegerField(help_text="1-based")
     client_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(help_text="Server receive time")
+    team = models.SmallIntegerField(null=True, blank=True, help_text="Interleaving: the team credited (1 or 2)")
 
 
 class Play(models.Model):
@@ -221,6 +233,7 @@ class Play(models.Model):
     skipped = models.BooleanField()
     client_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(help_text="Server receive time")
+    team = models.SmallIntegerField(null=True, blank=True, help_text="Interleaving: the team credited (1 or 2)")
 
 
 class ListeningSums(models.Model):
@@ -325,6 +338,43 @@ class VariantDailyMoments(models.Model):
         ]
 
 
+class InterleavingUserDay(models.Model):
+    """Per user and day of an interleaving experiment: pages, first picks of team A, each team's credits (clicks)
+    and each team's long listens (plays of >= 30 s of the team's items).
+
+    The analysis sums a user's days for the totals and cumulates them for the series over time
+    (``experiments.analysis``); written by the worker from new pages, clicks and plays only, like the others."""
+
+    experiment = _event_fk(Experiment)
+    user_key = models.BigIntegerField()
+    day = models.DateField(help_text="Server receive day (UTC)")
+    pages = models.BigIntegerField(default=0)
+    a_first = models.BigIntegerField(default=0)
+    credits_a = models.BigIntegerField(default=0)
+    credits_b = models.BigIntegerField(default=0)
+    listens_a = models.BigIntegerField(default=0)
+    listens_b = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "user_key", "day"],
+                                               name="one_interleaving_row_per_user_day")]
+
+
+class InterleavingPositionRollup(models.Model):
+    """Per position of an interleaving experiment: pages that showed it, those where team B held it, credits."""
+
+    experiment = _event_fk(Experiment)
+    position = models.PositiveSmallIntegerField()
+    pages = models.BigIntegerField(default=0)
+    slots_b = models.BigIntegerField(default=0)
+    clicks_a = models.BigIntegerField(default=0)
+    clicks_b = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "position"],
+                                               name="one_interleaving_rollup_per_position")]
+
+
 class OutboxKind(models.IntegerChoices):
     IMPRESSION = 1
     CLICK = 2
@@ -358,6 +408,8 @@ class OutboxColumns(models.Model):
     created_at = models.DateTimeField()
     listened_seconds = models.FloatField(null=True, blank=True)  # PLAY rows only
     skipped = models.BooleanField(null=True, blank=True)  # PLAY rows only
+    # CLICK and PLAY rows on an interleaved page: the item's team (the page's own teams live in Page only)
+    team = models.SmallIntegerField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from experiments.assignment import ArmSpec
+from experiments.assignment import ArmSpec, control_key
 from experiments.models import Experiment, Variant
 from recommender.models import EmbeddingModel
 from recommender.vector_search import VectorSpace, track_titles
@@ -37,6 +37,17 @@ class ServingExperiment:
     traffic_fraction: float
     arms: tuple[ArmSpec, ...]
     variants: dict[str, ServingVariant]
+    kind: str = Experiment.Kind.AB
+
+    @property
+    def interleaved(self) -> bool:
+        return self.kind == Experiment.Kind.INTERLEAVING
+
+    def teams(self) -> tuple[ServingVariant, ServingVariant]:
+        """Interleaving: (team A, team B) = (the control variant, the other one)."""
+        control = control_key(self.arms)
+        other = next(a.key for a in self.arms if a.key != control)
+        return self.variants[control], self.variants[other]
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ def _load_serving_config() -> ServingConfig:
                 traffic_fraction=float(experiment.traffic_fraction),
                 arms=tuple(ArmSpec(v.key, int(v.weight), v.is_control) for v in variants),
                 variants={v.key: ServingVariant(v.pk, v.key, _arm(v.embedding_model)) for v in variants},
+                kind=experiment.kind,
             )
     baseline = EmbeddingModel.objects.filter(active_for_arm=BASELINE_ARM).first()
     return ServingConfig(experiment=serving, fallback=_arm(baseline) if baseline else None)

@@ -44,12 +44,16 @@ class VariantSpec:
 # --- Experiments ------------------------------------------------------------------------
 
 def experiment_create(
-    *, name: str, variants: Sequence[VariantSpec], hypothesis: str = "", traffic_fraction: float = 1.0
+    *, name: str, variants: Sequence[VariantSpec], hypothesis: str = "", traffic_fraction: float = 1.0,
+    kind: str = Experiment.Kind.AB,
 ) -> Experiment:
     if not 0.0 <= traffic_fraction <= 1.0:
         raise ExperimentError(f"traffic fraction must lie in [0, 1], got {traffic_fraction}")
+    if kind not in Experiment.Kind.values:
+        raise ExperimentError(f"experiment kind must be one of {Experiment.Kind.values}, got {kind!r}")
     with transaction.atomic():
-        experiment = Experiment.objects.create(name=name, hypothesis=hypothesis, traffic_fraction=traffic_fraction)
+        experiment = Experiment.objects.create(name=name, hypothesis=hypothesis, traffic_fraction=traffic_fraction,
+                                               kind=kind)
         variants_set(experiment=experiment, variants=variants)
     return experiment
 
@@ -61,6 +65,7 @@ def variants_set(*, experiment: Experiment, variants: Sequence[VariantSpec]) -> 
     keys = [spec.key for spec in variants]
     if len(variants) < 2:
         raise ExperimentError("an experiment needs at least two variants")
+    check_variant_count(experiment.kind, len(variants))
     if len(set(keys)) != len(keys):
         raise ExperimentError(f"variant keys must be unique, got {keys}")
     if sum(spec.is_control for spec in variants) > 1:
@@ -80,6 +85,17 @@ def variants_set(*, experiment: Experiment, variants: Sequence[VariantSpec]) -> 
             )
             for spec in specs
         ]
+
+
+def interleaving_variant_count_error(count: int) -> str:
+    return (f"an interleaving experiment merges exactly two rankers, so it needs exactly two variants (the control "
+            f"and the challenger); it has {count}")
+
+
+def check_variant_count(kind: str, count: int) -> None:
+    """Interleaving merges two rankers' lists: exactly two variants (an A/B test takes two or more)."""
+    if kind == Experiment.Kind.INTERLEAVING and count != 2:
+        raise ExperimentError(interleaving_variant_count_error(count))
 
 
 def ensure_unlocked(experiment: Experiment) -> None:
@@ -104,6 +120,7 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
         variants = list(experiment.variants.select_related("embedding_model"))
         if len(variants) < 2:
             raise ExperimentError("an experiment needs at least two variants to start")
+        check_variant_count(experiment.kind, len(variants))
         unindexed = [v.key for v in variants if v.embedding_model.indexed_at is None]
         if unindexed:
             raise ExperimentError(f"variants {unindexed} use embedding models that are not indexed yet")

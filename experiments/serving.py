@@ -7,6 +7,11 @@ and the worker (``experiments.events``) do the rest. A page served outside any e
 running, or the user outside its traffic fraction) is recorded without experiment and variant: it
 counts in the user's all-traffic rollup (CUPED's pre-period) and its clicks and plays are accepted,
 but no experiment's analysis sees it. A HEAD request records nothing.
+
+A user in an *interleaving* experiment gets both variants' KNNs (same seed, same exclusions),
+their team-draft merge (the SQL function ``experiments_team_draft``, with coins drawn in Python
+from the request id by ``experiments.team_draft.coin_flips``) and the page with each item's team
+(``RECORD_INTERLEAVED_CTE``: ``Page`` and its outbox row), still in one statement.
 """
 
 from __future__ import annotations
@@ -17,19 +22,24 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from experiments.assignment import assign_variant, user_key
+from experiments.assignment import assign_variant, in_traffic, user_key
 from experiments.events.ids import new_request_id
-from experiments.events.outbox import RECORD_RECOMMENDATION_CTE
-from experiments.selectors import ServingArm, serving_config
+from experiments.events.outbox import RECORD_INTERLEAVED_CTE, RECORD_RECOMMENDATION_CTE
+from experiments.selectors import ServingArm, ServingExperiment, serving_config
+from experiments.team_draft import coin_flips, rounds_for
 from recommender.vector_search import (
     NEIGHBOURS_SELECT,
     Neighbour,
+    knn_cte_pair,
     knn_ctes,
     knn_params,
     nearest_to_track,
     neighbours_from_rows,
     server_bound_cursor,
+    track_titles,
 )
+
+INTERLEAVED = "interleaved"  # the "variant" an interleaving experiment's user is shown
 
 
 class NoArmAvailableError(LookupError):
@@ -46,6 +56,7 @@ class Recommendation:
     model: str
     items: list[Neighbour]
     recorded: bool  # the page went to the outbox (every GET; in the analysis only when experiment_id is set)
+    teams: tuple[int, ...] | None = None  # interleaving: the team that drafted each item (1 = control's ranker)
 
 
 def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
@@ -56,6 +67,9 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
     config = serving_config()
     experiment = config.experiment
     variant = None
+    if experiment is not None and experiment.interleaved and in_traffic(experiment.salt, user_id,
+                                                                        experiment.traffic_fraction):
+        return _interleaved(experiment, user_id, seed_track_id, k, exclude, record)
     if experiment is not None:
         assigned = assign_variant(experiment.salt, user_id, experiment.arms, experiment.traffic_fraction)
         serving_variant = experiment.variants[assigned.variant_key]
@@ -96,3 +110,47 @@ def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequ
     return neighbours_from_rows(arm, rows, seed_track_id)
 
 
+def interleaving_sql(a: ServingArm, b: ServingArm, k: int, record: bool) -> str:
+    """Both KNNs, their team draft and (``record``) the page with its outbox row: ONE statement, rows (track,
+    distance, team).
+
+    Each list is ranked by (distance, track id), as ``neighbours_from_rows`` ranks an A/B page."""
+    lists = (
+        ", lists AS (SELECT "
+        "ARRAY(SELECT track_id FROM near_a WHERE distance IS NOT NULL ORDER BY distance, track_id) AS a_ids, "
+        "ARRAY(SELECT distance FROM near_a WHERE distance IS NOT NULL ORDER BY distance, track_id) AS a_dist, "
+        "ARRAY(SELECT track_id FROM near_b WHERE distance IS NOT NULL ORDER BY distance, track_id) AS b_ids, "
+        "ARRAY(SELECT distance FROM near_b WHERE distance IS NOT NULL ORDER BY distance, track_id) AS b_dist)"
+        ", page AS (SELECT d.pos, d.team, "
+        "CASE WHEN d.team = 1 THEN l.a_ids[d.rank] ELSE l.b_ids[d.rank] END AS track_id, "
+        "CASE WHEN d.team = 1 THEN l.a_dist[d.rank] ELSE l.b_dist[d.rank] END AS distance "
+        f"FROM lists l, experiments_team_draft(l.a_ids, l.b_ids, %(coins)s::boolean[], {int(k)}) d)"
+    )
+    return ("WITH " + knn_cte_pair(a, k, suffix="_a") + ", " + knn_cte_pair(b, k, suffix="_b") + lists
+            + (RECORD_INTERLEAVED_CTE if record else "") + " SELECT track_id, distance, team FROM page ORDER BY pos")
+
+
+def _interleaved(experiment: ServingExperiment, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int],
+                 record: bool) -> Recommendation:
+    """Team draft of the two variants' top-k; the page is recorded with the control variant and each item's team."""
+    team_a, team_b = experiment.teams()
+    request_id = new_request_id()
+    params = knn_params(seed_track_id, exclude)
+    # an array literal: one text parameter, cheaper than a list psycopg adapts item by item (as ``pg_array``)
+    params["coins"] = "{" + ",".join("t" if a_first else "f" for a_first in coin_flips(request_id, rounds_for(k))) + "}"
+    if record:
+        params.update({"request": request_id, "experiment": experiment.experiment_id, "variant": team_a.variant_id,
+                       "user_key": user_key(user_id), "user_id": user_id, "now": timezone.now()})
+    with server_bound_cursor() as cursor:
+        cursor.execute(interleaving_sql(team_a.arm, team_b.arm, k, record), params)
+        rows = cursor.fetchall()
+    if not rows:
+        neighbours_from_rows(team_a.arm, rows, seed_track_id)  # raises SeedNotIndexedError when the seed has no vector
+    titles = track_titles.get([int(track_id) for track_id, _, _ in rows])
+    items = [Neighbour(int(track_id), 1.0 - float(distance), *titles[int(track_id)]) for track_id, distance, _ in rows]
+    return Recommendation(
+        request_id=request_id, experiment_id=experiment.experiment_id if record else None,
+        experiment_name=experiment.name if record else None, variant=INTERLEAVED if record else None,
+        model_id=team_a.arm.model_id, model=f"{team_a.arm.label} + {team_b.arm.label}", items=items,
+        recorded=record, teams=tuple(int(team) for _, _, team in rows),
+    )

@@ -142,6 +142,16 @@ def knn_ctes(space: VectorSpace, k: int, by: str = "seed") -> str:
     out of order) and the titles are left to Python (``neighbours_from_rows``): a window function
     and a join to the track table cost PostgreSQL a third of the KNN itself.
     """
+    return "WITH " + knn_cte_pair(space, k, by)
+
+
+def knn_cte_pair(space: VectorSpace, k: int, by: str = "seed", suffix: str = "") -> str:
+    """The two CTEs of ``knn_ctes`` without the ``WITH``, named ``seed<suffix>`` and ``near<suffix>``.
+
+    Several KNNs (one per model, sharing %(seed)s and %(exclude)s) then fit one statement:
+    an interleaving experiment's page asks both of its models at once."""
+    if suffix and not suffix.replace("_", "").isalnum():
+        raise ValueError(f"knn_cte_pair: suffix must be letters, digits or _, got {suffix!r}")
     vec, near_vec = typed_embedding(space.dim), typed_embedding(space.dim, "e")
     model = int(space.model_id)
     if by == "seed":
@@ -151,10 +161,10 @@ def knn_ctes(space: VectorSpace, k: int, by: str = "seed") -> str:
     else:
         raise ValueError(f"knn_ctes: by must be 'seed' or 'vector', got {by!r}")
     return (
-        f"WITH seed AS ({seed}), "
-        f"near AS (SELECT e.track_id, {near_vec} <=> (SELECT v FROM seed) AS distance FROM {EMBEDDINGS} e "
-        f"WHERE e.model_id = {model} AND e.track_id <> ALL(%(exclude)s::bigint[]) "
-        f"ORDER BY {near_vec} <=> (SELECT v FROM seed) LIMIT {int(k)})"
+        f"seed{suffix} AS ({seed}), "
+        f"near{suffix} AS (SELECT e.track_id, {near_vec} <=> (SELECT v FROM seed{suffix}) AS distance "
+        f"FROM {EMBEDDINGS} e WHERE e.model_id = {model} AND e.track_id <> ALL(%(exclude)s::bigint[]) "
+        f"ORDER BY {near_vec} <=> (SELECT v FROM seed{suffix}) LIMIT {int(k)})"
     )
 
 

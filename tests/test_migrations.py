@@ -237,3 +237,63 @@ def test_the_unread_user_day_rollup_goes_and_comes_back_rebuilt_from_the_raw_eve
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('experiments_dailyuserrollup')")
         assert cursor.fetchone()[0] is None
+
+
+def _columns(table: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", [table])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _team_draft_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure('experiments_team_draft(bigint[], bigint[], boolean[], integer)')")
+        return cursor.fetchone()[0] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_interleaving_migration_applies_on_top_of_the_dropped_rollup_and_reverses():
+    """Migration 0011 on a 0010 database: existing experiments become A/B, a page served before it (narrow outbox
+    row) lands with no teams, the team draft function and the team columns (Page.teams, the team of clicks, plays and
+    their outbox and quarantine rows, never teams on the outbox) come, and all of it goes again on the way back."""
+    from experiments.events.clicks import ClickEvent, clicks_record
+    from experiments.events.ids import new_request_id
+    from experiments.events.ingest import drain_outbox
+    from experiments.models import Click, Page, UserAggregate
+
+    before = [("experiments", "0010_drop_dailyuserrollup")]
+    executor = _migrate(before)
+    old = executor.loader.project_state(before).apps
+    assert not _team_draft_exists() and "teams" not in _columns("experiments_page")
+    experiment = old.get_model("experiments", "Experiment").objects.create(name="before interleaving",
+                                                                           status="running")
+    request, now = new_request_id(), timezone.now()
+    old.get_model("experiments", "Page").objects.create(
+        request_id=request, experiment_id=experiment.pk, variant_id=5, user_key=7, created_at=now,
+        track_ids=[11, 12, 13], scores=[0.9, 0.8, 0.7])
+    old.get_model("experiments", "EventOutbox").objects.create(
+        kind=3, event_id=request, request_id=request, experiment_id=experiment.pk, variant_id=5, user_key=7,
+        user_id="u7", track_id=0, position=0, created_at=now)
+
+    executor = _migrate(executor.loader.graph.leaf_nodes())
+    assert Experiment.objects.get(pk=experiment.pk).kind == Experiment.Kind.AB
+    assert _team_draft_exists()
+    assert "teams" in _columns("experiments_page")
+    for table in ("experiments_click", "experiments_play", "experiments_eventoutbox", "experiments_eventquarantine"):
+        assert "team" in _columns(table), table
+    assert "teams" not in _columns("experiments_eventoutbox") | _columns("experiments_eventquarantine")
+    assert clicks_record([ClickEvent(uuid.uuid4(), request, 12, 2)]).accepted == 1
+    assert drain_outbox() == 2
+    assert Page.objects.get(request_id=request).teams is None and Click.objects.get().team is None
+    aggregate = UserAggregate.objects.get(experiment_id=experiment.pk, user_key=7)
+    assert (aggregate.impressions, aggregate.clicks) == (3, 1)
+
+    _migrate(before)
+    assert not _team_draft_exists()
+    assert "teams" not in _columns("experiments_page") and "team" not in _columns("experiments_click")
+    assert "kind" not in _columns("experiments_experiment")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('experiments_interleavinguserday')")
+        assert cursor.fetchone()[0] is None
+    _migrate(executor.loader.graph.leaf_nodes())
+    assert _team_draft_exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from abplatform.api.parsers import StrictJSONParser
 from abplatform.apikeys.authentication import ApiKeyAuthentication, IsStaffOrAnalystKey
 from experiments.analysis import experiment_results
 from experiments.api.serializers import MAX_INT
-from experiments.dashboard.schema import ExperimentResultsSerializer
+from experiments.dashboard.schema import ExperimentResultsSerializer, InterleavingResultsSerializer
 from experiments.models import Experiment
 
 
@@ -26,9 +26,12 @@ class ExperimentResultsView(APIView):
     @extend_schema(
         summary="The full analysis of one experiment",
         description="Variant table, every test (delta method, always-valid, naive), SRM, power, the verdict and "
-                    "the charts' data of one experiment; once users have impressions, the metric plan too: every "
-                    "metric raw and CUPED (metrics, metric_comparisons), the group-sequential test when the plan "
-                    "has a planned size (group_sequential) and the ship decision (decisions).",
+                    "the charts' data of one A/B experiment; once users have impressions, its metric plan too: "
+                    "every metric raw and CUPED (metrics, metric_comparisons), the group-sequential test when the "
+                    "plan has a planned size (group_sequential) and the ship decision (decisions); series per hour "
+                    "while younger than three days (hourly_series, hourly_lift_series). For an interleaving "
+                    "experiment (``kind``: interleaving), the teams' credits, the share of B credits with its "
+                    "tests, the balance checks, the verdict and the charts' data.",
         tags=["experiments"],
         parameters=[
             OpenApiParameter("id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},
@@ -36,7 +39,9 @@ class ExperimentResultsView(APIView):
             *error_headers(retry_after_on_every_503=True, rate_limited=True),
         ],
         responses={
-            200: ExperimentResultsSerializer,
+            200: PolymorphicProxySerializer(
+                component_name="Results", serializers=[ExperimentResultsSerializer, InterleavingResultsSerializer],
+                resource_type_field_name=None),
             **error_responses(400, 401, 403, 404, 429, 500, 503,
                               r400="The experiment has no control variant, so there is nothing to compare with.",
                               r404="No experiment with this id."),

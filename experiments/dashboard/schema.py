@@ -224,3 +224,72 @@ class ExperimentResultsSerializer(serializers.Serializer):
                                           help_text="Cumulative hourly series, by variant key")
     hourly_lift_series = serializers.DictField(child=HourlyLiftSeriesSerializer(), required=False,
                                                help_text="By treatment key, per hour")
+
+
+# --- an interleaving experiment (experiments/stats/interleaving_report.py) ----------------------------------------
+
+class TeamSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The variant whose ranker drafts for this team")
+    name = serializers.CharField()
+    team = serializers.IntegerField(min_value=1, max_value=2, help_text="1 = A (the control's ranker), 2 = B")
+
+
+class BalanceSerializer(serializers.Serializer):
+    share = _number("Observed share (first picks of A; B's share of credited clicks)")
+    p_value = _number()
+    flagged = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class InterleavingSeriesSerializer(serializers.Serializer):
+    day = serializers.ListField(child=serializers.DateField())
+    users = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    share_b = _numbers("Cumulative share of B credits")
+    ci_lower = _numbers()
+    ci_upper = _numbers()
+    cs_lower = _numbers("Always-valid confidence sequence (running intersection)")
+    cs_upper = _numbers()
+    always_valid_p = _numbers("Running minimum")
+
+
+class InterleavingPositionsSerializer(serializers.Serializer):
+    position = serializers.ListField(child=serializers.IntegerField(min_value=1))
+    pages = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    slots_b = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    clicks_a = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    clicks_b = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    share_b = _numbers()
+
+
+class InterleavingConfigSerializer(serializers.Serializer):
+    alpha = serializers.FloatField()
+    n_star = serializers.FloatField()
+    min_users = serializers.FloatField()
+
+
+class InterleavingResultsSerializer(serializers.Serializer):
+    experiment_id = serializers.IntegerField()
+    name = serializers.CharField()
+    hypothesis = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Experiment.Status.choices)
+    started_at = serializers.DateTimeField(allow_null=True)
+    age_days = _number("null until started")
+    kind = serializers.ChoiceField(choices=["interleaving"])
+    teams = TeamSerializer(many=True, help_text="A then B")
+    users = serializers.IntegerField(min_value=0)
+    pages = serializers.IntegerField(min_value=0)
+    credits_a = serializers.IntegerField(min_value=0)
+    credits_b = serializers.IntegerField(min_value=0)
+    share_b = EstimateSerializer(help_text="Share of B credits, delta method; p of no preference (0.5)")
+    share_b_sequential = EstimateSerializer(help_text="The same with the confidence sequence; always-valid p")
+    preference = EstimateSerializer(help_text="Mean per-user (B - A) / (A + B), t-interval")
+    first_pick = BalanceSerializer()
+    position_balance = BalanceSerializer()
+    verdict = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=_OUTCOMES)
+    significant = serializers.BooleanField()
+    series = InterleavingSeriesSerializer()
+    positions = InterleavingPositionsSerializer()
+    config = InterleavingConfigSerializer()
+    computed_at = serializers.DateTimeField()
+    analysis_seconds = serializers.FloatField(min_value=0)

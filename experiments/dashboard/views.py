@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, render
 from experiments.analysis import experiment_results, experiment_summaries
 from experiments.dashboard import formatting as fmt
 from experiments.models import Experiment
+from experiments.stats.interleaving_report import InterleavingResults
 from experiments.stats.results import ExperimentResults
 from experiments.stats.srm import SRM_P_THRESHOLD
 from experiments.stats.verdict import Outcome
@@ -25,7 +26,7 @@ from experiments.stats.verdict import Outcome
 VERDICT_STYLE = {Outcome.SRM: "warn", Outcome.WIN: "win", Outcome.LOSS: "lose"}
 
 
-def _results_or_404(pk: int) -> ExperimentResults:
+def _results_or_404(pk: int) -> ExperimentResults | InterleavingResults:
     experiment = get_object_or_404(Experiment, pk=pk)
     try:
         return experiment_results(experiment)
@@ -115,9 +116,32 @@ def experiment_list(request):
     return render(request, "experiments/list.html", {"experiments": summaries})
 
 
+def _interleaving_page(request, results: InterleavingResults):
+    total = results.credits_a + results.credits_b
+    teams = [{"letter": "AB"[t.team - 1], "key": t.key, "name": t.name, "credits": fmt.count(c),
+              "share": fmt.probability(c / total) if total else "—"}
+             for t, c in zip(results.teams, (results.credits_a, results.credits_b), strict=True)]
+    tests = []
+    for key, label, est, show in (
+            ("share_b_sequential", "Share of B credits (always-valid; the verdict)", results.share_b_sequential,
+             fmt.probability),
+            ("share_b", "Share of B credits (fixed horizon)", results.share_b, fmt.probability),
+            ("preference", "Preference for B (per user)", results.preference, fmt.lift)):
+        tests.append({"key": key, "label": label, "effect": show(est.effect),
+                      "interval": fmt.interval(est.ci_lower, est.ci_upper, show), "p_value": fmt.p_value(est.p_value)})
+    return render(request, "experiments/interleaving.html", {
+        "results": results, "data": results.to_dict(), "teams": teams, "tests": tests,
+        "users": fmt.count(results.users), "pages": fmt.count(results.pages),
+        "verdict_style": VERDICT_STYLE.get(results.outcome, "wait"),
+        "age": "not started" if results.age_days is None else f"{results.age_days:.1f} days",
+    })
+
+
 @staff_member_required
 def experiment_detail(request, pk: int):
     results = _results_or_404(pk)
+    if isinstance(results, InterleavingResults):
+        return _interleaving_page(request, results)
     srm = results.srm
     return render(request, "experiments/detail.html", {
         "results": results, "data": results.to_dict(), "variants": _variant_cells(results),
@@ -135,6 +159,7 @@ def experiment_detail(request, pk: int):
 def experiment_csv(request, pk: int):
     results = _results_or_404(pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}-variants.csv"'
+    name = "interleaving" if isinstance(results, InterleavingResults) else "variants"
+    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}-{name}.csv"'
     csv.writer(response).writerows(results.to_rows())
     return response

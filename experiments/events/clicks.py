@@ -59,6 +59,13 @@ def shown_track(page: tuple | None, position: int, track_id: int) -> str | None:
     return None
 
 
+def item_team(page: tuple, position: int) -> int | None:
+    """The team that drafted the item at ``position`` of an interleaved ``page`` (a ``SHOWN_SQL`` row less its
+    request id), None on an A/B page: the team a click or a play on that item credits."""
+    teams = page[4]
+    return int(teams[position - 1]) if teams else None
+
+
 def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
@@ -66,8 +73,8 @@ def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
     counted click per impression by construction, so a user's clicks never outnumber the
     impressions they were shown, whatever ids a client makes up.
 
-    The page a click points at is found by its request id, in the outbox (not landed yet) or in
-    ``Page`` (``SHOWN_SQL``), and the click's position indexes its ``track_ids``.
+    The page a click points at is found by its request id in ``Page`` (``SHOWN_SQL``), and the click's
+    position indexes its ``track_ids`` (and, on an interleaved page, its ``teams``).
     """
     result = EventBatchResult()
     if not events:
@@ -77,7 +84,8 @@ def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
         cursor.execute(KNOWN_CLICKS_SQL, {"events": counted_ids})
         known = {row[0] for row in cursor.fetchall()}
         cursor.execute(SHOWN_SQL, {"requests": list({e.request_id for e in events})})
-        pages = {row[0]: row[1:] for row in cursor.fetchall()}  # request -> (track_ids, experiment, variant, user)
+        # request -> (track_ids, experiment, variant, user, teams or None)
+        pages = {row[0]: row[1:] for row in cursor.fetchall()}
     fresh: list[tuple[uuid.UUID, ClickEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
     for event, counted_id in zip(events, counted_ids, strict=True):
@@ -90,7 +98,7 @@ def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
             result.rejected.append((str(event.event_id), reason))
             continue
         seen.add(counted_id)
-        fresh.append((counted_id, event, (event.track_id, *page[1:])))
+        fresh.append((counted_id, event, (event.track_id, *page[1:4], item_team(page, event.position))))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_CLICKS_SQL, {
@@ -99,6 +107,7 @@ def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
                 "experiments": [imp[1] for _, _, imp in fresh], "variants": [imp[2] for _, _, imp in fresh],
                 "users": [imp[3] for _, _, imp in fresh], "tracks": [e.track_id for _, e, _ in fresh],
                 "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
+                "teams": [imp[4] for _, _, imp in fresh],
             })
             inserted = len(cursor.fetchall())
         result.accepted += inserted

@@ -12,7 +12,9 @@ and in ONE transaction it is
    and one to each of its positions, a play one play, a long listen or a short play, and its
    seconds), so a batch sent twice (a broker redelivery, a relay resend) never counts twice:
    every row into ``UserDailyTraffic`` (all traffic per user and day), rows of an experiment
-   also into its per-user, per-day, per-position and daily-moment aggregates,
+   also into its per-user, per-day, per-position and daily-moment aggregates, and interleaved pages
+   with the clicks and plays on them into the interleaving aggregates (each team's credits and long
+   listens per user and day, per position),
 4. confirmed by deleting its rows from the outbox.
 
 A worker killed before the commit leaves nothing behind, and the relay re-sends the
@@ -48,6 +50,8 @@ from experiments.models import (
     Assignment,
     Click,
     Experiment,
+    InterleavingPositionRollup,
+    InterleavingUserDay,
     Page,
     Play,
     PositionRollup,
@@ -66,6 +70,7 @@ _T = {
     "position": PositionRollup._meta.db_table,
     "moments": VariantDailyMoments._meta.db_table, "traffic": UserDailyTraffic._meta.db_table,
     "experiment": Experiment._meta.db_table,
+    "il_user": InterleavingUserDay._meta.db_table, "il_position": InterleavingPositionRollup._meta.db_table,
 }
 
 # The per-user sums every aggregate keeps (ListeningSums), and their short names in the temp tables.
@@ -112,9 +117,11 @@ _SHORT = ", ".join(short for _, short in _SUMS)
 _SETUP = (
     f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
     # new pages (kind 3, n = items, position NULL), clicks (kind 2, n = 1, their position) and plays (kind 4,
-    # n = 1, their position, secs = seconds listened); experiment_id NULL: served outside any experiment
+    # n = 1, their position, secs = seconds listened); experiment_id NULL: served outside any experiment;
+    # teams / team: interleaved pages and the clicks and plays on them (NULL otherwise)
     "CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (kind smallint, experiment_id bigint, variant_id bigint, "
-    "user_key bigint, n int, position int, secs double precision, day date, at timestamptz) ON COMMIT DELETE ROWS",
+    "user_key bigint, n int, position int, secs double precision, day date, at timestamptz, teams smallint[], "
+    "team smallint) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
     "day date, " + ", ".join(f"{short} {_SUM_TYPES.get(short, 'bigint')}" for _, short in _SUMS)
     + ") ON COMMIT DELETE ROWS",
@@ -131,32 +138,33 @@ _STEPS = (
         DELETE FROM {OUTBOX} WHERE id = ANY(ARRAY(SELECT id FROM ingest_staging WHERE kind = {RECOMMENDATION}))
         AND kind = {RECOMMENDATION} RETURNING request_id),
     pg AS (  -- k NULL: no such page (never from serving, which writes both in one statement): refused below
-        SELECT p.experiment_id, p.variant_id, p.user_key, cardinality(p.track_ids) AS k, p.created_at
+        SELECT p.experiment_id, p.variant_id, p.user_key, cardinality(p.track_ids) AS k, p.created_at, p.teams
         FROM gone LEFT JOIN {_T['page']} p USING (request_id)),
     clk AS (
         INSERT INTO {_T['click']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
-                                   client_time, created_at)
-        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at
+                                   client_time, created_at, team)
+        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at,
+               team
         FROM ingest_staging WHERE kind = {CLICK}
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, position, created_at),
+        RETURNING experiment_id, variant_id, user_key, position, created_at, team),
     ply AS (
         INSERT INTO {_T['play']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
-                                  listened_seconds, skipped, client_time, created_at)
+                                  listened_seconds, skipped, client_time, created_at, team)
         SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, listened_seconds,
-               skipped, client_time, created_at
+               skipped, client_time, created_at, team
         FROM ingest_staging WHERE kind = {PLAY}
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, position, listened_seconds, created_at)
+        RETURNING experiment_id, variant_id, user_key, position, listened_seconds, created_at, team)
     INSERT INTO ingest_fresh
     SELECT {RECOMMENDATION}, experiment_id, variant_id, user_key, k, NULL, NULL::float8,
-           (created_at AT TIME ZONE 'UTC')::date, created_at FROM pg
+           (created_at AT TIME ZONE 'UTC')::date, created_at, teams, NULL::smallint FROM pg
     UNION ALL
     SELECT {CLICK}, experiment_id, variant_id, user_key, 1, position, NULL, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM clk
+           created_at, NULL, team FROM clk
     UNION ALL
     SELECT {PLAY}, experiment_id, variant_id, user_key, 1, position, listened_seconds,
-           (created_at AT TIME ZONE 'UTC')::date, created_at FROM ply""",
+           (created_at AT TIME ZONE 'UTC')::date, created_at, NULL, team FROM ply""",
     f"SELECT pg_advisory_xact_lock({AGGREGATES_LOCK})",
     # 3a. first exposure (idempotent by the unique key, so duplicates may take part)
     f"""INSERT INTO {_T['assignment']} (experiment_id, variant_id, user_key, user_id, first_exposure_at)
@@ -181,6 +189,38 @@ _STEPS = (
     f"""INSERT INTO {_T['traffic']} (user_key, day, {_COLS})
     SELECT user_key, day, {_sums_of_fresh()} FROM ingest_fresh GROUP BY user_key, day ORDER BY 1, 2
     {_upsert_sums(_T['traffic'], 'user_key, day')}""",
+    # 3c'. interleaving: per user and day, pages, first picks of team A, each team's credits (clicks) and long
+    # listens (plays of its items of >= LONG_LISTEN_SECONDS) ...
+    f"""INSERT INTO {_T['il_user']} (experiment_id, user_key, day, pages, a_first, credits_a, credits_b,
+                                     listens_a, listens_b)
+    SELECT experiment_id, user_key, day, count(*) FILTER (WHERE kind = {RECOMMENDATION}),
+           count(*) FILTER (WHERE kind = {RECOMMENDATION} AND teams[1] = 1),
+           count(*) FILTER (WHERE kind = {CLICK} AND team = 1), count(*) FILTER (WHERE kind = {CLICK} AND team = 2),
+           count(*) FILTER (WHERE kind = {PLAY} AND team = 1 AND secs >= {LONG_LISTEN_SECONDS}),
+           count(*) FILTER (WHERE kind = {PLAY} AND team = 2 AND secs >= {LONG_LISTEN_SECONDS})
+    FROM ingest_fresh WHERE experiment_id IS NOT NULL AND (teams IS NOT NULL OR team IS NOT NULL)
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (experiment_id, user_key, day) DO UPDATE
+    SET pages = {_T['il_user']}.pages + EXCLUDED.pages, a_first = {_T['il_user']}.a_first + EXCLUDED.a_first,
+        credits_a = {_T['il_user']}.credits_a + EXCLUDED.credits_a,
+        credits_b = {_T['il_user']}.credits_b + EXCLUDED.credits_b,
+        listens_a = {_T['il_user']}.listens_a + EXCLUDED.listens_a,
+        listens_b = {_T['il_user']}.listens_b + EXCLUDED.listens_b""",
+    # ... and per position: pages, slots held by team B, and each team's credits
+    f"""INSERT INTO {_T['il_position']} (experiment_id, position, pages, slots_b, clicks_a, clicks_b)
+    SELECT experiment_id, position, sum(pages), sum(slots_b), sum(clicks_a), sum(clicks_b) FROM (
+        SELECT f.experiment_id, g.p::int AS position, count(*) AS pages, count(*) FILTER (WHERE g.team = 2) AS slots_b,
+               0 AS clicks_a, 0 AS clicks_b
+        FROM ingest_fresh f, unnest(f.teams) WITH ORDINALITY AS g(team, p)
+        WHERE f.kind = {RECOMMENDATION} AND f.teams IS NOT NULL AND f.experiment_id IS NOT NULL GROUP BY 1, 2
+        UNION ALL
+        SELECT experiment_id, position, 0, 0, count(*) FILTER (WHERE team = 1), count(*) FILTER (WHERE team = 2)
+        FROM ingest_fresh WHERE kind = {CLICK} AND team IS NOT NULL AND experiment_id IS NOT NULL GROUP BY 1, 2) x
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (experiment_id, position) DO UPDATE
+    SET pages = {_T['il_position']}.pages + EXCLUDED.pages, slots_b = {_T['il_position']}.slots_b + EXCLUDED.slots_b,
+        clicks_a = {_T['il_position']}.clicks_a + EXCLUDED.clicks_a,
+        clicks_b = {_T['il_position']}.clicks_b + EXCLUDED.clicks_b""",
     # 3d. per experiment, user and day, this batch only (the moments below walk a user's days in order; no table
     # keeps them: nothing reads per-experiment user-days that UserDailyTraffic and the moments do not already give)
     f"""INSERT INTO ingest_user_days

@@ -10,9 +10,12 @@ deletes them. Kinds of row:
   time, and a click can be checked against it at once; the outbox row only tells the worker to
   fold the page into the aggregates (``event_id`` = ``request_id``, not indexed: a page is unique
   by its request id already). ``experiment_id`` / ``variant_id`` are NULL outside any experiment.
+  A page of an interleaving experiment also has ``Page.teams`` (the team that drafted each item).
 - ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
 - ``PLAY`` (4): one row per counted play, ``event_id`` = ``play_event_id(request, position)``, with
   ``listened_seconds`` and ``skipped`` (NULL on the other kinds).
+- On an interleaved page a click's or a play's ``team`` is its item's team, copied from the page when the
+  event is accepted (so the worker credits it without looking the page up, in whatever order batches land).
 - ``IMPRESSION`` (1): per-item rows of platforms older than migration 0003; migration 0006
   folds any left in the outbox into recommendation rows, and nothing writes them any more.
 """
@@ -33,7 +36,7 @@ KINDS = (CLICK, RECOMMENDATION, PLAY)  # what the worker lands
 # New columns go at the end: text from an older relay (a message still in the broker across an upgrade) is
 # then a prefix of this list, which the worker reads as such (``ingest_copy_batch``).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at", "listened_seconds", "skipped")
+                "track_id", "position", "score", "client_time", "created_at", "listened_seconds", "skipped", "team")
 COLUMNS_SQL = ", ".join(COPY_COLUMNS)
 
 
@@ -80,11 +83,26 @@ RECORD_RECOMMENDATION_CTE = (
 )
 
 
+# The interleaved page (CTE ``page``: pos, team, track_id, distance, from ``experiments.serving``) into ``Page``
+# with each item's team, and its narrow outbox row, exactly as ``RECORD_RECOMMENDATION_CTE`` does for a plain page.
+RECORD_INTERLEAVED_CTE = (
+    f", shown AS (INSERT INTO {PAGE} (request_id, experiment_id, variant_id, user_key, placement, created_at, "
+    f"track_ids, scores, teams) "
+    f"SELECT %(request)s::uuid, %(experiment)s::bigint, %(variant)s::bigint, %(user_key)s::bigint, 'track_page', "
+    f"%(now)s::timestamptz, array_agg(track_id ORDER BY pos), array_agg(1 - distance ORDER BY pos), "
+    f"array_agg(team ORDER BY pos) FROM page HAVING count(*) > 0 RETURNING request_id), "
+    f"recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
+    f"user_id, track_id, position, score, client_time, created_at) "
+    f"SELECT {RECOMMENDATION}, request_id, request_id, %(experiment)s::bigint, %(variant)s::bigint, "
+    f"%(user_key)s::bigint, %(user_id)s::text, 0, 0, NULL, NULL, %(now)s::timestamptz FROM shown)"
+)
+
+
 # --- clicks ---------------------------------------------------------------------------------------
 
 # The pages of the requests named: one primary-key probe each (serving stores the page before it answers).
 SHOWN_SQL = (
-    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key FROM {PAGE} "
+    f"SELECT request_id, track_ids, experiment_id, variant_id, user_key, teams FROM {PAGE} "
     f"WHERE request_id = ANY(%(requests)s::uuid[])"
 )
 # Clicks already counted (by their derived id), waiting in the outbox or landed.
@@ -94,10 +112,11 @@ KNOWN_CLICKS_SQL = (
 )
 INSERT_CLICKS_SQL = (
     f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
-    f"track_id, position, score, client_time, created_at) "
-    f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
+    f"track_id, position, score, client_time, created_at, team) "
+    f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s, g FROM unnest(%(events)s::uuid[], "
     f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
-    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
+    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[], %(teams)s::smallint[]) "
+    f"AS z(e, r, x, v, u, t, p, c, g) "
     f"ON CONFLICT (event_id) WHERE {EVENT_ID_UNIQUE_WHERE} DO NOTHING RETURNING event_id"
 )
 
@@ -110,10 +129,10 @@ KNOWN_CLICKS_AND_PLAYS_SQL = (
 )
 INSERT_PLAYS_SQL = (
     f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
-    f"track_id, position, score, client_time, created_at, listened_seconds, skipped) "
-    f"SELECT {PLAY}, e, r, x, v, u, '', t, p, NULL, c, %(now)s, s, k FROM unnest(%(events)s::uuid[], "
+    f"track_id, position, score, client_time, created_at, listened_seconds, skipped, team) "
+    f"SELECT {PLAY}, e, r, x, v, u, '', t, p, NULL, c, %(now)s, s, k, g FROM unnest(%(events)s::uuid[], "
     f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
     f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[], %(seconds)s::float8[], "
-    f"%(skipped)s::boolean[]) AS z(e, r, x, v, u, t, p, c, s, k) "
+    f"%(skipped)s::boolean[], %(teams)s::smallint[]) AS z(e, r, x, v, u, t, p, c, s, k, g) "
     f"ON CONFLICT (event_id) WHERE {EVENT_ID_UNIQUE_WHERE} DO NOTHING RETURNING event_id"
 )

@@ -17,7 +17,14 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from experiments.events.clicks import ClickEvent, EventBatchResult, RejectReason, clicks_record, shown_track
+from experiments.events.clicks import (
+    ClickEvent,
+    EventBatchResult,
+    RejectReason,
+    clicks_record,
+    item_team,
+    shown_track,
+)
 from experiments.events.ids import click_event_id, play_event_id
 from experiments.events.outbox import INSERT_PLAYS_SQL, KNOWN_CLICKS_AND_PLAYS_SQL, SHOWN_SQL
 
@@ -52,7 +59,8 @@ def plays_record(events: Sequence[PlayEvent]) -> EventBatchResult:
         cursor.execute(KNOWN_CLICKS_AND_PLAYS_SQL, {"events": play_ids + click_ids})
         known = {row[0] for row in cursor.fetchall()}
         cursor.execute(SHOWN_SQL, {"requests": list({e.request_id for e in events})})
-        pages = {row[0]: row[1:] for row in cursor.fetchall()}  # request -> (track_ids, experiment, variant, user)
+        # request -> (track_ids, experiment, variant, user, teams or None)
+        pages = {row[0]: row[1:] for row in cursor.fetchall()}
     fresh: list[tuple[uuid.UUID, PlayEvent, tuple]] = []
     seen: set[uuid.UUID] = set()
     for event, play_id, click_id in zip(events, play_ids, click_ids, strict=True):
@@ -67,7 +75,7 @@ def plays_record(events: Sequence[PlayEvent]) -> EventBatchResult:
             result.rejected.append((str(event.event_id), reason))
             continue
         seen.add(play_id)
-        fresh.append((play_id, event, page[1:]))
+        fresh.append((play_id, event, (*page[1:4], item_team(page, event.position))))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_PLAYS_SQL, {
@@ -77,6 +85,7 @@ def plays_record(events: Sequence[PlayEvent]) -> EventBatchResult:
                 "users": [page[2] for _, _, page in fresh], "tracks": [e.track_id for _, e, _ in fresh],
                 "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
                 "seconds": [e.listened_seconds for _, e, _ in fresh], "skipped": [e.skipped for _, e, _ in fresh],
+                "teams": [page[3] for _, _, page in fresh],
             })
             inserted = len(cursor.fetchall())
         result.accepted += inserted

@@ -93,7 +93,8 @@ def test_admin_is_staff_only(client, world, django_user_model):
 
 def _inline_post(experiment: Experiment, variants: list[Variant], weight_override: int | None = None) -> dict:
     data = {
-        "name": experiment.name, "hypothesis": "h", "traffic_fraction": "1.0", "salt": experiment.salt,
+        "name": experiment.name, "kind": experiment.kind, "hypothesis": "h", "traffic_fraction": "1.0",
+        "salt": experiment.salt,
         "variants-TOTAL_FORMS": str(len(variants)), "variants-INITIAL_FORMS": str(len(variants)),
         "variants-MIN_NUM_FORMS": "0", "variants-MAX_NUM_FORMS": "1000",
     }
@@ -108,7 +109,7 @@ def _inline_post(experiment: Experiment, variants: list[Variant], weight_overrid
 
 def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world):
     data = {
-        "name": "from-admin", "hypothesis": "text arm wins", "traffic_fraction": "0.5", "salt": "abc",
+        "name": "from-admin", "kind": "ab", "hypothesis": "text arm wins", "traffic_fraction": "0.5", "salt": "abc",
         "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
         "variants-MAX_NUM_FORMS": "1000",
         "variants-0-key": "control", "variants-0-name": "Control", "variants-0-embedding_model": world.baseline.pk,

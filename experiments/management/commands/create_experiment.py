@@ -25,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--weights", default="", help="comma-separated integer weights, e.g. 50,50")
         parser.add_argument("--traffic-fraction", type=float, default=1.0)
         parser.add_argument("--hypothesis", default="")
+        parser.add_argument("--kind", default="ab", choices=["ab", "interleaving"],
+                            help="ab (each user sees one variant) or interleaving (both rankers merged by team "
+                                 "draft; exactly two variants)")
         parser.add_argument("--start", action="store_true", help="start it at once")
         parser.add_argument("--primary-metric", help="the success metric (default ctr)")
         parser.add_argument("--secondary", help="comma-separated secondary metrics (default stream_rate; '' for none)")
@@ -36,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--winsor-percentile", help="cap per-user numerators at this percentile (default 99.9; "
                                                         "'off': no capping)")
 
-    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, **options):
+    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, kind="ab", **options):
         plan = _plan_fields(options)
         pairs = []
         for item in variant:
@@ -57,7 +60,7 @@ class Command(BaseCommand):
                                 is_control=index == 0)
                     for index, ((key, ref), weight) in enumerate(zip(pairs, weight_list, strict=True))
                 ]
-                experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis,
+                experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis, kind=kind,
                                                traffic_fraction=traffic_fraction)
                 if plan:
                     experiment = experiment_plan_set(experiment=experiment, **plan)

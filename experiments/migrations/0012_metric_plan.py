@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0010_drop_dailyuserrollup'),
+        ('experiments', '0011_interleaving'),
     ]
 
     operations = [
