@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from abplatform.management.commands.prepare_demo import ADMIN_USERNAME, EXPERIMENT_NAME, admin_password_file
 from experiments.analysis import experiment_results
 from experiments.models import Experiment
+from experiments.stats.results import ExperimentResults
 
 
 class Command(BaseCommand):
@@ -34,6 +35,8 @@ class Command(BaseCommand):
             results = experiment_results(experiment)
         except ValueError as error:
             self.stdout.write(f"  (no analysis yet: {error})")
+            return
+        if not isinstance(results, ExperimentResults):  # an interleaving experiment has no metric plan
             return
         for m in results.metrics or []:
             values = ", ".join(f"{key} {value:.4g}" for key, value in m.values.items() if value is not None)
