@@ -112,7 +112,7 @@ def daily_moments(experiment_id: int) -> list[tuple]:
 HOURLY_BELOW_DAYS = 3  # younger experiments also get their charts' series per hour
 
 
-def hourly_moments(experiment_id: int) -> list[tuple]:
+def hourly_moments(experiment_id: int, since: datetime) -> list[tuple]:
     """Rows as ``daily_moments``'s, one per variant and hour with events, for a young experiment's charts: the
     cumulative per-user moments of impressions and clicks at the end of each hour.
 
@@ -120,15 +120,18 @@ def hourly_moments(experiment_id: int) -> list[tuple]:
     younger than ``HOURLY_BELOW_DAYS``): per user and hour the increments, and each user's step from their old to
     their new cumulative values, as the worker keeps VariantDailyMoments (a square grows by x (2 o + x), a product
     ab by a o_b + b o_a + a b), summed per hour and accumulated. Pages served but not yet landed by the worker
-    are in it; the tests and the verdict read the daily moments."""
+    are in it; the tests and the verdict read the daily moments. ``since``: the experiment's start (its events
+    come after it). Neither table has an index on experiment or time (serving writes them), so this is a
+    scan of both: see docs/statistics.md ("Hourly while young")."""
     page, click = Page._meta.db_table, Click._meta.db_table
     sql = f"""
         WITH ev AS (
             SELECT variant_id, user_key, date_trunc('hour', created_at) AS h, cardinality(track_ids)::bigint AS imp,
-                   0::bigint AS clk FROM {page} WHERE experiment_id = %s AND variant_id IS NOT NULL
+                   0::bigint AS clk FROM {page}
+            WHERE experiment_id = %(id)s AND variant_id IS NOT NULL AND created_at >= %(since)s
             UNION ALL
-            SELECT variant_id, user_key, date_trunc('hour', created_at), 0, 1
-            FROM {click} WHERE experiment_id = %s AND variant_id IS NOT NULL),
+            SELECT variant_id, user_key, date_trunc('hour', created_at), 0, 1 FROM {click}
+            WHERE experiment_id = %(id)s AND variant_id IS NOT NULL AND created_at >= %(since)s),
         uh AS (SELECT variant_id, user_key, h, sum(imp) AS imp, sum(clk) AS clk FROM ev GROUP BY 1, 2, 3),
         steps AS (SELECT variant_id, h, imp, clk, sum(imp) OVER w - imp AS oi, sum(clk) OVER w - clk AS oc,
                          row_number() OVER w = 1 AS is_new
@@ -141,7 +144,7 @@ def hourly_moments(experiment_id: int) -> list[tuple]:
                sum(ic) OVER v
         FROM hours WINDOW v AS (PARTITION BY variant_id ORDER BY h) ORDER BY h, variant_id"""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [experiment_id, experiment_id])
+        cursor.execute(sql, {"id": experiment_id, "since": since})
         return [(v, h, int(u), *(float(x) for x in rest)) for v, h, u, *rest in cursor.fetchall()]
 
 
@@ -190,11 +193,13 @@ def experiment_results(experiment: Experiment | int,
     counts = user_counts(pk)
     moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile,
                              users=sum(row[3] for row in counts))
-    young = _young(experiment, now)
+    hourly = hourly_until = None
+    if _young(experiment, now):
+        hourly = hourly_moments(pk, experiment.started_at)
+        last = now if experiment.status == Experiment.Status.RUNNING else experiment.stopped_at or now
+        hourly_until = last.replace(minute=0, second=0, microsecond=0)
     rows = AggregateRows(counts, daily_moments(pk), position_rows(pk), until=_until(experiment, now),
-                         metric_moments=moments or None, hourly=hourly_moments(pk) if young else None,
-                         hourly_until=(now if experiment.status == Experiment.Status.RUNNING else experiment.stopped_at
-                                       or now).replace(minute=0, second=0, microsecond=0) if young else None)
+                         metric_moments=moments or None, hourly=hourly, hourly_until=hourly_until)
     results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 
