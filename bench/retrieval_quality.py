@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/retrieval_quality.py [--seeds 0 1 2] [--splits default heldout_styles]
     .venv/bin/python bench/retrieval_quality.py --synthetic      # no database: the synthetic catalog
+    .venv/bin/python bench/retrieval_quality.py --llm-rows --rows CrossMuSim "CrossMuSim, LLM text only" ...
 
 Loads the catalog, its named splits and the kept descriptions from the database, the
 pretrained backbone's patch features from the feature cache (extracting what is missing),
@@ -19,6 +20,13 @@ held out of the train and val parts, the real test part never touched.
     DJANGO_DB_NAME=bench_retrieval .venv/bin/python bench/retrieval_quality.py --score-part val \
         --splits default --set strip_mode_words=false            # a choice, on validation
     ... --splits inner_heldout --inner-heldout monteverdi_madrigal,german_folk_song,hornpipe
+
+A held-out-instruments split (``heldout_instruments``: whole instrument families only in test,
+another family only in val) is scored on its whole test part; tracks that play an instrument no
+training track plays ("new instruments") also get their own figures: among themselves (style,
+cross-instrument style and ensemble P@10, and cross-instrument style P@10 per held-out family),
+and as queries against the test part's seen-instrument tracks only. ``--score-part val`` on it
+scores the validation family, the same figures: that is where timbre choices are made.
 """
 
 from __future__ import annotations
@@ -70,6 +78,12 @@ from recommender.crossmusim.textprep import (  # noqa: E402
     training_captions,
 )
 from recommender.crossmusim.validation import retrieval_validator  # noqa: E402
+from recommender.democatalog.instruments import families_of  # noqa: E402
+from recommender.democatalog.splits import (  # noqa: E402
+    HELDOUT_INSTRUMENT_FAMILIES,
+    HELDOUT_INSTRUMENTS_SPLIT,
+    VALIDATION_INSTRUMENT_FAMILIES,
+)
 from recommender.services.embedding_training import crossmusim_fit, crossmusim_train_config  # noqa: E402
 
 AUDIO_ONLY_ROWS = ("mean-pooled log-mel", "untrained small CNN", "SimCLR small CNN", "pretrained features",
@@ -80,6 +94,18 @@ MAIN_ROW = "CrossMuSim"
 MODE_FREE_ROW = "CrossMuSim, mode words removed"
 MODE_KEPT_ROW = "CrossMuSim, mode words kept"
 WHOLE_COLUMNS = ("whole_style_p10", "whole_xinst_style_p10", "whole_mode_p10")
+# --llm-rows: CrossMuSim on the text of chosen sources (the "templates" are the platform's own writers and shipped
+# text), and the label-leak ablation on the LLM's text; "all" keeps the product's caption pipeline.
+TEMPLATE_SOURCES = ("metadata", "document", "web")
+LLM_ROWS = (("CrossMuSim, templates only", TEMPLATE_SOURCES, "all"),
+            ("CrossMuSim, LLM text only", ("llm",), "all"),
+            ("CrossMuSim, templates + LLM", (*TEMPLATE_SOURCES, "llm"), "all"),
+            ("CrossMuSim, LLM text, label words removed", ("llm",), "label_free"))
+# New-instrument figures (tracks playing an instrument no training track plays): among themselves,
+# and as queries against the scored part's seen-instrument tracks; plus "new_family:<name>" columns.
+NEW_COLUMNS = ("new_style_p10", "new_xinst_style_p10", "new_instrument_p10", "new2seen_style_p10",
+               "new2seen_xinst_style_p10")
+NEW_FAMILY_PREFIX = "new_family:"
 # The from-scratch CNN rows' deliberate differences from the product's config (the platform
 # never trains that tower): fewer, smaller-batch steps at a higher rate on 48-band log-mels
 # cut into 128-frame crops, a narrower projection, and validation every 125 steps because
@@ -115,6 +141,10 @@ class BenchCatalog:
     encoder: Callable[[list[str]], np.ndarray]
     label_words: set[str] = field(default_factory=set)
     instrument_words: set[str] = field(default_factory=set)
+
+    def instruments(self, row: int) -> set[str]:
+        value = self.labels[row].get("instruments") or self.labels[row].get("ensemble", "")
+        return set(value.split("+") if isinstance(value, str) else value)
 
     def eval_labels(self, rows: np.ndarray) -> EvalLabels:
         return EvalLabels(style=[str(self.labels[i].get("style", "")) for i in rows],
@@ -156,6 +186,14 @@ class BenchSettings:
     scratch_batch: int = 32  # scratch rows
     scratch_eval_every: int = 125  # scratch rows
     eval_every: int = PRODUCT.eval_every
+    # timbre robustness (recommender.crossmusim.timbre), chosen on heldout_instruments' validation family
+    timbre_mix: float = PRODUCT.augment.timbre_mix
+    timbre_dropout: float = PRODUCT.augment.timbre_dropout
+    timbre_transplant: float = PRODUCT.augment.timbre_transplant
+    timbre_clusters: int = PRODUCT.augment.timbre_clusters
+    timbre_decorrelation: float = PRODUCT.timbre_decorrelation
+    timbre_components: int = PRODUCT.timbre_components
+    input_clip: float = PRODUCT.model.audio.input_clip
 
 
 def _product_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
@@ -171,10 +209,13 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
     config = _product_config(s, seed, objective)
     return replace(
         config, steps=steps or s.text_steps, batch_size=s.batch_size, lr=s.text_lr, eval_every=s.eval_every,
+        timbre_decorrelation=s.timbre_decorrelation, timbre_components=s.timbre_components,
         model=replace(config.model, init_logit_scale=math.log(1 / s.init_temperature),
-                      audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout)),
+                      audio=replace(config.model.audio, hidden_dim=s.hidden_dim, input_dropout=s.input_dropout,
+                                    input_clip=s.input_clip)),
         augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
-                        sample_by_score=s.sample_by_score),
+                        sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout,
+                        timbre_transplant=s.timbre_transplant, timbre_clusters=s.timbre_clusters),
     )
 
 
@@ -246,7 +287,7 @@ def text_queries(cat: BenchCatalog, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 # --- one split, one seed -----------------------------------------------------------------------
 
 def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_wanted: set[str] | None = None,
-              part_to_score: str = "test", log=print) -> dict[str, dict]:
+              part_to_score: str = "test", log=print, llm_rows: bool = False) -> dict[str, dict]:
     parts = cat.splits[split]
     train, val = parts["train"], parts["val"]
     scored = whole = parts[part_to_score]
@@ -258,6 +299,7 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
     # themselves. When those are the unseen styles, an extra figure lets them query the whole part
     # (the seen-style tracks of the part as distractors): ``whole_*`` columns.
     extra_whole = len(scored) < len(whole)
+    new, new_family = new_instrument_tracks(cat, train, scored)
     embedded = whole if extra_whole else scored
     position = {int(row): k for k, row in enumerate(embedded)}
     in_scored = np.array([position[int(row)] for row in scored], dtype=np.int64)
@@ -278,11 +320,16 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
         if extra_whole:
             whole_metrics = evaluate_embeddings(embeddings, labels_whole, queries=in_scored)
             metrics.update({column: whole_metrics[column.removeprefix("whole_")] for column in WHOLE_COLUMNS})
+        if len(new):
+            metrics.update(new_instrument_metrics(embeddings[in_scored], labels_scored, new, new_family))
         results[name] = {**metrics, "train_seconds": round(seconds, 2), "n_scored": len(scored),
+                         **({"n_new": len(new)} if len(new) else {}),
                          **({"n_whole": len(whole)} if extra_whole else {}), **(extra or {})}
         log(f"  [{split} seed {seed}] {name:34s} xinst P@10 {metrics['xinst_style_p10']:.3f}  "
             f"style P@10 {metrics['style_p10']:.3f}  mode P@10 {metrics['mode_p10']:.3f}"
             + (f"  whole-part xinst P@10 {metrics['whole_xinst_style_p10']:.3f}" if extra_whole else "")
+            + (f"  new-instr xinst P@10 {metrics['new_xinst_style_p10']:.3f} ensemble P@10 "
+               f"{metrics['new_instrument_p10']:.3f} new->seen {metrics['new2seen_style_p10']:.3f}" if len(new) else "")
             + f"  ({seconds:.1f} s" + (f", best step {extra['best_step']})" if extra else ")"), flush=True)
 
     pooled_train = pool_many([cat.patches[i] for i in train])
@@ -327,6 +374,15 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
         data = text_data(cat, train, "documents", s)
         if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
             trained("CrossMuSim, document text only", data, audio_val, _text_config(s, seed), pooled_embedded)
+    if llm_rows:  # --llm-rows: what the LLM's text does (issue #26), beside the rows above
+        for name, sources, kind in LLM_ROWS:
+            if not want(name):
+                continue
+            data = text_data(cat, train, kind, replace(s, sources=sources))
+            if sum(len(e) > 0 for e in data.caption_embeddings) >= 2:
+                trained(name, data, audio_val, _text_config(s, seed), pooled_embedded)
+            else:
+                log(f"  [{split} seed {seed}] {name}: fewer than 2 training tracks have such text; skipped")
     if want("SimCLR small CNN"):
         trained("SimCLR small CNN", audio_train, audio_val, _scratch_config(s, seed, "simclr"), embedded_logmels)
     if want("projection + SimCLR"):
@@ -338,6 +394,53 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
     return results
 
 
+def new_instrument_tracks(cat: BenchCatalog, train: np.ndarray, scored: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Positions in ``scored`` of the tracks that play an instrument no training track plays, and each one's
+    family: the held-out (test, else validation) family of the split it belongs to, else its new families."""
+    seen = set().union(*(cat.instruments(i) for i in train)) if len(train) else set()
+    positions, families = [], []
+    named = (*HELDOUT_INSTRUMENT_FAMILIES, *VALIDATION_INSTRUMENT_FAMILIES)
+    for k, row in enumerate(scored):
+        unseen = cat.instruments(row) - seen
+        if unseen:
+            found = families_of(unseen)
+            positions.append(k)
+            families.append(next((f for f in named if f in found), "+".join(sorted(found))))
+    if len(positions) < 2:
+        return np.zeros(0, dtype=np.int64), []
+    return np.array(positions, dtype=np.int64), families
+
+
+def new_instrument_metrics(embeddings: np.ndarray, labels: EvalLabels, new: np.ndarray,
+                           families: list[str]) -> dict[str, float]:
+    """The new-instrument figures over the scored tracks' embeddings (rows aligned with ``labels``).
+
+    ``new_*``: the new-instrument tracks among themselves (a catalog of unfamiliar timbres only);
+    ``new2seen_*``: each new-instrument track queries the seen-instrument tracks only (a new recording
+    searching the catalog the model knows); ``new_family:F``: cross-instrument style P@10 of the queries
+    of held-out family F among all new-instrument tracks.
+    """
+    def subset(rows) -> EvalLabels:
+        return EvalLabels(*(None if values is None else [values[i] for i in rows]
+                            for values in (labels.style, labels.ensemble, labels.mode, labels.work_id)))
+
+    among = evaluate_embeddings(embeddings[new], subset(new))
+    out = {"new_style_p10": among["style_p10"], "new_xinst_style_p10": among["xinst_style_p10"],
+           "new_instrument_p10": among["instrument_p10"]}
+    seen = np.setdiff1d(np.arange(len(labels)), new)
+    if len(seen):
+        rows = np.concatenate([new, seen])
+        to_seen = evaluate_embeddings(embeddings[rows], subset(rows), queries=np.arange(len(new)),
+                                      candidates=np.arange(len(new), len(rows)))
+        out.update({"new2seen_style_p10": to_seen["style_p10"], "new2seen_xinst_style_p10": to_seen["xinst_style_p10"]})
+    for family in sorted(set(families)):
+        queries = np.array([k for k, f in enumerate(families) if f == family])
+        if len(queries) >= 2:
+            out[NEW_FAMILY_PREFIX + family] = evaluate_embeddings(
+                embeddings[new], subset(new), queries=queries)["xinst_style_p10"]
+    return out
+
+
 # --- summary -----------------------------------------------------------------------------------
 
 def summarise(per_seed: list[dict[str, dict]]) -> dict:
@@ -345,7 +448,8 @@ def summarise(per_seed: list[dict[str, dict]]) -> dict:
     table = {}
     for name in names:
         table[name] = {}
-        for column in (*METRIC_COLUMNS, *WHOLE_COLUMNS, "train_seconds"):
+        family_columns = sorted({c for run in per_seed for c in run.get(name, {}) if c.startswith(NEW_FAMILY_PREFIX)})
+        for column in (*METRIC_COLUMNS, *WHOLE_COLUMNS, *NEW_COLUMNS, *family_columns, "train_seconds"):
             values = [run[name][column] for run in per_seed if name in run and column in run[name]]
             if values:
                 table[name][column] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
@@ -360,6 +464,8 @@ def summarise(per_seed: list[dict[str, dict]]) -> dict:
         return out
 
     summary = {"table": table, "lift_over_best_audio_only": lifts("xinst_style_p10")}
+    if any("new_xinst_style_p10" in cells for cells in table.values()):
+        summary["new_instruments"] = new_instrument_summary(per_seed, lifts)
     if "supervised style classifier (ceiling)" in table:
         summary["ceiling_over_best_audio_only"] = lifts("xinst_style_p10", "supervised style classifier (ceiling)")
     if any("whole_xinst_style_p10" in cells for cells in table.values()):
@@ -376,6 +482,55 @@ def summarise(per_seed: list[dict[str, dict]]) -> dict:
         if MAIN_ROW in table:
             summary["mode_p10_gap"] = summary["mode_p10_gaps"][MAIN_ROW]
     return summary
+
+
+def new_instrument_summary(per_seed: list[dict[str, dict]], lifts: Callable[[str], list[float]]) -> dict:
+    """Per seed: CrossMuSim's lift on each new-instrument figure, and its ensemble P@10 on the new tracks next
+    to that of the best audio-only row on them (a model that groups by style, not timbre, has the lower)."""
+    family_columns = sorted({c for run in per_seed for cells in run.values() for c in cells
+                             if c.startswith(NEW_FAMILY_PREFIX)})
+    ensemble = []
+    for run in per_seed:
+        audio_only = [n for n in AUDIO_ONLY_ROWS if n in run and "new_xinst_style_p10" in run[n]]
+        if MAIN_ROW in run and audio_only:
+            best = max(audio_only, key=lambda n: run[n]["new_xinst_style_p10"])
+            ensemble.append({"crossmusim": run[MAIN_ROW]["new_instrument_p10"], "best_audio_only_row": best,
+                             "best_audio_only": run[best]["new_instrument_p10"]})
+    return {"lift_new": lifts("new_xinst_style_p10"), "lift_new2seen": lifts("new2seen_style_p10"),
+            "lift_family": {c.removeprefix(NEW_FAMILY_PREFIX): lifts(c) for c in family_columns},
+            "ensemble_p10": ensemble}
+
+
+def print_new_instruments(summary: dict) -> None:
+    new = summary.get("new_instruments")
+    if not new:
+        return
+    table = summary["table"]
+    family_columns = sorted({c for cells in table.values() for c in cells if c.startswith(NEW_FAMILY_PREFIX)})
+    columns = (*NEW_COLUMNS[:4], *family_columns)
+    heads = ("style P@10", "x-inst P@10", "ensemble P@10", "new->seen style P@10",
+             *(f"x-inst P@10 {c.removeprefix(NEW_FAMILY_PREFIX)}" for c in family_columns))
+    n_new = next((run.get("n_new") for run in summary.get("per_seed", [{}])[0].values()), "")
+    print(f"\nNew instruments ({n_new} tracks that play an instrument no training track plays): among themselves, "
+          "and as queries against the seen-instrument tracks only (new->seen)\n")
+    print("| row | " + " | ".join(heads) + " |")
+    print("|---|" + "---|" * len(heads))
+    for name, cells in table.items():
+        if "new_xinst_style_p10" in cells:
+            print(f"| {name} | " + " | ".join(f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" if c in cells else "–"
+                                            for c in columns) + " |")
+
+    def per_seed(values: list[float]) -> str:
+        return ", ".join(f"{x:.2f}x" for x in values)
+
+    print("\nCrossMuSim over the best audio-only row, per seed: new instruments x-inst P@10 "
+          f"{per_seed(new['lift_new'])};"
+          f" new->seen style P@10 {per_seed(new['lift_new2seen'])}")
+    for family, values in new["lift_family"].items():
+        print(f"  {family}: {per_seed(values)}")
+    for seed_figures in new["ensemble_p10"]:
+        print(f"ensemble P@10 on the new tracks: CrossMuSim {seed_figures['crossmusim']:.3f} vs "
+              f"{seed_figures['best_audio_only_row']} {seed_figures['best_audio_only']:.3f}")
 
 
 def print_table(split: str, summary: dict) -> None:
@@ -553,7 +708,7 @@ def load_file_catalog(catalog_dir: Path, backbone: str = "MTT_musicnn") -> Bench
         descriptions.append(texts)
     splits: dict[str, dict[str, list[int]]] = {}
     for i, row in enumerate(rows):
-        for name in ("default", "heldout_styles"):
+        for name in ("default", "heldout_styles", HELDOUT_INSTRUMENTS_SPLIT):
             part = split_rows[row["path"]].get(name)
             if part:
                 splits.setdefault(name, {"train": [], "val": [], "test": []})[part].append(i)
@@ -591,6 +746,12 @@ def load_synthetic_catalog(n_tracks: int = 480) -> BenchCatalog:
         "heldout_styles": {"train": np.sort(seen[: int(0.8 * len(seen))]), "val": np.sort(seen[int(0.8 * len(seen)):]),
                            "test": np.flatnonzero(held)},
     }
+    # ensembles e0, e1 only in test, e4 only in val (the synthetic twin of heldout_instruments)
+    new_test, new_val = np.isin(syn.ensemble, ["e0", "e1"]), syn.ensemble == "e4"
+    rest = order[~(new_test | new_val)[order]]
+    splits[HELDOUT_INSTRUMENTS_SPLIT] = {"train": np.sort(rest[: int(0.8 * len(rest))]), "val": np.flatnonzero(new_val),
+                                         "test": np.sort(np.concatenate([np.flatnonzero(new_test),
+                                                                         rest[int(0.8 * len(rest)):]]))}
     labels = [{"style": syn.style[i], "ensemble": syn.ensemble[i], "mode": syn.mode[i], "work_id": syn.work_id[i]}
               for i in range(n_tracks)]
     descriptions = [[Description(t, float(w), "metadata") for t, w in zip(texts, weights, strict=True)]
@@ -652,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"tuning for unseen styles: add split {INNER_SPLIT!r}, these training styles of "
                              "heldout_styles held out of its train and val parts (its test part is never used); "
                              f"run with --splits {INNER_SPLIT}")
+    parser.add_argument("--llm-rows", action="store_true",
+                        help="add the rows on LLM text: templates only, LLM only, templates + LLM, LLM label-free")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -686,13 +849,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         sizes = {p: len(r) for p, r in cat.splits[split].items()}
         print(f"\nsplit {split}: {sizes}")
-        per_seed = [run_split(cat, split, seed, settings, set(args.rows) if args.rows else None, args.score_part)
-                    for seed in args.seeds]
+        per_seed = [run_split(cat, split, seed, settings, set(args.rows) if args.rows else None, args.score_part,
+                              llm_rows=args.llm_rows) for seed in args.seeds]
         summary = summarise(per_seed)
         summary["sizes"] = sizes
         summary["per_seed"] = per_seed
         report["splits"][split] = summary
         print_table(f"{split} ({args.score_part} part, seeds {args.seeds})", summary)
+        print_new_instruments(summary)
         write_report(report, Path(args.out), tag)  # after every split, so a cut-off run still leaves its tables
     path = write_report(report, Path(args.out), tag, stamped=True)
     print(f"\nwrote {path} ({time.perf_counter() - began:.0f} s in all)")

@@ -69,14 +69,23 @@ def split_parts(name: str = "default") -> dict[int, str]:
     return dict(DatasetSplit.objects.filter(name=name).values_list("track_id", "part"))
 
 
-def kept_descriptions() -> dict[int, list[tuple[str, float, str]]]:
-    """track id -> [(text, score, perspective)] of the descriptions the miner kept: the training text."""
+def kept_descriptions(sources: Sequence[str] | None = None) -> dict[int, list[tuple[str, float, str]]]:
+    """track id -> [(text, score, perspective)] of the descriptions the miner kept: the training text
+    (of ``sources`` only, when given)."""
     texts: dict[int, list[tuple[str, float, str]]] = {}
-    rows = (Description.objects.filter(kept=True).order_by("track_id", "id")
-            .values_list("track_id", "text", "score", "perspective"))
+    rows = Description.objects.filter(kept=True)
+    if sources is not None:
+        rows = rows.filter(source__in=list(sources))
+    rows = rows.order_by("track_id", "id").values_list("track_id", "text", "score", "perspective")
     for track_id, text, score, perspective in rows:
         texts.setdefault(track_id, []).append((text, 1.0 if score is None else float(score), perspective or ""))
     return texts
+
+
+def llm_text_model_exists() -> bool:
+    """Whether a CrossMuSim model trained with LLM text in its mix exists (the LLM text job is done)."""
+    return EmbeddingModel.objects.filter(kind=EmbeddingModel.Kind.CROSSMUSIM,
+                                         config__text_mix__in=["llm", "both"]).exists()
 
 
 def all_track_labels() -> list[dict]:

@@ -21,3 +21,11 @@ def mine_descriptions_task(track_ids: list[int] | None = None, remine: bool = Fa
     config = MiningConfig() if max_per_track is None else MiningConfig(max_per_track=max_per_track)
     report = mine_descriptions(track_ids=track_ids, remine=remine, config=config)
     return {"report": report.as_dict(), "summary": descriptions_summary(track_ids)}
+
+
+@shared_task(name="recommender.llm_text_run")
+def llm_text_run_task(perspectives: list[str] | None = None, seed: int = 0) -> dict:
+    """The LLM text job (recommender/services/llm_text.py): source, mine, retrain on the mix chosen on validation."""
+    from recommender.services.llm_text import llm_text_run
+
+    return llm_text_run(perspectives=perspectives, seed=seed)

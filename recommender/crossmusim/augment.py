@@ -2,7 +2,8 @@
 
 * pretrained tower: a different contiguous window of 3-s patches is pooled at each step,
   plus Gaussian feature noise (in units of each feature's spread); feature dropout lives in
-  the tower (``input_dropout``);
+  the tower (``input_dropout``); the timbral channels can be mixed between tracks and dropped
+  (``timbre_mix``, ``timbre_dropout``: see :mod:`.timbre`);
 * text: a different kept description per track at each step (uniformly, or in proportion
   to the mining score);
 * scratch tower: random crops of the log-mel, a random gain (a shift in the log domain),
@@ -24,6 +25,10 @@ import torch
 class AugmentConfig:
     patch_window_min_frac: float = 0.5  # each step pools a random window of >= this share of the patches
     feature_noise: float = 0.1  # std of Gaussian noise on pooled features, in feature standard deviations
+    timbre_mix: float = 0.0  # timbral channels moved up to this share towards another track's (timbre.py)
+    timbre_dropout: float = 0.0  # each timbral channel set to its training mean with this probability
+    timbre_transplant: float = 0.0  # up to this share of a move to another timbre cluster's mean (timbre.py)
+    timbre_clusters: int = 16  # k-means clusters of the training tracks' timbral channels
     text_noise: float = 0.0  # std of Gaussian noise on the frozen text embeddings
     sample_by_score: bool = False  # draw descriptions in proportion to their mining score
     # scratch (log-mel) tower

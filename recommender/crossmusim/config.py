@@ -35,6 +35,8 @@ class TrainConfig:
     duplicate_threshold: float = 0.95  # captions this similar (cosine of MiniLM embeddings) are not negatives
     duplicates: str = "mask"  # "mask": not negatives; "positive": further positives (see CrossModalInfoNCE)
     use_score_weights: bool = True
+    timbre_decorrelation: float = 0.0  # weight of timbre.TimbreDecorrelation in the text objective (0 = off)
+    timbre_components: int = 16  # principal components of the timbral channels it decorrelates from
     simclr_temperature: float = 0.1
     eval_every: int = 50
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early

@@ -30,16 +30,21 @@ class EvalLabels:
 
 def evaluate_embeddings(audio_embeddings: np.ndarray, labels: EvalLabels, text_embeddings: np.ndarray | None = None,
                         text_targets: Sequence[int] | None = None,
-                        queries: Sequence[int] | None = None) -> dict[str, float]:
+                        queries: Sequence[int] | None = None,
+                        candidates: Sequence[int] | None = None) -> dict[str, float]:
     """All audio->audio columns, plus text->audio recall when text query embeddings are given.
 
     ``queries`` (row indices) lets only some tracks ask while every track is a candidate, e.g.
-    unseen-style queries against a catalog that also holds seen-style tracks.
+    unseen-style queries against a catalog that also holds seen-style tracks; ``candidates`` (row
+    indices) keeps only those tracks as answers, e.g. new-instrument queries searching the
+    seen-instrument tracks alone.
     """
     n = len(labels)
     if audio_embeddings.shape[0] != n:
         raise ValueError(f"{audio_embeddings.shape[0]} embeddings for {n} labelled tracks")
     base = np.ones((n, n), dtype=bool)
+    if candidates is not None:
+        base[:, np.setdiff1d(np.arange(n), np.asarray(candidates, dtype=np.int64))] = False
     if labels.work_id is not None:
         base &= ~same_label_matrix(labels.work_id)
     cross = base & different_label_mask(labels.ensemble)

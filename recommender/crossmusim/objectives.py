@@ -2,7 +2,7 @@
 
 * ``"text"`` — CrossMuSim: audio tower vs. text tower, :class:`~.loss.CrossModalInfoNCE`
   (duplicate captions masked, pairs weighted by mining score), a different kept caption
-  per track at each step;
+  per track at each step, plus :class:`~.timbre.TimbreDecorrelation` when its weight is set;
 * ``"simclr"`` — audio only: two augmented views of each track, :class:`~.loss.SimCLRLoss`;
 * ``"supervised"`` — audio only with a linear style head (the ceiling reference).
 
@@ -24,7 +24,9 @@ from torch import nn
 from .augment import add_feature_noise, choose_captions
 from .config import TrainConfig
 from .data import TrainingData
+from .features import pool_many
 from .loss import CrossModalInfoNCE, SimCLRLoss, duplicate_caption_mask
+from .timbre import TimbreDecorrelation
 from .towers import CrossMuSimModel
 
 
@@ -77,6 +79,12 @@ class TextObjective(Objective):
         self.duplicate_threshold = config.duplicate_threshold
         self.use_score_weights = config.use_score_weights
         self.criterion = CrossModalInfoNCE(config.duplicates)
+        self.timbre = None
+        if config.timbre_decorrelation > 0:
+            if data.patches is None:
+                raise ValueError("timbre_decorrelation needs the pretrained tower's patches")
+            self.timbre = TimbreDecorrelation.from_pooled(pool_many(data.patches), config.timbre_decorrelation,
+                                                          config.timbre_components)
 
     def forward(self, model: CrossMuSimModel, batch: Batch) -> torch.Tensor:
         weights_per_track = [self.caption_weights[i] for i in batch.indices]
@@ -88,9 +96,12 @@ class TextObjective(Objective):
         if self.use_score_weights:
             w = torch.as_tensor(np.array([weights_per_track[k][c] for k, c in enumerate(chosen)]))
             weights = w if w.sum() > 0 else None
-        return self.criterion(out["audio_features"], out["text_features"], out["logit_scale"],
+        loss = self.criterion(out["audio_features"], out["text_features"], out["logit_scale"],
                               duplicate_mask=duplicate_caption_mask(raw_text, self.duplicate_threshold),
                               weights=weights)
+        if self.timbre is not None:
+            loss = loss + self.timbre(out["audio_features"], batch.indices)
+        return loss
 
 
 class SimCLRObjective(Objective):

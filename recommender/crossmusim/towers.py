@@ -33,6 +33,9 @@ class AudioTowerConfig:
     hidden_dim: int = 512
     input_dropout: float = 0.1  # feature dropout on the standardised input (augmentation)
     dropout: float = 0.1
+    # standardised inputs clipped to +/- this (0 = off): an unfamiliar timbre's outlying channels
+    # cannot then dominate the projection
+    input_clip: float = 0.0
     scratch: ScratchCNNConfig = field(default_factory=ScratchCNNConfig)
 
 
@@ -74,8 +77,9 @@ class ProjectionTower(nn.Module):
     """Standardise -> dropout -> Linear -> GELU -> dropout -> Linear: a two-layer projection."""
 
     def __init__(self, input_dim: int, hidden_dim: int, out_dim: int, input_dropout: float = 0.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, input_clip: float = 0.0):
         super().__init__()
+        self.input_clip = input_clip
         if input_dim <= 0:
             raise ValueError("input_dim must be set (the pooled feature size) before building the tower")
         self.register_buffer("input_mean", torch.zeros(input_dim))
@@ -93,7 +97,10 @@ class ProjectionTower(nn.Module):
         return (x - self.input_mean) / self.input_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.input_dropout(self.standardize(x)))
+        x = self.standardize(x)
+        if self.input_clip > 0:
+            x = x.clamp(-self.input_clip, self.input_clip)
+        return self.net(self.input_dropout(x))
 
 
 class ScratchAudioTower(nn.Module):
@@ -113,7 +120,8 @@ class ScratchAudioTower(nn.Module):
 
 def _build_audio_tower(config: AudioTowerConfig, embed_dim: int) -> nn.Module:
     if config.kind == "pretrained":
-        return ProjectionTower(config.input_dim, config.hidden_dim, embed_dim, config.input_dropout, config.dropout)
+        return ProjectionTower(config.input_dim, config.hidden_dim, embed_dim, config.input_dropout, config.dropout,
+                               config.input_clip)
     if config.kind == "scratch_cnn":
         return ScratchAudioTower(config, embed_dim)
     raise ValueError(f"unknown audio tower kind {config.kind!r} (expected 'pretrained' or 'scratch_cnn')")

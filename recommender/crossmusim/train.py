@@ -29,8 +29,9 @@ from .augment import add_feature_noise, augment_logmel, crop_logmels, sample_pat
 from .config import TrainConfig
 from .data import TrainingData
 from .factory import create_model_for_data, read_checkpoint, save_checkpoint
-from .features import pad_patches, pool_masked
+from .features import pad_patches, pool_many, pool_masked
 from .objectives import Batch, create_loss
+from .timbre import TimbreTransplant, drop_timbre_channels, mix_timbre_channels, timbre_channel_mask
 from .towers import CrossMuSimModel
 from .validation import Validator
 
@@ -72,13 +73,18 @@ class _Batcher:
         return np.array(batch)
 
 
-def _audio_views(data, model, config, batch, padded, mask, gen, rng):
+def _audio_views(data, model, config, batch, padded, mask, gen, rng, transplant=None):
     """One augmented audio input for the tracks of ``batch`` (pooled features or log-mel crops)."""
     aug = config.augment
     if config.model.audio.kind == "pretrained":
         window = sample_patch_windows(mask[batch], aug.patch_window_min_frac, gen)
         pooled = pool_masked(padded[batch], window)
-        return add_feature_noise(pooled, model.audio.input_std, aug.feature_noise, gen)
+        if transplant is not None:
+            pooled = transplant(pooled, batch, aug.timbre_transplant, gen)
+        timbral = timbre_channel_mask(pooled.shape[1])
+        pooled = mix_timbre_channels(pooled, timbral, aug.timbre_mix, gen)
+        pooled = add_feature_noise(pooled, model.audio.input_std, aug.feature_noise, gen)
+        return drop_timbre_channels(pooled, timbral, aug.timbre_dropout, model.audio.input_mean, gen)
     crops = crop_logmels([data.logmels[i] for i in batch], config.model.audio.scratch.crop_frames, rng)
     return augment_logmel(crops, aug, gen)
 
@@ -96,6 +102,9 @@ def train_crossmusim(data: TrainingData, config: TrainConfig, progress: Progress
     optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     padded, mask = pad_patches(data.patches) if config.model.audio.kind == "pretrained" else (None, None)
+    transplant = None
+    if config.model.audio.kind == "pretrained" and config.augment.timbre_transplant > 0:
+        transplant = TimbreTransplant(pool_many(data.patches), config.augment.timbre_clusters, config.seed)
     batcher = _Batcher(objective.usable, config.batch_size, rng)
 
     start_step, losses, val_history = 0, [], []
@@ -131,7 +140,7 @@ def train_crossmusim(data: TrainingData, config: TrainConfig, progress: Progress
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config.steps, config.warmup_steps)
         indices = batcher.next()
-        view = partial(_audio_views, data, model, config, indices, padded, mask, gen, rng)
+        view = partial(_audio_views, data, model, config, indices, padded, mask, gen, rng, transplant)
         loss = objective(model, Batch(indices=indices, audio=view(), another_view=view, rng=rng, generator=gen))
         optimizer.zero_grad()
         loss.backward()

@@ -477,7 +477,8 @@ def build_demo_catalog(config: BuildConfig) -> BuildReport:
             stale.unlink()
             report.removed_files += 1
 
-    items = [SplitItem(r.file, r.labels["style"], r.labels["work_id"]) for r in report.tracks]
+    items = [SplitItem(r.file, r.labels["style"], r.labels["work_id"], tuple(r.labels["instruments"]))
+             for r in report.tracks]
     held = set(heldout_styles()) & {spec.style for spec in config.styles}
     report.splits = assign_splits(items, config.seed, held)
     write_metadata(report)

@@ -102,6 +102,26 @@ ENSEMBLES: dict[str, Ensemble] = {
 }
 
 
+# Every GM instrument above in one family of timbres (how it makes its sound), for the split that holds
+# whole families out of training (``splits.heldout_instruments_split``).
+INSTRUMENT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "keyboards": ("piano", "harpsichord", "organ"),
+    "bowed_strings": ("violin", "viola", "cello", "contrabass", "strings", "fiddle"),
+    "plucked_strings": ("guitar", "harp", "banjo", "koto"),
+    "brass_and_reeds": ("trumpet", "trombone", "french_horn", "oboe", "bassoon", "clarinet"),
+    "flutes": ("flute", "recorder", "pan_flute", "whistle"),
+    "voices": ("choir",),
+    "free_reeds": ("accordion",),
+    "mallets": ("marimba",),
+}
+FAMILY_OF = {instrument: family for family, members in INSTRUMENT_FAMILIES.items() for instrument in members}
+
+
+def families_of(instruments) -> set[str]:
+    """The families an ensemble's instruments belong to (an unknown instrument is a family of its own)."""
+    return {FAMILY_OF.get(instrument, instrument) for instrument in instruments}
+
+
 def program_for(instrument: str) -> int:
     return GM_PROGRAMS[instrument][0]
 

@@ -35,6 +35,7 @@ from recommender.crossmusim.descriptions import (
     LLMSource,
     MetadataTemplateSource,
     MiningConfig,
+    Perspective,
     SourceName,
     SourceResult,
     TrackInfo,
@@ -93,9 +94,37 @@ LLM_SETTINGS = ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "LLM_TIMEOUT", "LLM_
                 "LLM_JSON_MODE", "LLM_CACHE_DIR")
 
 
-def llm_config_from_settings() -> LLMConfig | None:
-    """The LLM client's config from the LLM_* settings; ``None`` while LLM_BASE_URL is empty (no LLM configured)."""
-    return LLMConfig.from_mapping({name: getattr(settings, name) for name in LLM_SETTINGS})
+LOCAL_LLM_TIMEOUT_S = 900.0  # a request waits its turn behind a whole batch on a CPU
+
+
+def llm_configured() -> bool:
+    """Whether the llm source can run: an endpoint is set, or the shipped local model may be served."""
+    return bool(settings.LLM_BASE_URL) or settings.LLM_LOCAL
+
+
+def llm_config_from_settings(*, start_local: bool = True, **overrides: object) -> LLMConfig | None:
+    """The LLM client's config from the LLM_* settings. With LLM_BASE_URL unset and LLM_LOCAL on, the client
+    talks to the platform's own server on the shipped model (started here when ``start_local``); ``None``
+    when no LLM is configured at all."""
+    values = {name: getattr(settings, name) for name in LLM_SETTINGS}
+    overrides.setdefault("descriptions_per_prompt", settings.LLM_DESCRIPTIONS_PER_PROMPT)
+    if not settings.LLM_BASE_URL and settings.LLM_LOCAL:
+        from recommender.services.local_llm import ensure_local_llm, local_model_name
+
+        values.update({"LLM_BASE_URL": ensure_local_llm() if start_local else "http://127.0.0.1:0/v1",
+                       "LLM_MODEL": local_model_name(), "LLM_API_KEY": "", "LLM_TIMEOUT": LOCAL_LLM_TIMEOUT_S,
+                       "LLM_CONCURRENCY": settings.LLM_LOCAL_MAX_BATCH, "LLM_JSON_MODE": True})
+    return LLMConfig.from_mapping(values, **overrides)
+
+
+def llm_perspectives_from_settings(value: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """The prompt perspectives to ask (LLM_PERSPECTIVES, or ``value``): all five when empty; unknown ones raise."""
+    raw = settings.LLM_PERSPECTIVES if value is None else value
+    names = [v.strip() for v in (raw.split(",") if isinstance(raw, str) else raw) if v.strip()]
+    unknown = sorted(set(names) - set(Perspective.ALL))
+    if unknown:
+        raise ValueError(f"unknown perspective(s) {', '.join(unknown)}; choose from {', '.join(Perspective.ALL)}")
+    return tuple(p for p in Perspective.ALL if p in names) or Perspective.ALL
 
 
 def web_config_from_settings() -> WebConfig:
@@ -206,14 +235,17 @@ def _store_result(track_id: int, result: SourceResult) -> int:
 def source_descriptions(*, sources: Sequence[str] | str | None = None, track_ids: Iterable[int] | None = None,
                         force: bool = False, progress: bool = False, llm_config: LLMConfig | None = None,
                         web_config: WebConfig | None = None, url_templates: dict[str, str] | None = None,
+                        llm_perspectives: Sequence[str] | str | None = None,
                         ) -> SourcingReport:
-    """Run the sources over the tracks (all by default); resumable: units that succeeded before are skipped."""
+    """Run the sources over the tracks (all by default); resumable: units that succeeded before are skipped.
+
+    ``llm_perspectives`` (default LLM_PERSPECTIVES) are the prompts asked per track."""
     names = parse_sources(sources)
     report = SourcingReport()
     infos = [track_info(track) for track in _tracks(track_ids)]
     for name in names:
         source, closer, why_not = _build_source(name, infos, llm_config=llm_config, web_config=web_config,
-                                                url_templates=url_templates)
+                                                url_templates=url_templates, llm_perspectives=llm_perspectives)
         if source is None:
             report.skipped_sources[name] = why_not
             continue
@@ -244,7 +276,7 @@ def source_descriptions(*, sources: Sequence[str] | str | None = None, track_ids
     return report
 
 
-def _build_source(name, infos, *, llm_config, web_config, url_templates):
+def _build_source(name, infos, *, llm_config, web_config, url_templates, llm_perspectives=None):
     """``(source, close callback, why it is skipped)`` for one source name."""
     if name == SourceName.DOCUMENT:
         return DocumentSource(), None, ""
@@ -257,10 +289,11 @@ def _build_source(name, infos, *, llm_config, web_config, url_templates):
     if name == SourceName.LLM:
         config = llm_config or llm_config_from_settings()
         if config is None:
-            return None, None, "no LLM configured (set LLM_BASE_URL, LLM_MODEL, LLM_API_KEY)"
+            return None, None, "no LLM configured (set LLM_BASE_URL, LLM_MODEL, LLM_API_KEY, or LLM_LOCAL=1)"
         client = ChatCompletionsClient(config)
         context = _sourced_context([int(i.track_id) for i in infos])
-        return LLMSource(client, sourced_text=context), client.close, ""
+        perspectives = llm_perspectives_from_settings(llm_perspectives)
+        return LLMSource(client, perspectives=perspectives, sourced_text=context), client.close, ""
     raise ValueError(f"unknown source {name}")
 
 

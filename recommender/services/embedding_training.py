@@ -218,6 +218,42 @@ def crossmusim_fit(data: TrainingData, config: TrainConfig, *, validator: Valida
     return train_crossmusim(data, config, progress=on_step, validator=validator, resume=resume)
 
 
+# The text a CrossMuSim run may train on, by description source: the platform's own writers and shipped text
+# ("templates": metadata templates + document text + web pages), the LLM's, or both. "auto" trains one model per
+# mix that covers enough of the train part and keeps the one with the best validation score.
+TEXT_MIXES: dict[str, tuple[str, ...] | None] = {
+    "templates": ("metadata", "document", "web"),
+    "llm": ("llm",),
+    "both": None,
+}
+AUTO_MIX = "auto"
+MIN_MIX_COVERAGE = 0.5  # a mix is a candidate when this share of the train tracks has kept text in it
+
+
+def _captions(tracks: Sequence[Track], descriptions: dict, instrument_words: set[str]):
+    # E2's caption choices (made on validation): no instrumentation captions, instrument names cut.
+    chosen = [training_captions(descriptions.get(t.pk, []), instrument_words) for t in tracks]
+    return [texts for texts, _ in chosen], [weights for _, weights in chosen]
+
+
+def text_mix_candidates(tracks: Sequence[Track], text_mix: str = AUTO_MIX) -> dict[str, dict]:
+    """mix -> kept descriptions (track id -> rows) for the mixes a run considers, with their coverage."""
+    if text_mix != AUTO_MIX and text_mix not in TEXT_MIXES:
+        raise ValueError(f"unknown text mix {text_mix!r}; choose from {', '.join([AUTO_MIX, *TEXT_MIXES])}")
+    names = list(TEXT_MIXES) if text_mix == AUTO_MIX else [text_mix]
+    out = {}
+    coverage = {}
+    for name in names:
+        descriptions = kept_descriptions(TEXT_MIXES[name])
+        covered = sum(1 for t in tracks if descriptions.get(t.pk))
+        coverage[name] = covered / max(1, len(tracks))
+        if text_mix != AUTO_MIX or coverage[name] >= MIN_MIX_COVERAGE:
+            out[name] = {"descriptions": descriptions, "coverage": coverage[name]}
+    if text_mix == AUTO_MIX and coverage.get("llm") == 0:
+        out.pop("both", None)  # no LLM text at all: "both" is "templates" again
+    return out
+
+
 def crossmusim_train(
     *,
     seed: int = 0,
@@ -230,8 +266,15 @@ def crossmusim_train(
     extractor_factory: Callable[[], object] | None = None,
     progress: Progress = no_progress,
     on_step: Callable[[int, int, float], None] | None = None,
+    text_mix: str = AUTO_MIX,
 ) -> CrossMuSimRun:
-    """Train CrossMuSim on the split's train part, pick the step on val, score on test, register a version."""
+    """Train CrossMuSim on the split's train part, pick the step on val, score on test, register a version.
+
+    ``text_mix`` ("templates", "llm", "both" or "auto") says which sources' kept descriptions it trains on;
+    with "auto" one model is trained per mix that covers at least half the train tracks, and the mix
+    with the best validation score is kept. The model's config records the mix and every candidate's
+    validation score (``config["text_mix"]``, ``metrics["text_mix_val"]``).
+    """
     from recommender.crossmusim.baselines import baseline_embeddings
     from recommender.crossmusim.data import TrainingData
     from recommender.crossmusim.factory import save_checkpoint
@@ -239,30 +282,38 @@ def crossmusim_train(
     from recommender.crossmusim.validation import retrieval_validator
 
     data = split_tracks_load(split=split, backbone=backbone, extractor_factory=extractor_factory, progress=progress)
-    descriptions = kept_descriptions()
-    # E2's caption choices (made on validation): no instrumentation captions, instrument names cut.
     instrument_words = instrument_vocabulary(all_track_labels())
-    chosen = [training_captions(descriptions.get(t.pk, []), instrument_words) for t in data.tracks[TRAIN]]
-    captions, scores = [texts for texts, _ in chosen], [weights for _, weights in chosen]
-    described = sum(1 for c in captions if c)
-    if described < 2:
-        raise TrainingInputError(
-            f"{described} training tracks of split {split!r} have kept descriptions; run mine_descriptions first")
-    train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN],
-                                         track_ids=np.array([t.pk for t in data.tracks[TRAIN]]))
-    config = crossmusim_train_config(seed=seed, steps=steps, overrides=overrides)
-    checkpoint = run_checkpoint_path(name, seed, split)
-    if not resume:
-        checkpoint.unlink(missing_ok=True)
-    config.checkpoint_path = str(checkpoint)
-    config.checkpoint_every = config.checkpoint_every or max(10, config.steps // 10)
+    candidates = text_mix_candidates(data.tracks[TRAIN], text_mix)
+    if not candidates:
+        raise TrainingInputError(f"no text mix covers half the training tracks of split {split!r}; "
+                                 "run mine_descriptions first")
     validator = None
     if len(data.tracks[VAL]) >= 2:
         validator = retrieval_validator(TrainingData(patches=data.patches[VAL]), data.eval_labels(VAL))
-
-    started = time.perf_counter()
-    result = crossmusim_fit(train_data, config, validator=validator, on_step=on_step, resume=resume)
-    train_seconds = time.perf_counter() - started
+    runs: dict[str, tuple] = {}
+    for mix, candidate in candidates.items():
+        captions, scores = _captions(data.tracks[TRAIN], candidate["descriptions"], instrument_words)
+        described = sum(1 for c in captions if c)
+        if described < 2:
+            continue
+        train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN],
+                                             track_ids=np.array([t.pk for t in data.tracks[TRAIN]]))
+        config = crossmusim_train_config(seed=seed, steps=steps, overrides=overrides)
+        single = len(candidates) == 1
+        checkpoint = run_checkpoint_path(name if single else f"{name}-{mix}", seed, split)
+        if not (resume and single):
+            checkpoint.unlink(missing_ok=True)
+        config.checkpoint_path = str(checkpoint)
+        config.checkpoint_every = config.checkpoint_every or max(10, config.steps // 10)
+        started = time.perf_counter()
+        result = crossmusim_fit(train_data, config, validator=validator, on_step=on_step, resume=resume and single)
+        runs[mix] = (result, config, time.perf_counter() - started, described)
+    if not runs:
+        raise TrainingInputError(
+            f"fewer than 2 training tracks of split {split!r} have kept descriptions; run mine_descriptions first")
+    chosen = max(runs, key=lambda m: (runs[m][0].best_val_score if runs[m][0].best_val_score is not None
+                                      else float("-inf"), m == "templates"))
+    result, config, train_seconds, described = runs[chosen]
     network = result.model
     test_vectors = embed_audio(network, pool_many(data.patches[TEST]))
     metrics = {
@@ -274,6 +325,8 @@ def crossmusim_train(
         "loss_last": float(np.mean(result.losses[-10:])) if result.losses else None,
         "train_seconds": round(train_seconds, 2), "resumed_from_step": result.resumed_from_step,
         "n_tracks": {part: len(rows) for part, rows in data.tracks.items()}, "n_described_train": described,
+        "text_mix_val": {mix: run[0].best_val_score for mix, run in runs.items()},
+        "text_mix_coverage": {mix: round(c["coverage"], 4) for mix, c in candidates.items()},
     }
     final_path = Path(settings.MODELS_DIR) / "crossmusim" / f"{name}-{uuid.uuid4().hex[:12]}.pt"
     save_checkpoint(final_path, network, train_config=config)
@@ -283,7 +336,8 @@ def crossmusim_train(
             tower=f"{backbone} + {network.config.audio.kind} projection",
             config={"backbone": backbone, "pooling": "mean+max", "seed": seed, "split": split,
                     "captions": {"dropped_perspectives": list(DROPPED_PERSPECTIVES), "instrument_words_cut": True},
-                    "train": _jsonable(config.to_dict())},
+                    "text_mix": chosen, "text_mix_sources": list(TEXT_MIXES[chosen] or ("all",)),
+                    "text_mix_requested": text_mix, "train": _jsonable(config.to_dict())},
             metrics=_jsonable(metrics), checkpoint_path=str(final_path),
         )
     return CrossMuSimRun(model=model, losses=result.losses, resumed_from_step=result.resumed_from_step,

@@ -94,6 +94,18 @@ def test_queries_restrict_who_asks_but_every_track_stays_a_candidate():
     assert ranking_scores(emb, labels.style, queries=[3]).precision_at_1 == 1.0
 
 
+def test_candidates_restrict_the_answers_to_some_tracks():
+    # new-instrument queries 0, 1 (style u) search the seen-instrument tracks 2-4 only: 1 is 0's nearest
+    # track, but only 4 (style u, ranked last of the seen tracks) counts
+    emb = np.array([[1.0, 0.0], [0.99, 0.1], [0.9, 0.3], [0.8, 0.5], [0.0, 1.0]])
+    labels = EvalLabels(style=["u", "u", "s", "s", "u"], ensemble=["a", "b", "c", "c", "d"], mode=["major"] * 5)
+    free = evaluate_embeddings(emb, labels, queries=[0, 1])
+    seen_only = evaluate_embeddings(emb, labels, queries=[0, 1], candidates=[2, 3, 4])
+    assert free["style_p1"] == 1.0
+    assert seen_only["style_p1"] == 0.0 and seen_only["style_p10"] == pytest.approx(1 / 3)
+    assert seen_only["style_map"] == pytest.approx(1 / 3)
+
+
 def test_mode_within_style_only_ranks_the_query_s_own_style():
     emb = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99], [0.2, 0.98]])
     labels = EvalLabels(style=["a", "a", "a", "b", "b", "b"], ensemble=list("uvwxyz"),

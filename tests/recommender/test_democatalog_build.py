@@ -12,6 +12,8 @@ import soundfile
 from django.core.management import call_command
 
 from recommender.democatalog import BuildConfig, build_demo_catalog
+from recommender.democatalog.instruments import families_of
+from recommender.democatalog.splits import HELDOUT_INSTRUMENT_FAMILIES, VALIDATION_INSTRUMENT_FAMILIES
 from recommender.democatalog.styles import STYLES, SourceSpec, StyleSpec, heldout_styles
 from recommender.models import DatasetSplit, Track
 from recommender.services.democatalog import load_demo_build
@@ -70,6 +72,14 @@ def test_tiny_catalog_splits_are_stratified_grouped_and_hold_styles_out(tiny_dem
             assert part == "test"
     trained = {tracks[i].labels["style"] for i, part in heldout.items() if part == "train"}
     assert trained == {spec.style for spec in STYLES} - held
+    instruments = _parts("heldout_instruments")
+    assert set(instruments) == set(tracks)
+    for track_id, part in instruments.items():
+        families = families_of(tracks[track_id].labels["instruments"])
+        if families & set(HELDOUT_INSTRUMENT_FAMILIES):
+            assert part == "test", tracks[track_id].labels["ensemble"]
+        if part == "train":
+            assert not families & set(VALIDATION_INSTRUMENT_FAMILIES), tracks[track_id].labels["ensemble"]
 
 
 def test_tiny_catalog_audio_is_valid(tiny_demo_catalog):
@@ -157,7 +167,7 @@ def test_a_smaller_rebuild_removes_the_tracks_it_no_longer_has(tmp_path: Path, d
     smaller = load_demo_build(_build_book(tmp_path, size=1))
     assert smaller.removed_tracks == 1 and smaller.ingest.created == 0
     assert Track.objects.count() == 1 and len(list((tmp_path / "out").rglob("*.wav"))) == 1
-    assert DatasetSplit.objects.count() == 2, "one row per split for the remaining track"
+    assert DatasetSplit.objects.count() == len(smaller.build.splits) == 3, "one row per split for the remaining track"
 
 
 def test_command_prints_tables_and_time(db):

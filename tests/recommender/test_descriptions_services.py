@@ -60,6 +60,7 @@ def catalog():
 @pytest.mark.django_db
 def test_done_when_without_llm_every_track_keeps_a_document_or_metadata_description(settings):
     settings.LLM_BASE_URL = ""
+    settings.LLM_LOCAL = False  # no endpoint and no local model: the llm source is skipped
     tracks = catalog()
     ids = [t.id for t in tracks]
     out = io.StringIO()
@@ -89,6 +90,7 @@ def test_done_when_without_llm_every_track_keeps_a_document_or_metadata_descript
 @pytest.mark.django_db
 def test_sourcing_is_resumable_and_idempotent(settings):
     settings.LLM_BASE_URL = ""
+    settings.LLM_LOCAL = False  # no endpoint and no local model: the llm source is skipped
     tracks = catalog()
     first = source_descriptions(sources="document,metadata", track_ids=[t.id for t in tracks])
     count = Description.objects.count()
@@ -187,6 +189,7 @@ def test_celery_tasks_run_the_same_services_in_a_real_worker(celery_worker_proce
 @pytest.mark.django_db
 def test_done_when_on_the_tiny_demo_catalog(tiny_demo_catalog, settings, capsys):
     settings.LLM_BASE_URL = ""
+    settings.LLM_LOCAL = False  # no endpoint and no local model: the llm source is skipped
     ids = [t.id for t in tiny_demo_catalog.tracks]
     call_command("source_descriptions", "--sources", "document,metadata,llm")
     call_command("mine_descriptions")

@@ -3,7 +3,10 @@
 Per track, in order:
 1. normalise the text (``text.normalise_text``);
 2. rules, each with a stable reason: boilerplate (navigation, cookie banner, licence),
-   lyrics only, too short, too long, not about music;
+   lyrics only, too short, too long, a contradiction of what the platform knows of the track
+   (instrument family, era, genre/form, tempo or meter, a composer or performer that is not the
+   track's: ``contradictions.py``; the first finding is the reason, all are in ``details``), not
+   about music;
 3. relevance score in 0..1 from three parts: agreement with the track's metadata (label
    values the text names, minus contradictions such as "minor" for a major-mode track),
    coverage of musical aspects (style, mood, instrumentation, rhythm/tempo, harmony/
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .contradictions import KINDS, find_contradictions
 from .text import normalise_text, words
 from .types import TrackInfo, text_hash
 
@@ -43,6 +47,17 @@ class Reason:
     NEAR_DUPLICATE = "near-duplicate"
     LOW_RELEVANCE = "low relevance"
     OVER_CAP = "over per-track cap"
+    # says something the platform knows to be false of the track (contradictions.py); one reason per kind
+    CONTRADICTION_INSTRUMENT = "contradiction: instrument"
+    CONTRADICTION_ERA = "contradiction: era"
+    CONTRADICTION_GENRE = "contradiction: genre"
+    CONTRADICTION_TEMPO = "contradiction: tempo or meter"
+    CONTRADICTION_PERSON = "contradiction: person"
+    CONTRADICTIONS = (CONTRADICTION_INSTRUMENT, CONTRADICTION_ERA, CONTRADICTION_GENRE, CONTRADICTION_TEMPO,
+                      CONTRADICTION_PERSON)
+
+
+_CONTRADICTION_REASON = dict(zip(KINDS, Reason.CONTRADICTIONS, strict=True))
 
 
 @dataclass
@@ -52,6 +67,7 @@ class MiningConfig:
     near_duplicate_threshold: float = 0.90
     max_per_track: int = 6
     min_score: float = 0.15
+    reject_contradictions: bool = True
     weight_agreement: float = 0.4
     weight_coverage: float = 0.35
     weight_semantic: float = 0.25
@@ -281,6 +297,9 @@ def mine_track(track: TrackInfo, candidates: Sequence[Candidate], config: Mining
             reason = Reason.TOO_SHORT
         elif n_words > config.max_words:
             reason = Reason.TOO_LONG
+        elif config.reject_contradictions and (found := find_contradictions(text, track)):
+            reason = _CONTRADICTION_REASON[found[0][0]]
+            verdict.details["contradicts"] = [list(item) for item in found]
         else:
             agreement, agreement_details = agreement_score(text, track)
             coverage, covered = coverage_score(text)

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from recommender.services.descriptions import (
     descriptions_summary,
     format_summary,
+    llm_perspectives_from_settings,
     parse_sources,
     parse_track_ids,
     source_descriptions,
@@ -15,16 +16,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--sources", default="document,web,metadata,llm",
-                            help="Comma-separated: web,document,llm,metadata (default: all; llm needs LLM_BASE_URL)")
+                            help="Comma-separated: web,document,llm,metadata (default: all; llm is LLM_BASE_URL's "
+                                 "server, else the shipped local model)")
+        parser.add_argument("--llm-perspectives", default=None,
+                            help="Prompt perspectives of the llm source, e.g. style,mood (default: LLM_PERSPECTIVES, "
+                                 "else all five)")
         parser.add_argument("--tracks", default="", help="Track ids, e.g. 1,2,10-20 (default: all tracks)")
         parser.add_argument("--force", action="store_true", help="Run units again even if they succeeded before")
         parser.add_argument("--url-template", action="append", default=[], metavar="SITE=TEMPLATE",
                             help="URL template for the web source, e.g. wiki=https://en.wikipedia.org/wiki/{title_slug}"
                                  " (repeatable; default: WEB_URL_TEMPLATES)")
 
-    def handle(self, *args, sources, tracks, force, url_template, **options):
+    def handle(self, *args, sources, tracks, force, url_template, llm_perspectives=None, **options):
         try:
             names = parse_sources(sources)
+            if llm_perspectives is not None:
+                llm_perspectives_from_settings(llm_perspectives)  # an unknown name fails here, before any work
             track_ids = parse_track_ids(tracks)
             templates = None
             if url_template:
@@ -37,7 +44,7 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from error
         report = source_descriptions(sources=names, track_ids=track_ids, force=force, progress=True,
-                                     url_templates=templates)
+                                     url_templates=templates, llm_perspectives=llm_perspectives)
         for name, why in report.skipped_sources.items():
             self.stdout.write(f"{name}: skipped, {why}")
         for name, stats in report.per_source.items():

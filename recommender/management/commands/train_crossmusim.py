@@ -23,9 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--embed-dim", type=int)
+        parser.add_argument("--text-mix", default="auto", choices=["auto", "templates", "llm", "both"],
+                            help="Which sources' kept descriptions to train on; auto: one model per mix that covers "
+                                 "half the train tracks, the best on validation kept (default)")
 
     def handle(self, *args, seed, steps, resume, split, backbone, name, batch_size, lr, embed_dim, threads=None,
-               **options):
+               text_mix="auto", **options):
         set_torch_threads(threads)
         overrides = {key: value for key, value in
                      {"batch_size": batch_size, "lr": lr, "embed_dim": embed_dim}.items() if value is not None}
@@ -33,6 +36,9 @@ class Command(BaseCommand):
 
         def on_step(step: int, total: int, loss: float) -> None:
             nonlocal bar
+            if bar is not None and step == 1:  # the next text mix's run (--text-mix auto)
+                bar.close()
+                bar = None
             if bar is None:
                 bar = tqdm(total=total, initial=step - 1, desc=f"train {name} seed {seed}", unit="step", disable=None)
             bar.update(1)
@@ -43,6 +49,7 @@ class Command(BaseCommand):
                 seed=seed, steps=steps, resume=resume, split=split, backbone=backbone, name=name,
                 overrides=overrides, extractor_factory=lambda: backbone_extractor(backbone), on_step=on_step,
                 progress=lambda items: tqdm(items, desc=f"features {backbone}", unit="track", disable=None),
+                text_mix=text_mix,
             )
         except (TrainingInputError, ValueError) as error:
             raise CommandError(str(error)) from error
@@ -58,5 +65,8 @@ class Command(BaseCommand):
             f"loss {model.metrics['loss_first']:.3f} -> {model.metrics['loss_last']:.3f}; "
             f"test: {describe_metrics(model.metrics)}"
         )
+        scores = ", ".join(f"{mix} {score:.3f}" for mix, score in model.metrics.get("text_mix_val", {}).items()
+                           if score is not None)
+        self.stdout.write(f"text mix: {model.config.get('text_mix')} (validation x-inst style P@10: {scores})")
         self.stdout.write(f"checkpoint {model.checkpoint_path}")
         self.stdout.write(f"next: manage.py index_embeddings {model.pk} --activate-arm crossmusim")
