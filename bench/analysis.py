@@ -80,14 +80,30 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
                 SELECT g AS user_key, CASE WHEN g %% 2 = 0 THEN %s ELSE %s END AS variant_id,
                        floor(random() * {DAYS})::int AS arrival,
                        1 + floor(-ln(1 - random()) * %s)::bigint AS impressions,
-                       least(1.0, -ln(1 - random()) * 0.1 * CASE WHEN g %% 2 = 0 THEN 1.0 ELSE %s END) AS p
+                       least(1.0, -ln(1 - random()) * 0.1 * CASE WHEN g %% 2 = 0 THEN 1.0 ELSE %s END) AS p,
+                       0.3 + 0.6 * random() AS fit, random() < 0.8 AS has_pre
                 FROM generate_series(1, %s) g""", [control.pk, treatment.pk, mean_impressions - 1, 1 + lift, users])
+            # Listening: every click is played; a share ``fit`` of the plays are long listens (30-180 s), the
+            # others skips (0-29 s). Pre-period (80 % of the users): the same user's habits over 0.5-1.5 times
+            # their experiment traffic, so that pre and post are correlated as in the player simulator.
             cursor.execute(f"""
-                INSERT INTO {ua} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
-                SELECT %s, variant_id, user_key, impressions,
-                       least(impressions, floor(impressions * p + random())::bigint),
-                       now() - make_interval(days => {DAYS} - arrival), now()
-                FROM bench_users""", [experiment.pk])
+                INSERT INTO {ua} (experiment_id, variant_id, user_key, impressions, clicks, plays, long_listens,
+                                  short_plays, listened_seconds, pre_impressions, pre_clicks, pre_plays,
+                                  pre_long_listens, pre_short_plays, pre_listened_seconds, first_seen, last_seen)
+                SELECT %s, variant_id, user_key, impressions, clicks, clicks, long, clicks - long,
+                       long * (30 + random() * 150) + (clicks - long) * random() * 29,
+                       pre_i, pre_c, pre_c, pre_l, pre_c - pre_l,
+                       pre_l * (30 + random() * 150) + (pre_c - pre_l) * random() * 29, first_seen, now()
+                FROM (SELECT *, least(c2.clicks, floor(c2.clicks * fit + random())::bigint) AS long,
+                             least(pre_c, floor(pre_c * fit + random())::bigint) AS pre_l
+                      FROM (SELECT variant_id, user_key, impressions, fit,
+                                   least(impressions, floor(impressions * p + random())::bigint) AS clicks,
+                                   pre_i, least(pre_i, floor(pre_i * p * CASE WHEN variant_id = %s THEN 1.0
+                                                ELSE 1.0 / %s END + random())::bigint) AS pre_c,
+                                   now() - make_interval(days => {DAYS} - arrival) AS first_seen
+                            FROM (SELECT *, CASE WHEN has_pre THEN floor(impressions * (0.5 + random()))::bigint
+                                                 ELSE 0 END AS pre_i FROM bench_users) b) c2) c3""",
+                           [experiment.pk, control.pk, 1 + lift])
             # Cumulative moments per day: a user who arrived on day a has seen a share (k - a + 1)/(DAYS - a)
             # of their impressions and clicks by the end of day k.
             cursor.execute(f"""
@@ -144,6 +160,39 @@ def cpu_per_analysis(experiment_id: int, runs: int) -> tuple[float, float]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET max_parallel_workers_per_gather")
+
+
+def print_scan_costs(experiment_id: int, specs, users: int) -> None:
+    """Why the full analysis costs what it does: PostgreSQL CPU (serial plan, our backend) of a bare count over the
+    users (the floor of any scan), of the winsorisation caps (sample + tail), and of the moments scan, with the
+    number of aggregates it evaluates per user."""
+    from django.db import connection
+
+    from experiments import metric_scan
+    from experiments.stats.metric_moments import moment_query
+
+    query = moment_query(specs)
+    columns = [v.source for v in query.capped]
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+        try:
+            def cpu(run) -> float:
+                before = backend_cpu_seconds()
+                run(cursor)
+                return (backend_cpu_seconds() - before) * 1000
+
+            count = cpu(lambda c: (c.execute(f"SELECT variant_id, count(*) FROM {metric_scan.TABLE} u WHERE "
+                                             f"{metric_scan.WHERE} GROUP BY 1", [experiment_id]), c.fetchall()))
+            caps_ms = cpu(lambda c: metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users))
+            caps = {c: w.cap for c, w in metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users).items()}
+            sums = cpu(lambda c: (c.execute(metric_scan.moments_sql(query, caps), [experiment_id]), c.fetchall()))
+        finally:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+    aggregates = 1 + len(query.variables) + len(query.products)
+    print(f"  PostgreSQL CPU, serial: bare count scan {count:.0f} ms; caps (sample + tail) {caps_ms:.0f} ms; moments "
+          f"scan {sums:.0f} ms for {aggregates} aggregates per user ({len(query.variables)} variables, "
+          f"{len(query.products)} products): {(sums - count) / aggregates / users * 1e6:.0f} ns per aggregate "
+          f"per user above the bare scan")
 
 
 def synthetic_core_input(users: int, mean_impressions: float, lift: float, seed: int = 24):
@@ -246,7 +295,9 @@ def main() -> None:
     from django.db.models import Count, Sum
 
     from experiments.analysis import experiment_results, user_counts, user_metric_rows
+    from experiments.metric_scan import metric_moments
     from experiments.models import Experiment, UserAggregate
+    from experiments.stats.metrics import METRICS
 
     call_command("migrate", verbosity=0)
     experiment = Experiment.objects.filter(name=EXPERIMENT_NAME).first()
@@ -258,12 +309,21 @@ def main() -> None:
     print(f"experiment {experiment_id}: {totals['users']:,} users, {totals['impressions']:,} impressions, "
           f"{totals['clicks']:,} clicks")
 
+    experiment = Experiment.objects.get(pk=experiment_id)
+    if experiment.planned_users_per_arm is None:  # every metric, CUPED and the group-sequential test
+        Experiment.objects.filter(pk=experiment_id).update(planned_users_per_arm=args.users // 2)
     timings = []
-    for _ in range(args.runs):
+    for run in range(args.runs):
         started = time.perf_counter()
         results = experiment_results(experiment_id)
         results.to_dict()  # the JSON the dashboard and API serve is part of the cost
         timings.append(time.perf_counter() - started)
+        print(f"  full analysis run {run + 1}: {timings[-1] * 1000:.0f} ms (load average {os.getloadavg()[0]:.1f})")
+    for c in results.metric_comparisons:
+        print(f"  {c.metric:18s} raw {c.raw.effect:+.4f} +- {c.raw.standard_error:.4f}  CUPED {c.cuped.effect:+.4f} "
+              f"+- {c.cuped.standard_error:.4f}  variance reduction {c.variance_reduction:.1%}")
+    for d in results.decisions:
+        print(f"  decision ({d.test}): {d.text}")
     ms = [t * 1000 for t in timings]
     print(f"full analysis ({args.runs} runs): min {min(ms):.0f} ms, median {statistics.median(ms):.0f} ms, "
           f"max {max(ms):.0f} ms (first {ms[0]:.0f} ms)")
@@ -273,8 +333,18 @@ def main() -> None:
         user_counts(experiment_id)
         scan.append(time.perf_counter() - started)
     print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
+    specs = list(METRICS.values())
+    for label, percentile in (("with the winsorisation caps", 99.9), ("no caps", None)):
+        spent = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            metric_moments(experiment_id, specs, percentile)
+            spent.append(time.perf_counter() - started)
+        print(f"  of which the moments statement of 4 metrics, {label}: "
+              f"{', '.join(f'{t * 1000:.0f}' for t in spent)} ms (median {statistics.median(spent) * 1000:.0f})")
+    print_scan_costs(experiment_id, specs, args.users)
     rows_scan = []
-    for _ in range(args.runs):
+    for _ in range(min(args.runs, 2)):  # the array path, for contrast (slow: every user crosses to Python)
         started = time.perf_counter()
         rows = user_metric_rows(experiment_id)
         rows_scan.append(time.perf_counter() - started)

@@ -18,8 +18,62 @@ from django.db.models import QuerySet
 
 from experiments import services
 from experiments.models import Experiment, Variant
+from experiments.plan import PlanError, plan_of, planned_users_from_power
+from experiments.stats.metrics import METRICS
 
-LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction")
+PLAN_FIELDS = ("primary_metric", "secondary_metrics", "guardrails", "planned_users_per_arm", "winsor_percentile",
+               "pre_period_days")
+LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction", *PLAN_FIELDS)
+
+
+class ExperimentForm(forms.ModelForm):
+    """The plan's fields validated against the metric registry (experiments/plan.py), each error on its field; and
+    the power planner: a baseline CTR and a relative MDE fill an empty planned size."""
+
+    plan_baseline_rate = forms.FloatField(
+        required=False, min_value=0.0001, max_value=0.9999, label="Power planner: baseline CTR",
+        help_text="With an MDE and no planned size: the group-sequential maximum users per arm (80 % power, "
+                  "alpha 0.05, 14 daily looks, 10 impressions per user) is filled in")
+    plan_mde = forms.FloatField(required=False, min_value=0.001, max_value=10, label="Power planner: relative MDE",
+                                help_text="e.g. 0.1 for a +10 % lift")
+
+    class Meta:
+        model = Experiment
+        fields = "__all__"
+
+    DEFAULTED = ("primary_metric", "secondary_metrics", "guardrails", "pre_period_days")  # empty: the default plan
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.DEFAULTED:
+            if name in self.fields:
+                self.fields[name].required = False
+        known = ", ".join(f"{key} ({m.label})" for key, m in METRICS.items())
+        for name in ("primary_metric", "secondary_metrics", "guardrails"):
+            if name in self.fields:
+                self.fields[name].help_text = f"{self.fields[name].help_text} Metrics: {known}.".strip()
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.DEFAULTED:
+            if name in cleaned and cleaned[name] in (None, ""):
+                cleaned[name] = Experiment._meta.get_field(name).get_default()
+        value = {f: cleaned[f] if f in cleaned else getattr(self.instance, f) for f in PLAN_FIELDS}
+        rate, mde = cleaned.get("plan_baseline_rate"), cleaned.get("plan_mde")
+        if (rate is None) != (mde is None):
+            self.add_error("plan_mde" if mde is None else "plan_baseline_rate",
+                           "the power planner needs both a baseline CTR and an MDE")
+        elif rate is not None and "planned_users_per_arm" in cleaned and value["planned_users_per_arm"] is None:
+            value["planned_users_per_arm"] = cleaned["planned_users_per_arm"] = planned_users_from_power(rate, mde)
+        try:
+            plan_of(**{k: v for k, v in value.items() if k != "pre_period_days"})
+        except PlanError as error:
+            for field, message in error.errors.items():
+                if field in self.fields:
+                    self.add_error(field, message)
+                else:
+                    raise ValidationError(f"{field}: {message}") from error
+        return cleaned
 
 
 class VariantInlineFormSet(forms.BaseInlineFormSet):
@@ -90,11 +144,21 @@ class ExperimentAdmin(admin.ModelAdmin):
     search_fields = ("name", "hypothesis")
     inlines = [VariantInline]
     actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments"]
-    fields = ("name", "kind", "hypothesis", "status", "traffic_fraction", "salt", "primary_metric", "started_at",
-              "stopped_at")
+    form = ExperimentForm
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "hypothesis", "status", "traffic_fraction", "salt", "started_at",
+                           "stopped_at")}),
+        ("Metric plan (locked once started)", {"fields": (*PLAN_FIELDS, "plan_baseline_rate", "plan_mde")}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and obj.is_locked:  # the planner fills a draft's planned size only
+            return tuple((name, {"fields": tuple(f for f in opts["fields"] if not f.startswith("plan_"))})
+                         for name, opts in self.fieldsets)
+        return self.fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["status", "started_at", "stopped_at", "primary_metric"]
+        readonly = ["status", "started_at", "stopped_at"]
         if obj is not None and obj.is_locked:
             readonly += LOCKED_EXPERIMENT_FIELDS
         return readonly

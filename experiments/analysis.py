@@ -1,17 +1,21 @@
 """Experiment results: read the aggregate tables the worker keeps and hand their rows to the statistics core.
 
-Never reads raw events, and holds no statistics: ``experiments.stats.report.analyse`` turns the
-rows into the whole report. Per experiment it runs three small queries:
+Never reads raw events (but a young experiment's hourly charts), and holds no statistics: ``report.analyse`` turns the
+rows into the whole report. Per experiment it runs four queries:
 
 1. one pass over UserAggregate: per variant, the number of users with each (impressions,
    clicks) pair. The delta-method sufficient statistics and the per-user CTR histogram are
    exact functions of that table.
 2. VariantDailyMoments (one row per variant and day): the cumulative time series.
-3. PositionRollup (one row per variant and position): CTR by position.
+3. PositionRollup (one row per variant and position): CTR by position (and, for an experiment younger than three
+   days, its pages and clicks by hour: ``hourly_moments``).
+4. the metric plan's moments (metric_scan.py): one scan of UserAggregate (after a sampled, then a filtered pass
+   for the winsorisation caps) that returns, per arm, the sums and cross-products of every metric's post and
+   pre-period numerators and denominators, winsorised: CUPED, the group-sequential test and the ship decision
+   of the experiment's plan (plan.py) need nothing else.
 
-For the listening metrics and CUPED (wired into ``analyse`` by the statistics issue), two more:
-``user_metric_rows`` reads every user's sums and pre-period sums in one scan of UserAggregate, and
-``daily_metric_moments`` every day's cumulative moments of all the ratio metrics.
+``user_metric_rows`` (every user's sums as arrays) and ``daily_metric_moments`` (every day's cumulative moments
+of all the ratio metrics) serve tests and benches.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from datetime import date, datetime
 from django.db import connection
 from django.utils import timezone
 
+from experiments.metric_scan import metric_moments
 from experiments.models import (
+    Click,
     Experiment,
     InterleavingPositionRollup,
     InterleavingUserDay,
+    Page,
     PositionRollup,
     UserAggregate,
     Variant,
     VariantDailyMoments,
 )
+from experiments.plan import experiment_plan
 from experiments.stats.aggregates import (
     METRIC_SUMS,
     AggregateRows,
@@ -43,6 +51,7 @@ from experiments.stats.aggregates import (
 )
 from experiments.stats.comparisons import AnalysisConfig
 from experiments.stats.interleaving_report import InterleavingResults, InterleavingRows, analyse_interleaving
+from experiments.stats.metrics import metric
 from experiments.stats.report import DEFAULT_CONFIG, analyse, summarise
 from experiments.stats.results import ExperimentResults, ExperimentSummary
 
@@ -100,6 +109,50 @@ def daily_moments(experiment_id: int) -> list[tuple]:
                 .values_list(*_DAILY_FIELDS))
 
 
+HOURLY_BELOW_DAYS = 3  # younger experiments also get their charts' series per hour
+
+
+def hourly_moments(experiment_id: int, since: datetime) -> list[tuple]:
+    """Rows as ``daily_moments``'s, one per variant and hour with events, for a young experiment's charts: the
+    cumulative per-user moments of impressions and clicks at the end of each hour.
+
+    No aggregate table keeps hours, so this reads the experiment's pages and clicks (bounded: the experiment is
+    younger than ``HOURLY_BELOW_DAYS``): per user and hour the increments, and each user's step from their old to
+    their new cumulative values, as the worker keeps VariantDailyMoments (a square grows by x (2 o + x), a product
+    ab by a o_b + b o_a + a b), summed per hour and accumulated. Pages served but not yet landed by the worker
+    are in it; the tests and the verdict read the daily moments. ``since``: the experiment's start (its events
+    come after it). Neither table has an index on experiment or time (serving writes them), so this is a
+    scan of both: see docs/statistics.md ("Hourly while young")."""
+    page, click = Page._meta.db_table, Click._meta.db_table
+    sql = f"""
+        WITH ev AS (
+            SELECT variant_id, user_key, date_trunc('hour', created_at) AS h, cardinality(track_ids)::bigint AS imp,
+                   0::bigint AS clk FROM {page}
+            WHERE experiment_id = %(id)s AND variant_id IS NOT NULL AND created_at >= %(since)s
+            UNION ALL
+            SELECT variant_id, user_key, date_trunc('hour', created_at), 0, 1 FROM {click}
+            WHERE experiment_id = %(id)s AND variant_id IS NOT NULL AND created_at >= %(since)s),
+        uh AS (SELECT variant_id, user_key, h, sum(imp) AS imp, sum(clk) AS clk FROM ev GROUP BY 1, 2, 3),
+        steps AS (SELECT variant_id, h, imp, clk, sum(imp) OVER w - imp AS oi, sum(clk) OVER w - clk AS oc,
+                         row_number() OVER w = 1 AS is_new
+                  FROM uh WINDOW w AS (PARTITION BY variant_id, user_key ORDER BY h)),
+        hours AS (SELECT variant_id, h, count(*) FILTER (WHERE is_new) AS users, sum(clk) AS c, sum(imp) AS i,
+                         sum(clk * (2 * oc + clk)) AS cc, sum(imp * (2 * oi + imp)) AS ii,
+                         sum(imp * oc + clk * oi + imp * clk) AS ic
+                  FROM steps GROUP BY 1, 2)
+        SELECT variant_id, h, sum(users) OVER v, sum(c) OVER v, sum(i) OVER v, sum(cc) OVER v, sum(ii) OVER v,
+               sum(ic) OVER v
+        FROM hours WINDOW v AS (PARTITION BY variant_id ORDER BY h) ORDER BY h, variant_id"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"id": experiment_id, "since": since})
+        return [(v, h, int(u), *(float(x) for x in rest)) for v, h, u, *rest in cursor.fetchall()]
+
+
+def _young(experiment: Experiment, now: datetime) -> bool:
+    return (experiment.started_at is not None
+            and ((experiment.stopped_at or now) - experiment.started_at).total_seconds() < HOURLY_BELOW_DAYS * 86400)
+
+
 def position_rows(experiment_id: int) -> list[tuple]:
     return list(PositionRollup.objects.filter(experiment_id=experiment_id).order_by("position").values_list(
         "variant_id", "position", "impressions", "clicks"))
@@ -136,8 +189,18 @@ def experiment_results(experiment: Experiment | int,
     now = timezone.now()
     arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
     pk = experiment.pk
-    rows = AggregateRows(user_counts(pk), daily_moments(pk), position_rows(pk), until=_until(experiment, now))
-    results = analyse(_info(experiment, now), arms, rows, config)
+    plan = experiment_plan(experiment, arms=len(arms))
+    counts = user_counts(pk)
+    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile,
+                             users=sum(row[3] for row in counts))
+    hourly = hourly_until = None
+    if _young(experiment, now):
+        hourly = hourly_moments(pk, experiment.started_at)
+        last = now if experiment.status == Experiment.Status.RUNNING else experiment.stopped_at or now
+        hourly_until = last.replace(minute=0, second=0, microsecond=0)
+    rows = AggregateRows(counts, daily_moments(pk), position_rows(pk), until=_until(experiment, now),
+                         metric_moments=moments or None, hourly=hourly, hourly_until=hourly_until)
+    results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 
 

@@ -44,6 +44,14 @@ def _seconds(**kwargs) -> models.FloatField:
     return models.FloatField(default=0.0, db_default=0.0, **kwargs)
 
 
+def default_secondary_metrics() -> list[str]:
+    return ["stream_rate"]
+
+
+def default_guardrails() -> list[dict]:
+    return [{"metric": "skip_rate", "margin": 0.05}, {"metric": "seconds_per_click", "margin": 0.05}]
+
+
 class Experiment(models.Model):
     class Kind(models.TextChoices):
         AB = "ab", "A/B test"
@@ -79,6 +87,22 @@ class Experiment(models.Model):
         help_text="CUPED lookback: days of a user's traffic before their first exposure, summed when the user "
                   "enters the experiment (0: no pre-period)",
     )
+    # The metric plan (experiments/plan.py turns these into the statistics core's ExperimentPlan): what the
+    # experiment is judged on, fixed before it starts, as GrowthBook's goal/guardrail metrics.
+    secondary_metrics = models.JSONField(
+        default=default_secondary_metrics, blank=True,
+        help_text='Metric keys shown beside the primary one, e.g. ["stream_rate"]')
+    guardrails = models.JSONField(
+        default=default_guardrails, blank=True,
+        help_text='Metrics that must not get worse by more than a relative margin, e.g. '
+                  '[{"metric": "skip_rate", "margin": 0.05}]')
+    planned_users_per_arm = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Maximum users per arm fixed at the start (group-sequential test); empty: the always-valid test")
+    winsor_percentile = models.FloatField(
+        null=True, blank=True, default=99.9, db_default=99.9,
+        validators=[MinValueValidator(50.0), MaxValueValidator(100.0)],
+        help_text="Per-user numerators capped at this pooled percentile; empty: no capping")
 
     class Meta:
         ordering = ["-created_at"]

@@ -26,9 +26,12 @@ class ExperimentResultsView(APIView):
     @extend_schema(
         summary="The full analysis of one experiment",
         description="Variant table, every test (delta method, always-valid, naive), SRM, power, the verdict and "
-                    "the charts' data of one A/B experiment; for an interleaving experiment (``kind``: "
-                    "interleaving), the teams' credits, the share of B credits with its tests, the balance checks, "
-                    "the verdict and the charts' data.",
+                    "the charts' data of one A/B experiment; once users have impressions, its metric plan too: "
+                    "every metric raw and CUPED (metrics, metric_comparisons), the group-sequential test when the "
+                    "plan has a planned size (group_sequential) and the ship decision (decisions); series per hour "
+                    "while younger than three days (hourly_series, hourly_lift_series). For an interleaving "
+                    "experiment (``kind``: interleaving), the teams' credits, the share of B credits with its "
+                    "tests, the balance checks, the verdict and the charts' data.",
         tags=["experiments"],
         parameters=[
             OpenApiParameter("id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT},

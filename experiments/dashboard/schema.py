@@ -114,6 +114,19 @@ class LiftSeriesSerializer(serializers.Serializer):
     mde_sequential = _numbers()
 
 
+class HourlySeriesSerializer(serializers.Serializer):
+    hour = serializers.ListField(child=serializers.DateTimeField())
+    users = serializers.ListField(child=serializers.IntegerField(min_value=0))
+    ctr = _numbers()
+    ctr_lower = _numbers()
+    ctr_upper = _numbers()
+
+
+class HourlyLiftSeriesSerializer(LiftSeriesSerializer):
+    day = None
+    hour = serializers.ListField(child=serializers.DateTimeField())
+
+
 class PositionsSerializer(serializers.Serializer):
     position = serializers.ListField(child=serializers.IntegerField(min_value=1))
     impressions = serializers.ListField(child=serializers.IntegerField(min_value=0))
@@ -201,11 +214,16 @@ class ExperimentResultsSerializer(serializers.Serializer):
     config = AnalysisConfigSerializer()
     computed_at = serializers.DateTimeField()
     analysis_seconds = serializers.FloatField(min_value=0)
-    # Present only when the analysis had per-user listening columns (issue 24).
+    # Present once the experiment has users with impressions: its metric plan (issue 24).
     metrics = MetricSerializer(many=True, required=False)
     metric_comparisons = MetricComparisonSerializer(many=True, required=False)
     group_sequential = GroupSequentialSerializer(many=True, required=False)
     decisions = DecisionSerializer(many=True, required=False)
+    # Present while the experiment is younger than three days: the charts' series per hour.
+    hourly_series = serializers.DictField(child=HourlySeriesSerializer(), required=False,
+                                          help_text="Cumulative hourly series, by variant key")
+    hourly_lift_series = serializers.DictField(child=HourlyLiftSeriesSerializer(), required=False,
+                                               help_text="By treatment key, per hour")
 
 
 # --- an interleaving experiment (experiments/stats/interleaving_report.py) ----------------------------------------

@@ -64,6 +64,50 @@ def _power_cells(results: ExperimentResults) -> list[dict]:
             for p in results.power]
 
 
+ROLE_ORDER = {"success": 0, "guardrail": 1, "secondary": 2}
+DECISION_STYLE = {"ship": "win", "worse": "lose", "guardrail": "warn"}  # any other decision: "wait"
+
+
+def _metric_value(spec_key: str, value) -> str:
+    """Rates in percent; listened seconds per click in seconds."""
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if spec_key == "seconds_per_click" else fmt.ctr(value)
+
+
+def _metric_cells(results: ExperimentResults) -> list[dict]:
+    """One row per metric and treatment: raw and CUPED lift with intervals, in the plan's order of roles."""
+    if not results.metrics:
+        return []
+    control = next(v.key for v in results.variants if v.is_control)
+    by_metric = {m.key: m for m in results.metrics}
+    rows = []
+    for c in sorted(results.metric_comparisons, key=lambda c: ROLE_ORDER.get(by_metric[c.metric].role, 3)):
+        m = by_metric[c.metric]
+        role = m.role + (f" (margin {m.margin:.0%})" if m.role == "guardrail" else "")
+        capped = ("off" if m.winsor_percentile is None else
+                  f"p{m.winsor_percentile:g}: {m.users_capped:,} users capped"
+                  + ("" if m.cap is None else f" at {m.cap:,.4g}"))
+        rows.append({"metric": m.key, "label": m.label, "role": role, "key": c.key,
+                     "direction": "lower is better" if m.direction == "lower_is_better" else "higher is better",
+                     "control": _metric_value(m.key, m.values.get(control)),
+                     "treatment": _metric_value(m.key, m.values.get(c.key)),
+                     "raw": fmt.lift(c.raw.effect), "raw_ci": fmt.interval(c.raw.ci_lower, c.raw.ci_upper),
+                     "raw_p": fmt.p_value(c.raw.p_value),
+                     "cuped": fmt.lift(c.cuped.effect), "cuped_ci": fmt.interval(c.cuped.ci_lower, c.cuped.ci_upper),
+                     "cuped_p": fmt.p_value(c.cuped.p_value),
+                     "variance_reduction": fmt.probability(c.variance_reduction),
+                     "users_with_pre": fmt.count(c.users_with_pre), "capped": capped})
+    return rows
+
+
+def _decision_cells(results: ExperimentResults) -> list[dict]:
+    return [{"key": d.key, "decision": d.decision, "text": d.text, "style": DECISION_STYLE.get(d.decision, "wait"),
+             "test": "group-sequential test (planned size)" if d.test == "group_sequential"
+             else "always-valid test (no planned size)", "blocking": ", ".join(d.blocking)}
+            for d in results.decisions or []]
+
+
 @staff_member_required
 def experiment_list(request):
     summaries = [{"id": s.experiment_id, "name": s.name, "status": s.status,
@@ -107,6 +151,7 @@ def experiment_detail(request, pk: int):
                 "observed": ", ".join(fmt.count(x) for x in srm.observed),
                 "expected": ", ".join(fmt.count(round(x)) for x in srm.expected)},
         "age": "not started" if results.age_days is None else f"{results.age_days:.1f} days",
+        "metrics": _metric_cells(results), "decisions": _decision_cells(results),
     })
 
 

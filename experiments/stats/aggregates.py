@@ -11,11 +11,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from experiments.stats.metrics import UserColumns
+from experiments.stats.metrics import MetricData, UserColumns
 from experiments.stats.statistics import RatioStatistic
 
 HISTOGRAM_BINS = 20
@@ -61,9 +61,16 @@ class AggregateRows:
     # (arm id, position, impressions, clicks), ordered by position.
     positions: Sequence[Sequence[int]] = ()
     until: date | None = None  # run the daily series to this day (today, for a running experiment)
+    # While an experiment is young (< 3 days): the same cumulative moments per hour (rows as ``daily``, the second
+    # field an hour as a datetime), for the charts only; the tests and the verdict read the daily looks.
+    hourly: Sequence[Sequence] | None = None
+    hourly_until: datetime | None = None
     # Per arm id, every user's listening and pre-period columns (metrics.UserColumns). Given, the report adds
     # every metric raw and CUPED, the group-sequential test and the ship decision; None: today's CTR report.
     user_columns: Mapping[int, UserColumns] | None = None
+    # The same metrics already summed per arm by the database (metric key -> metrics.MetricData, from
+    # metric_moments.py): what the platform passes, so that no per-user array reaches Python.
+    metric_moments: Mapping[str, MetricData] | None = None
 
 
 def user_statistics(user_counts: Sequence[Sequence[int]], arm_ids: Sequence[int]
@@ -88,15 +95,16 @@ def histogram_edges() -> list[float]:
     return np.linspace(0, 1, HISTOGRAM_BINS + 1).round(4).tolist()
 
 
-def daily_statistics(rows: Sequence[Sequence], arm_ids: Sequence[int], until: date | None = None
-                     ) -> tuple[list[date], dict[int, RatioStatistic]]:
+def daily_statistics(rows: Sequence[Sequence], arm_ids: Sequence[int], until: date | None = None,
+                     step: timedelta = timedelta(days=1)) -> tuple[list[date], dict[int, RatioStatistic]]:
     """Per arm, cumulative moments on every day from the first row to ``until`` (default: the last row),
     forward-filled: a day without events for an arm has no row, and its cumulative values are the previous
-    day's. A running experiment's series runs to today, so quiet days show as no new users."""
+    day's. A running experiment's series runs to today, so quiet days show as no new users. With
+    ``step=timedelta(hours=1)`` the rows are hours (datetimes), the same way."""
     if not rows:
         return [], {}
     first, last = rows[0][1], max(rows[-1][1], until or rows[-1][1])
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = [first + step * i for i in range(int((last - first) / step) + 1)]
     index = {d: i for i, d in enumerate(days)}
     values = {arm_id: np.full((len(days), 6), np.nan) for arm_id in arm_ids}
     for arm_id, day, *moments in rows:

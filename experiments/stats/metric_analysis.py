@@ -24,7 +24,7 @@ from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.decision import Decision, DecisionConfig, MetricEvidence, Role, decide
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig, TestResult, relative_difference
 from experiments.stats.group_sequential import GroupSequentialDesign, Spending, group_sequential_test
-from experiments.stats.metrics import DEFAULT_WINSOR_PERCENTILE, UserColumns, metric, metric_data
+from experiments.stats.metrics import DEFAULT_WINSOR_PERCENTILE, MetricData, UserColumns, metric, metric_data
 from experiments.stats.results import (
     DecisionOut,
     Estimate,
@@ -101,23 +101,33 @@ def _estimate(result: TestResult) -> Estimate:
     return Estimate.of(result)
 
 
-def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int, UserColumns],
+def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int, UserColumns] | None,
                     daily_users: np.ndarray | None, ctr_daily: Mapping[int, RatioStatistic] | None,
                     plan: ExperimentPlan = DEFAULT_PLAN, alpha: float = 0.05, n_star: float = 10_000,
-                    final: bool = False, min_users: int = 100) -> MetricAnalysis:
+                    final: bool = False, min_users: int = 100,
+                    metric_moments: Mapping[str, MetricData] | None = None) -> MetricAnalysis:
     """``arms``: (id, key, is_control), control first. ``daily_users``: users of all arms at the end of each day
     (the looks; 0 for a day that is no look, e.g. too few users); ``ctr_daily``: per arm id, the cumulative CTR
-    statistics per day (for the drawn z path)."""
+    statistics per day (for the drawn z path). The metrics' statistics come from per-user ``columns`` or, already
+    summed by the database, from ``metric_moments`` (metric key -> ``MetricData``, metric_moments.py)."""
     control_id, control_key, _ = arms[0]
     treatments = arms[1:]
     config = FrequentistConfig(alpha=alpha, difference_type=DifferenceType.RELATIVE)
     design = (GroupSequentialDesign(plan.planned_users, alpha, plan.spending)
               if plan.planned_users is not None else None)
     metrics_out, comparisons, evidence = [], [], {key: [] for _, key, _ in treatments}
-    present = {a for a, _, _ in arms if a in columns}
+    if columns is not None:
+        users = {a: float(columns[a].users) for a, _, _ in arms if a in columns}
+    else:
+        first = next(iter((metric_moments or {}).values()), None)
+        users = {a: float(s.n) for a, s in first.statistics.items()} if first else {}
+    present = set(users)
     for key, role, margin in plan.roles():
         spec = metric(key)
-        data = metric_data(spec, {a: columns[a] for a, _, _ in arms if a in present}, plan.winsor_percentile)
+        if columns is not None:
+            data = metric_data(spec, {a: columns[a] for a, _, _ in arms if a in present}, plan.winsor_percentile)
+        else:
+            data = (metric_moments or {}).get(key)
         if data is None or control_id not in data.statistics:
             continue
         w, pw = data.winsorisation, data.pre_winsorisation
@@ -140,7 +150,7 @@ def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int,
                                                     chosen.standard_error, margin))
     gst_out = []
     users_now = float(daily_users[-1]) if daily_users is not None and len(daily_users) else float(
-        sum(columns[a].users for a in present))
+        sum(users.values()))
     if design is not None and daily_users is not None and ctr_daily and control_id in ctr_daily:
         for arm_id, arm_key, _ in treatments:
             if arm_id not in ctr_daily:
@@ -165,7 +175,7 @@ def analyse_metrics(arms: Sequence[tuple[int, str, bool]], columns: Mapping[int,
     for arm_id, arm_key, _ in treatments:
         if not evidence[arm_key]:
             continue
-        fewest = min(columns[a].users if a in columns else 0 for a in (control_id, arm_id))
+        fewest = min(users.get(a, 0) for a in (control_id, arm_id))
         if fewest < min_users:
             decisions.append(DecisionOut(arm_key, Decision.NOT_ENOUGH_DATA.value, False,
                                          f"not enough data yet: fewer than {min_users} users in an arm", [], test))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -138,6 +138,33 @@ def _series(days: list[date], daily: dict[int, RatioStatistic], specs: list[ArmS
     return series, lift_series
 
 
+def _hourly(rows: AggregateRows, specs: list[ArmSpec], config: AnalysisConfig) -> dict:
+    """The charts' series per hour (``hourly_series``, ``hourly_lift_series``: the daily ones' fields, ``hour``
+    for ``day``), for an experiment younger than three days whose daily series has a point or three."""
+    hours, hourly = daily_statistics(rows.hourly, [s.id for s in specs], until=rows.hourly_until,
+                                     step=timedelta(hours=1))
+    labels = [h.isoformat() for h in hours]
+    series = {}
+    control = specs[0]
+    for spec in specs:
+        stat = hourly.get(spec.id)
+        if stat is None:
+            continue
+        with np.errstate(all="ignore"):
+            ctr, low, high = _ctr_interval(stat, config.alpha)
+        series[spec.key] = {"hour": labels, "users": np.asarray(stat.n).astype(int).tolist(),
+                            "ctr": np.asarray(ctr).tolist(), "ctr_lower": np.asarray(low).tolist(),
+                            "ctr_upper": np.asarray(high).tolist()}
+    lift = {}
+    if control.id in hourly:
+        for spec in specs[1:]:
+            if spec.id in hourly:
+                with np.errstate(all="ignore"):
+                    s = cumulative_series(hourly[control.id], hourly[spec.id], config)
+                lift[spec.key] = {"hour": labels, **{k: np.asarray(a).tolist() for k, a in s.items()}}
+    return {"hourly_series": series, "hourly_lift_series": lift}
+
+
 FINISHED = ("stopped", "archived")  # statuses after which no more data comes: the last look spends all alpha
 
 
@@ -157,7 +184,7 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
     verdicts = {v.key: v for v in decision.verdict.arms}
     srm = decision.srm
     extra = {}
-    if rows.user_columns:
+    if rows.user_columns or rows.metric_moments:
         daily_users = None
         if daily:
             per_arm = np.array([np.asarray(daily[s.id].n) for s in specs if s.id in daily])
@@ -165,9 +192,12 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
             daily_users = np.where(per_arm.min(axis=0) >= config.min_users, per_arm.sum(axis=0), 0.0)
         extra_analysis = analyse_metrics([(s.id, s.key, s.is_control) for s in specs], rows.user_columns,
                                          daily_users, daily, plan, config.alpha, config.n_star,
-                                         final=info.status in FINISHED, min_users=config.min_users)
+                                         final=info.status in FINISHED, min_users=config.min_users,
+                                         metric_moments=rows.metric_moments)
         extra = dict(metrics=extra_analysis.metrics, metric_comparisons=extra_analysis.comparisons,
                      group_sequential=extra_analysis.group_sequential, decisions=extra_analysis.decisions)
+    if rows.hourly:
+        extra.update(_hourly(rows, specs, config))
     return ExperimentResults(
         experiment_id=info.experiment_id, name=info.name, hypothesis=info.hypothesis, status=info.status,
         started_at=info.started_at, age_days=info.age_days,

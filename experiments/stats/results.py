@@ -180,7 +180,8 @@ class DecisionOut:
 
 
 # Keys present only when the per-user listening columns were given: without them the JSON is today's.
-OPTIONAL_KEYS = ("metrics", "metric_comparisons", "group_sequential", "decisions")
+OPTIONAL_KEYS = ("metrics", "metric_comparisons", "group_sequential", "decisions", "hourly_series",
+                 "hourly_lift_series")
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,9 @@ class ExperimentResults:
     metric_comparisons: list[MetricComparisonOut] | None = None
     group_sequential: list[GroupSequentialOut] | None = None
     decisions: list[DecisionOut] | None = None
+    # While the experiment is younger than three days: series and lift_series per hour ("hour" for "day").
+    hourly_series: dict[str, dict[str, list]] | None = None
+    hourly_lift_series: dict[str, dict[str, list]] | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe: nan and inf become None. The listening metrics' keys appear only when computed."""
@@ -221,8 +225,27 @@ class ExperimentResults:
         return data
 
     def to_rows(self) -> list[list]:
-        """The variant table as CSV rows (header first)."""
-        return [VariantRow.csv_header(), *(v.to_row() for v in self.variants)]
+        """The variant table as CSV rows (header first). With a metric plan, each metric adds its columns after
+        today's (value, raw and CUPED relative lift with interval; empty on the control row), then the decision."""
+        header, rows = VariantRow.csv_header(), [v.to_row() for v in self.variants]
+        if not self.metrics:
+            return [header, *rows]
+        parts = ("lift", "lift_ci_lower", "lift_ci_upper", "cuped_lift", "cuped_ci_lower", "cuped_ci_upper")
+        comparisons = {(c.metric, c.key): c for c in self.metric_comparisons or []}
+        decisions = {d.key: d for d in self.decisions or []}
+        for m in self.metrics:
+            header = header + [f"{m.key}_value", *(f"{m.key}_{p}" for p in parts)]
+            for row, variant in zip(rows, self.variants, strict=True):
+                c = comparisons.get((m.key, variant.key))
+                cells = ([] if c is None else [c.raw.effect, c.raw.ci_lower, c.raw.ci_upper, c.cuped.effect,
+                                                c.cuped.ci_lower, c.cuped.ci_upper])
+                cells = cells or [None] * len(parts)
+                row += ["" if x is None else x for x in (m.values.get(variant.key), *cells)]
+        header = header + ["decision", "decision_text"]
+        for row, variant in zip(rows, self.variants, strict=True):
+            d = decisions.get(variant.key)
+            row += ["", ""] if d is None else [d.decision, d.text]
+        return [header, *rows]
 
 
 @dataclass(frozen=True)

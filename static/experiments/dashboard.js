@@ -10,11 +10,18 @@
     const n = parseInt(hex.slice(1), 16);
     return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
   };
+  // A young experiment (< 3 days) has its series per hour too: the time charts draw those, so day one is a line.
+  const hourly = Boolean(data.hourly_series && Object.keys(data.hourly_series).length);
+  const series = hourly ? data.hourly_series : data.series;
+  const liftSeries = hourly ? data.hourly_lift_series : data.lift_series;
+  const at = (s) => (hourly ? s.hour : s.day);
+  const timeAxis = hourly ? { type: "date", tickformat: "%b %d %H:%M" }
+    : { type: "date", tickformat: "%b %d", dtick: 86400000 };
   const layout = (extra) => Object.assign({
     margin: { l: 60, r: 16, t: 10, b: 40 }, legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
     font: { size: 12 },
     // Series are daily: whole-day ticks, even when only one day exists yet (plotly would zoom to milliseconds).
-    xaxis: { type: "date", tickformat: "%b %d", dtick: 86400000 },
+    xaxis: timeAxis,
   }, extra);
   const config = { displaylogo: false, responsive: true };
   const band = (x, lower, upper, fill, label, group) => [
@@ -26,9 +33,9 @@
 
   // 1. Cumulative CTR per arm with its 95% CI band.
   const ctrTraces = [];
-  Object.entries(data.series).forEach(([key, s]) => {
-    ctrTraces.push(...band(s.day, s.ctr_lower, s.ctr_upper, rgba(colour(key), 0.18), `${key} 95% CI`, key));
-    ctrTraces.push({ x: s.day, y: s.ctr, mode: "lines+markers", name: name(key), line: { color: colour(key) },
+  Object.entries(series).forEach(([key, s]) => {
+    ctrTraces.push(...band(at(s), s.ctr_lower, s.ctr_upper, rgba(colour(key), 0.18), `${key} 95% CI`, key));
+    ctrTraces.push({ x: at(s), y: s.ctr, mode: "lines+markers", name: name(key), line: { color: colour(key) },
                      legendgroup: key });
   });
   Plotly.newPlot("chart-ctr", ctrTraces, layout({ yaxis: Object.assign({ title: "CTR" }, { tickformat: ".2%" }) }), config);
@@ -36,18 +43,18 @@
   // 2. Lift and its intervals over time; 3. p-values over time; 4. MDE over time.
   const liftTraces = [], pTraces = [], mdeTraces = [];
   let days = [];
-  Object.entries(data.lift_series).forEach(([key, s]) => {
-    days = s.day;
-    liftTraces.push(...band(s.day, s.cs_lower, s.cs_upper, rgba(colour(key), 0.12), `${key} always-valid CS`, key + "cs"));
-    liftTraces.push(...band(s.day, s.ci_lower, s.ci_upper, rgba(colour(key), 0.28), `${key} 95% CI`, key + "ci"));
-    liftTraces.push({ x: s.day, y: s.lift, mode: "lines+markers", name: `lift ${name(key)}`, line: { color: colour(key) } });
-    pTraces.push({ x: s.day, y: s.always_valid_p, mode: "lines+markers", name: `always-valid p ${key}`,
+  Object.entries(liftSeries).forEach(([key, s]) => {
+    days = at(s);
+    liftTraces.push(...band(at(s), s.cs_lower, s.cs_upper, rgba(colour(key), 0.12), `${key} always-valid CS`, key + "cs"));
+    liftTraces.push(...band(at(s), s.ci_lower, s.ci_upper, rgba(colour(key), 0.28), `${key} 95% CI`, key + "ci"));
+    liftTraces.push({ x: at(s), y: s.lift, mode: "lines+markers", name: `lift ${name(key)}`, line: { color: colour(key) } });
+    pTraces.push({ x: at(s), y: s.always_valid_p, mode: "lines+markers", name: `always-valid p ${key}`,
                    line: { color: colour(key) } });
-    pTraces.push({ x: s.day, y: s.p_value, mode: "lines", name: `fixed-horizon p ${key}`,
+    pTraces.push({ x: at(s), y: s.p_value, mode: "lines", name: `fixed-horizon p ${key}`,
                    line: { color: colour(key), dash: "dot" } });
-    mdeTraces.push({ x: s.day, y: s.mde_sequential, mode: "lines+markers", name: `always-valid MDE ${key}`,
+    mdeTraces.push({ x: at(s), y: s.mde_sequential, mode: "lines+markers", name: `always-valid MDE ${key}`,
                      line: { color: colour(key) } });
-    mdeTraces.push({ x: s.day, y: s.mde, mode: "lines", name: `fixed-horizon MDE ${key}`,
+    mdeTraces.push({ x: at(s), y: s.mde, mode: "lines", name: `fixed-horizon MDE ${key}`,
                      line: { color: colour(key), dash: "dot" } });
   });
   const hline = (y, label) => ({ x: [days[0], days[days.length - 1]], y: [y, y], mode: "lines", name: label,
@@ -55,9 +62,30 @@
   if (days.length) { liftTraces.push(hline(0, "no effect")); }
   Plotly.newPlot("chart-lift", liftTraces, layout({ yaxis: Object.assign({ title: "relative lift" }, pct) }), config);
   if (days.length) { pTraces.push(hline(data.config.alpha, `alpha = ${data.config.alpha}`)); }
-  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [-4, 0.05], dtick: 1, exponentformat: "power" } }), config);
+  // The log axis reaches down to the smallest p shown (a decade below it), floored at 1e-16: p < 1e-4 stays visible.
+  const shown = pTraces.flatMap((t) => t.y || []).filter((p) => typeof p === "number" && p > 0);
+  const lowest = Math.max(-16, Math.floor(Math.log10(Math.min(1e-4, ...shown))) - 1);
+  Plotly.newPlot("chart-pvalue", pTraces, layout({ yaxis: { title: "p-value", type: "log", range: [lowest, 0.05],
+    dtick: lowest < -8 ? 2 : 1, exponentformat: "power" } }), config);
   if (days.length) { mdeTraces.push(hline(data.config.target_effect, "target lift")); }
   Plotly.newPlot("chart-mde", mdeTraces, layout({ yaxis: Object.assign({ title: "minimum detectable lift", rangemode: "tozero" }, pct) }), config);
+
+  // Group-sequential test (a planned size): the z path of each treatment's CTR lift and the two-sided boundary,
+  // against the share of the planned users seen at each daily look.
+  if (data.group_sequential && data.group_sequential.length && document.getElementById("chart-gst")) {
+    const gstTraces = [];
+    data.group_sequential.forEach((g) => {
+      gstTraces.push({ x: g.information, y: g.z, mode: "lines+markers", name: `z ${name(g.key)}`,
+                       line: { color: colour(g.key) } });
+      gstTraces.push({ x: g.information, y: g.boundary, mode: "lines", name: "boundary",
+                       line: { color: "#555", dash: "dash" }, showlegend: gstTraces.length < 3 });
+      gstTraces.push({ x: g.information, y: g.boundary.map((b) => (b === null ? null : -b)), mode: "lines",
+                       name: "boundary", line: { color: "#555", dash: "dash" }, showlegend: false });
+    });
+    Plotly.newPlot("chart-gst", gstTraces, layout({ hovermode: "closest",
+      xaxis: { title: "share of the planned users", tickformat: ".0%", rangemode: "tozero" },
+      yaxis: { title: "z (CTR lift)" } }), config);
+  }
 
   // 5. CTR by position, one bar per arm.
   const posTraces = Object.entries(data.positions).map(([key, p]) => ({

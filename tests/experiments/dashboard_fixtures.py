@@ -8,14 +8,27 @@ arrays are kept so tests can compute the expected figures independently of the S
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.db import connection
 from django.utils import timezone
 
-from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
+from experiments.events.ingest import drain_outbox
+from experiments.models import (
+    EventOutbox,
+    Experiment,
+    Page,
+    PositionRollup,
+    UserAggregate,
+    Variant,
+    VariantDailyMoments,
+)
 from recommender.models import EmbeddingModel
+from tests.experiments.events_fixtures import served_page
 from tests.experiments.stats_fixtures import propensities
 
 DAYS = 14
@@ -100,3 +113,56 @@ def seed_empty_experiment(name: str = "not-started") -> Experiment:
     Variant.objects.create(experiment=experiment, key="b", name="B", weight=50,
                            embedding_model=_embedding_model("crossmusim"))
     return experiment
+
+
+def add_listening(experiment_id: int, seed: float = 0.3) -> None:
+    """Plays for every click (some long, some skipped), and a pre-period for ~70 % of the users."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [seed])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET plays = clicks,
+                   long_listens = floor(clicks * 0.6 + random()), pre_impressions =
+                   CASE WHEN random() < 0.7 THEN floor(impressions * (0.5 + random()))::bigint ELSE 0 END
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET long_listens = least(long_listens, clicks),
+                   pre_clicks = floor(pre_impressions * 0.12 + random() * (pre_impressions > 0)::int)
+            WHERE experiment_id = %s""", [experiment_id])
+        cursor.execute(f"""
+            UPDATE {UserAggregate._meta.db_table} SET short_plays = plays - long_listens,
+                   listened_seconds = long_listens * (30 + random() * 170) + (plays - long_listens) * random() * 29,
+                   pre_plays = pre_clicks, pre_long_listens = floor(pre_clicks * 0.6),
+                   pre_short_plays = pre_clicks - floor(pre_clicks * 0.6),
+                   pre_listened_seconds = floor(pre_clicks * 0.6) * (30 + random() * 170)
+            WHERE experiment_id = %s""", [experiment_id])
+
+
+def seed_young_experiment(hours: int = 6, name: str = "young") -> tuple[Experiment, datetime]:
+    """An experiment started ``hours`` ago with pages and clicks spread over them, landed by the worker's code."""
+    experiment = seed_empty_experiment(name=name)
+    now = datetime.now(UTC)
+    Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING,
+                                                       started_at=now - timedelta(hours=hours))
+    rng = np.random.default_rng(5)
+    pages, clicks = [], []
+    for arm, variant in enumerate(experiment.variants.order_by("id")):
+        for u in range(60):
+            user_key = (arm + 1) * 10**6 + u
+            for _ in range(1 + int(rng.poisson(1.0))):
+                at = now - timedelta(minutes=int(rng.integers(1, hours * 60 - 1)))
+                request_id = uuid.uuid4()
+                common = dict(request_id=request_id, experiment_id=experiment.pk, variant_id=variant.pk,
+                              user_key=user_key, user_id=f"user-{user_key}", created_at=at)
+                pages.append(served_page(**common, track_ids=[1, 2, 3, 4], scores=[0.5] * 4))
+                if rng.random() < 0.4 + 0.2 * arm:
+                    clicks.append(EventOutbox(kind=EventOutbox.Kind.CLICK, event_id=uuid.uuid4(), client_time=at,
+                                              track_id=2, position=2, **common))
+    Page.objects.bulk_create([page for page, _ in pages])
+    EventOutbox.objects.bulk_create([row for _, row in pages] + clicks)
+    drain_outbox(batch_size=5000)
+    deadline = time.monotonic() + 60  # a session worker's relay may be landing some rows too
+    while EventOutbox.objects.filter(experiment_id=experiment.pk).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        drain_outbox(batch_size=5000)
+
+    return Experiment.objects.get(pk=experiment.pk), now

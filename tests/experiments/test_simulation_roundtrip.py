@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from abplatform.apikeys.services import api_key_create
+from experiments.analysis import experiment_results
 from experiments.models import Assignment, UserAggregate
 from experiments.simulation import PlatformClient, SimulationConfig, run_simulation
 from tests.experiments.simulation_fixtures import (
@@ -54,6 +55,15 @@ def test_players_clicks_land_in_user_aggregates(live_server, events_worker):
         assert (landed[variant]["plays"], landed[variant]["long_listens"]) == (counts.plays, counts.long_listens)
         assert landed[variant]["listened_seconds"] == pytest.approx(counts.listened_seconds), variant
     assert Assignment.objects.filter(experiment=experiment).count() == summary.users_active
+    # The plays reach the experiment's metric plan (the default one: the demo experiment's too).
+    results = experiment_results(experiment)
+    metrics = {m.key: m for m in results.metrics}
+    assert [(k, m.role) for k, m in metrics.items()] == [("ctr", "success"), ("stream_rate", "secondary"),
+                                                         ("skip_rate", "guardrail"), ("seconds_per_click", "guardrail")]
+    assert all(v > 0 for v in metrics["seconds_per_click"].values.values())
+    long_listens = sum(c.long_listens for c in summary.variants.values())
+    assert (sum(metrics["stream_rate"].values.values()) > 0) == (long_listens > 0)
+    assert len(results.decisions) == 1 and results.decisions[0].text
 
 
 def simulate_with_dropped_treatment(live_server, tmp_path, *, prefix: str, seed: int, users: int, sim_seed: int,

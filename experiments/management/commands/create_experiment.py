@@ -1,8 +1,11 @@
-"""``manage.py create_experiment --name N --variant control=<model id|arm|name> --variant treatment=... [--start]``."""
+"""``manage.py create_experiment --name N --variant control=<model id|arm|name> --variant treatment=... [--start]``,
+with an optional metric plan (``--primary-metric``, ``--secondary``, ``--guardrail METRIC:MARGIN``,
+``--planned-users-per-arm``, ``--winsor-percentile``); left out, the default plan (experiments/plan.py)."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from experiments.plan import PlanError, experiment_plan_set
 from experiments.services import (
     ExperimentError,
     VariantSpec,
@@ -26,8 +29,18 @@ class Command(BaseCommand):
                             help="ab (each user sees one variant) or interleaving (both rankers merged by team "
                                  "draft; exactly two variants)")
         parser.add_argument("--start", action="store_true", help="start it at once")
+        parser.add_argument("--primary-metric", help="the success metric (default ctr)")
+        parser.add_argument("--secondary", help="comma-separated secondary metrics (default stream_rate; '' for none)")
+        parser.add_argument("--guardrail", action="append", metavar="METRIC:MARGIN",
+                            help="a guardrail and its relative non-inferiority margin, e.g. skip_rate:0.05 (repeat; "
+                                 "default skip_rate and seconds_per_click at 0.05)")
+        parser.add_argument("--planned-users-per-arm", type=int,
+                            help="fix the group-sequential maximum (default: none, the always-valid test decides)")
+        parser.add_argument("--winsor-percentile", help="cap per-user numerators at this percentile (default 99.9; "
+                                                        "'off': no capping)")
 
     def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, kind="ab", **options):
+        plan = _plan_fields(options)
         pairs = []
         for item in variant:
             key, sep, ref = item.partition("=")
@@ -49,9 +62,38 @@ class Command(BaseCommand):
                 ]
                 experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis, kind=kind,
                                                traffic_fraction=traffic_fraction)
+                if plan:
+                    experiment = experiment_plan_set(experiment=experiment, **plan)
                 if start:
                     experiment = experiment_start(experiment=experiment)
-        except ExperimentError as error:
+        except (ExperimentError, PlanError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} ({experiment.status}): "
                           + ", ".join(f"{s.key}=model {s.embedding_model_id} w{s.weight}" for s in specs))
+
+
+def _plan_fields(options: dict) -> dict:
+    """The plan fields given on the command line (the others keep their defaults)."""
+    plan = {}
+    if options.get("primary_metric") is not None:
+        plan["primary_metric"] = options["primary_metric"]
+    if options.get("secondary") is not None:
+        plan["secondary_metrics"] = [k.strip() for k in options["secondary"].split(",") if k.strip()]
+    if options.get("guardrail"):
+        rails = []
+        for item in options["guardrail"]:
+            key, sep, margin = item.partition(":")
+            try:
+                rails.append({"metric": key.strip(), "margin": float(margin) if sep else 0.05})
+            except ValueError as error:
+                raise CommandError(f"--guardrail expects METRIC:MARGIN, e.g. skip_rate:0.05, got {item!r}") from error
+        plan["guardrails"] = rails
+    if options.get("planned_users_per_arm") is not None:
+        plan["planned_users_per_arm"] = options["planned_users_per_arm"]
+    winsor = options.get("winsor_percentile")
+    if winsor is not None:
+        try:
+            plan["winsor_percentile"] = None if winsor == "off" else float(winsor)
+        except ValueError as error:
+            raise CommandError(f"--winsor-percentile expects a number or 'off', got {winsor!r}") from error
+    return plan

@@ -1,0 +1,149 @@
+"""Every metric's per-arm moments summed by PostgreSQL over UserAggregate: the sums CUPED and the delta method need,
+so that no per-user row travels to Python (statistics core: stats/metric_moments.py).
+
+Three statements, of which one reads every user in full:
+
+1. a 1 % page sample (``TABLESAMPLE SYSTEM``) gives, per numerator column (post and pre period), a threshold a
+   little below the winsorisation percentile;
+2. one filtered pass returns the upper tail above those thresholds as (column, value, users) - a few thousand
+   rows - from which ``percentile_from_tail`` computes each cap exactly as ``np.percentile`` would on every user,
+   and the users above it. A threshold the tail shows to be too high (the sample was unlucky) falls back to
+   ``percentile_cont`` over every user for that column: exact either way, only slower;
+3. ONE scan grouped by arm sums each variable (capped numerators, denominators, has-pre) and each product the
+   metrics need, each variable computed once per user.
+
+Cost: measured in bench/analysis.py (docs/statistics.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import connection
+
+from experiments.models import UserAggregate
+from experiments.stats.metric_moments import (
+    ArmMoments,
+    MomentQuery,
+    Variable,
+    metric_data_from_moments,
+    moment_query,
+    percentile_from_tail,
+)
+from experiments.stats.metrics import MetricData, MetricSpec, Winsorisation
+
+TABLE = UserAggregate._meta.db_table
+WHERE = "u.experiment_id = %s AND u.impressions > 0"
+SAMPLE_PERCENT = 1.0
+SAMPLE_MARGIN = 0.5  # the threshold is the sample's (percentile - 0.5)th percentile
+MIN_SAMPLE = 2_000  # fewer sampled users: every value is sorted (a small experiment, cheap anyway)
+
+
+def _expression(v: Variable, caps: dict[str, float | None]) -> str:
+    if v.indicator:
+        return "(u.pre_impressions > 0)::int::float8"
+    column = f"u.{v.source}::float8"
+    cap = caps.get(v.source) if v.capped else None
+    return column if cap is None else f"least({column}, {float(cap)!r}::float8)"
+
+
+def moments_sql(query: MomentQuery, caps: dict[str, float | None]) -> str:
+    """The sums' scan, with one parameter (the experiment id). The inner query computes each variable once per user
+    (OFFSET 0 keeps PostgreSQL from inlining it into every product)."""
+    names = [f"v{i}" for i in range(len(query.variables))]
+    index = {v.name: names[i] for i, v in enumerate(query.variables)}
+    inner = ", ".join(f"{_expression(v, caps)} AS {index[v.name]}" for v in query.variables)
+    selects = ["count(*)"] + [f"sum({n})" for n in names]
+    selects += [f"sum({index[a.name]} * {index[b.name]})" for a, b in query.products]
+    return (f"SELECT variant_id, {', '.join(selects)} FROM (SELECT u.variant_id, {inner} FROM {TABLE} u "
+            f"WHERE {WHERE} OFFSET 0) s GROUP BY variant_id")
+
+
+def _thresholds(experiment_id: int, columns: list[str], percentile: float) -> dict[str, float] | None:
+    fraction = max(0.0, percentile - SAMPLE_MARGIN) / 100
+    selects = ", ".join(f"percentile_disc({fraction!r}) WITHIN GROUP (ORDER BY u.{c})" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), {selects} FROM {TABLE} u TABLESAMPLE SYSTEM ({SAMPLE_PERCENT}) "
+                       f"REPEATABLE (24) WHERE {WHERE}", [experiment_id])
+        sampled, *values = cursor.fetchone()
+    return None if sampled < MIN_SAMPLE else {c: float(v) for c, v in zip(columns, values, strict=True)}
+
+
+def _tail(experiment_id: int, thresholds: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rows = ", ".join(f"('{c}', u.{c}::float8, {t!r}::float8)" for c, t in thresholds.items())
+    any_above = " OR ".join(f"u.{c} >= {t!r}" for c, t in thresholds.items())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT t.name, t.value, count(*) FROM {TABLE} u CROSS JOIN LATERAL (VALUES {rows}) "
+                       f"t(name, value, threshold) WHERE {WHERE} AND ({any_above}) AND t.value >= t.threshold "
+                       f"GROUP BY 1, 2", [experiment_id])
+        found = cursor.fetchall()
+    out = {}
+    for column in thresholds:
+        mine = [(v, k) for c, v, k in found if c == column]
+        out[column] = (np.array([v for v, _ in mine], dtype=float), np.array([k for _, k in mine], dtype=np.int64))
+    return out
+
+
+def _sorted_caps(experiment_id: int, columns: list[str], percentile: float) -> dict[str, Winsorisation]:
+    """Caps by sorting every user's value (percentile_cont: linear interpolation, as numpy), and the users above."""
+    fraction = percentile / 100
+    caps = ", ".join(f"percentile_cont({fraction!r}) WITHIN GROUP (ORDER BY u.{c}::float8) AS {c}" for c in columns)
+    above = ", ".join(f"count(*) FILTER (WHERE u.{c} > caps.{c})" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH caps AS MATERIALIZED (SELECT {caps} FROM {TABLE} u WHERE {WHERE}) "
+                       f"SELECT {', '.join(f'caps.{c}' for c in columns)}, {above} FROM {TABLE} u CROSS JOIN caps "
+                       f"WHERE {WHERE} GROUP BY {', '.join(f'caps.{c}' for c in columns)}",
+                       [experiment_id, experiment_id])
+        row = cursor.fetchone()
+    if row is None:
+        return {c: Winsorisation(percentile, None, 0) for c in columns}
+    k = len(columns)
+    return {c: Winsorisation(percentile, float(row[i]), int(row[k + i])) for i, c in enumerate(columns)}
+
+
+def winsorisation_caps(experiment_id: int, columns: list[str], percentile: float | None,
+                       users: int) -> dict[str, Winsorisation]:
+    """The pooled cap of each column at ``percentile`` over the experiment's ``users`` (impressions > 0)."""
+    if percentile is None or users == 0:
+        return {c: Winsorisation(percentile, None, 0) for c in columns}
+    thresholds = _thresholds(experiment_id, columns, percentile)
+    caps, missing = {}, list(columns)
+    if thresholds is not None:
+        missing = []
+        for column, (values, counts) in _tail(experiment_id, thresholds).items():
+            cap = percentile_from_tail(users, percentile, values, counts)
+            if cap is None:
+                missing.append(column)
+            else:
+                caps[column] = Winsorisation(percentile, cap, int(counts[values > cap].sum()))
+    if missing:
+        caps.update(_sorted_caps(experiment_id, missing, percentile))
+    return caps
+
+
+def _users(experiment_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} u WHERE {WHERE}", [experiment_id])
+        return int(cursor.fetchone()[0])
+
+
+def metric_moments(experiment_id: int, specs: Sequence[MetricSpec], percentile: float | None,
+                   users: int | None = None) -> dict[str, MetricData]:
+    """Per metric key, its per-arm statistics, winsorised at ``percentile`` (None: not capped). ``users``: the
+    experiment's users with impressions (counted when not given)."""
+    query = moment_query(specs)
+    users = _users(experiment_id) if users is None else users
+    if users == 0:
+        return {}
+    caps = winsorisation_caps(experiment_id, [v.source for v in query.capped], percentile, users)
+    with connection.cursor() as cursor:
+        cursor.execute(moments_sql(query, {c: w.cap for c, w in caps.items()}), [experiment_id])
+        rows = cursor.fetchall()
+    arms = {}
+    k, p = len(query.variables), len(query.products)
+    for arm_id, n, *values in rows:
+        sums = dict(zip((v.name for v in query.variables), values[:k], strict=True))
+        products = dict(zip(((a.name, b.name) for a, b in query.products), values[k:k + p], strict=True))
+        arms[int(arm_id)] = ArmMoments(float(n), sums, products, {})
+    return {spec.key: metric_data_from_moments(spec, arms, caps) for spec in specs} if arms else {}
