@@ -1,4 +1,4 @@
-"""Serving a recommendation: the user's variant -> the one KNN (``recommender.vector_search``) -> the answer.
+"""Serving a recommendation: the placement's layer -> the user's variant -> the one KNN (``recommender.vector_search``).
 
 A user in an experiment gets the KNN and the outbox row of the page shown in ONE statement
 (``RECORD_RECOMMENDATION_CTE`` between the KNN's CTEs and its final SELECT): one round trip,
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from experiments.assignment import assign_variant, user_key
+from experiments.assignment import user_key
 from experiments.events.ids import new_request_id
 from experiments.events.outbox import RECORD_RECOMMENDATION_CTE
+from experiments.models import DEFAULT_PLACEMENT
 from experiments.selectors import ServingArm, serving_config
 from recommender.vector_search import (
     NEIGHBOURS_SELECT,
@@ -30,61 +31,65 @@ from recommender.vector_search import (
 
 
 class NoArmAvailableError(LookupError):
-    """Nothing to serve: no experiment runs and no model is active for the baseline arm."""
+    """Nothing to serve: no experiment holds the user and the placement has no default model (nor a baseline)."""
+
+
+class UnknownPlacementError(ValueError):
+    """The request names a placement the platform does not have (the API's 400)."""
 
 
 @dataclass(frozen=True)
 class Recommendation:
     request_id: uuid.UUID
-    experiment_id: int | None  # None: no experiment runs, or the user is outside its traffic fraction
+    experiment_id: int | None  # None: no experiment of the placement holds the user's bucket
     experiment_name: str | None
     variant: str | None
     model_id: int
     model: str
     items: list[Neighbour]
     recorded: bool  # impressions went to the outbox (the user is in the analysis)
+    placement: str = DEFAULT_PLACEMENT
 
 
 def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
-              record: bool = True) -> Recommendation:
-    """The user's arm -> KNN around the seed -> one impression per item shown (when in the experiment).
+              record: bool = True, placement: str = DEFAULT_PLACEMENT) -> Recommendation:
+    """The user's arm on the placement -> KNN around the seed -> the page shown (when in an experiment).
 
     ``record=False`` (an HTTP HEAD: nothing is shown to anybody) computes the same answer and writes nothing."""
     config = serving_config()
-    experiment = config.experiment
-    variant = None
-    if experiment is not None:
-        assigned = assign_variant(experiment.salt, user_id, experiment.arms, experiment.traffic_fraction)
-        serving_variant = experiment.variants[assigned.variant_key]
-        arm: ServingArm = serving_variant.arm
-        if assigned.in_experiment and record:
-            variant = serving_variant
-    elif config.fallback is not None:
-        arm = config.fallback
-    else:
-        raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
+    layer = config.placements.get(placement)
+    if layer is None:
+        raise UnknownPlacementError(
+            f"unknown placement {placement!r}; choose one of {', '.join(sorted(config.placements)) or '(none)'}")
+    assigned = layer.assign(user_id)
+    arm: ServingArm | None = assigned.arm
+    if arm is None:
+        raise NoArmAvailableError(f"placement {placement!r} has no default model, no embedding model is active for "
+                                  "the baseline arm, and no experiment holds this user")
+    experiment = assigned.experiment
+    variant = assigned.variant if record else None
     request_id = new_request_id()
     if variant is None:
         items = nearest_to_track(arm, seed_track_id, k, exclude)
     else:
         items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id, experiment.experiment_id,
-                                  variant.variant_id, user_id)
+                                  variant.variant_id, user_id, placement)
     return Recommendation(
         request_id=request_id,
         experiment_id=experiment.experiment_id if variant is not None else None,
         experiment_name=experiment.name if variant is not None else None,
         variant=variant.key if variant is not None else None,
-        model_id=arm.model_id, model=arm.label, items=items, recorded=variant is not None,
+        model_id=arm.model_id, model=arm.label, items=items, recorded=variant is not None, placement=placement,
     )
 
 
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
-                      experiment_id: int, variant_id: int, user_id: str) -> list[Neighbour]:
+                      experiment_id: int, variant_id: int, user_id: str, placement: str) -> list[Neighbour]:
     """The KNN and the outbox row of what was shown, in ONE statement (one round trip, its own transaction)."""
     params = knn_params(seed_track_id, exclude)
     params.update({
         "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
-        "user_id": user_id, "now": timezone.now(),
+        "user_id": user_id, "placement": placement, "now": timezone.now(),
     })
     with server_bound_cursor() as cursor:
         cursor.execute(knn_ctes(arm, k) + RECORD_RECOMMENDATION_CTE + NEIGHBOURS_SELECT, params)

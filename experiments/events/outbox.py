@@ -63,8 +63,8 @@ def outbox_copy_text(limit: int, after_id: int = 0) -> tuple[str, int]:
 RECORD_RECOMMENDATION_CTE = (
     f", shown AS (INSERT INTO {PAGE} (request_id, experiment_id, variant_id, user_key, placement, created_at, "
     f"track_ids, scores) "
-    f"SELECT %(request)s::uuid, %(experiment)s::bigint, %(variant)s::bigint, %(user_key)s::bigint, 'track_page', "
-    f"%(now)s::timestamptz, array_agg(track_id ORDER BY distance, track_id), "
+    f"SELECT %(request)s::uuid, %(experiment)s::bigint, %(variant)s::bigint, %(user_key)s::bigint, "
+    f"%(placement)s::text, "    f"%(now)s::timestamptz, array_agg(track_id ORDER BY distance, track_id), "
     f"array_agg(1 - distance ORDER BY distance, track_id) "
     f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0 RETURNING request_id), "
     f"recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "

@@ -13,6 +13,7 @@ from experiments.assignment import ArmSpec, assign_variant, user_key
 from experiments.events.ids import click_event_id, impression_event_id, new_request_id
 from experiments.events.ingest import drain_outbox
 from experiments.models import EventOutbox, Impression, Page
+from experiments.selectors import serving_config
 from experiments.services import experiment_pause
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
 
@@ -180,12 +181,15 @@ def test_paused_experiment_falls_back_to_the_baseline(client, world):
     assert EventOutbox.objects.count() == 0
 
 
-def test_users_outside_the_traffic_fraction_get_the_control_and_are_not_recorded(client, db):
-    world = build_world(traffic_fraction=0.0)
-    for i in range(20):
-        body = get(client, world, user=f"out{i}", seed_track=world.tracks[0].pk, k=3).json()
+def test_users_outside_the_experiments_buckets_get_the_default_and_are_not_recorded(client, db):
+    world = build_world(traffic_fraction=0.01)
+    placement = serving_config().placements["track_page"]
+    outside = [f"out{i}" for i in range(400) if placement.assign(f"out{i}").experiment is None][:20]
+    assert len(outside) == 20
+    for user in outside:
+        body = get(client, world, user=user, seed_track=world.tracks[0].pk, k=3).json()
         assert body["experiment"] is None and body["variant"] is None
-        assert body["model_id"] == world.baseline.pk  # the control arm
+        assert body["model_id"] == world.baseline.pk  # the placement's default (here: the active baseline arm)
     assert EventOutbox.objects.count() == 0
 
 

@@ -24,14 +24,15 @@ from experiments.simulation.runner import DROP_AFTER_FIRST_REQUEST, DROP_BEFORE_
 
 
 def arm_oracle(experiment_id: int | None):
-    """``user_id -> variant key`` for the running experiment, from its salt (harness knowledge).
+    """``user_id -> variant key`` for the running experiment, from the serving configuration (harness knowledge).
 
     Only the ``before_first_request`` drop needs it: a player cannot learn its arm without a
     request, and every request is logged, so losing users *before* the platform sees them (the
-    SRM a broken redirect causes) needs the assignment computed on this side.
+    SRM a broken redirect causes) needs the assignment computed on this side. Users outside the
+    experiment (another experiment's or the default's) map to ``None``.
     """
-    from experiments.assignment import ArmSpec, assign_variant
     from experiments.models import Experiment
+    from experiments.selectors import clear_serving_cache, serving_config
 
     experiments = Experiment.objects.filter(status=Experiment.Status.RUNNING)
     if experiment_id is not None:
@@ -39,11 +40,13 @@ def arm_oracle(experiment_id: int | None):
     experiment = experiments.order_by("-started_at", "-pk").first()
     if experiment is None:
         raise CommandError("no running experiment to drop users from (pass --experiment ID)")
-    arms = [ArmSpec(v.key, v.weight, v.is_control) for v in experiment.variants.order_by("pk")]
-    salt, fraction = experiment.salt, experiment.traffic_fraction
+    clear_serving_cache()
+    layer = serving_config().placements[experiment.placement_id]
 
-    def arm_of(user_id: str) -> str:
-        return assign_variant(salt, user_id, arms, fraction).variant_key
+    def arm_of(user_id: str) -> str | None:
+        assigned = layer.assign(user_id)
+        return assigned.variant.key if assigned.experiment and assigned.experiment.experiment_id == experiment.pk \
+            else None
 
     return arm_of
 
