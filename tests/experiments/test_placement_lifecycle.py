@@ -1,0 +1,118 @@
+"""Holdouts, shipping the winner, scheduled start/stop (service and the real worker's clock), admin refusal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from experiments.models import Experiment, Launch, Placement
+from experiments.selectors import clear_serving_cache, serving_config
+from experiments.services import (
+    ExperimentError,
+    VariantSpec,
+    experiment_create,
+    experiment_schedules_apply,
+    experiment_ship,
+    experiment_start,
+    experiment_stop,
+    holdout_start,
+    layer_free_buckets,
+)
+from tests.experiments.serving_fixtures import build_world
+
+CHANGELIST = "/admin/experiments/experiment/"
+USERS = [f"listener-{i}" for i in range(3000)]
+
+
+@pytest.fixture
+def world(db):
+    return build_world(start_experiment=False)
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("boss", password="x" * 12, is_staff=True,
+                                                             is_superuser=True))
+    return client
+
+
+def ab(world, name, share, **kwargs):
+    return experiment_create(name=name, traffic_fraction=share, variants=[
+        VariantSpec("control", world.baseline.pk, 50, True), VariantSpec("treatment", world.treatment.pk, 50)],
+        **kwargs)
+
+
+def served(user: str, placement: str = "track_page"):
+    assigned = serving_config().placements[placement].assign(user)
+    return assigned.arm.model_id, assigned.experiment.experiment_id if assigned.experiment else None, \
+        assigned.variant.key if assigned.variant else None
+
+
+def test_the_holdout_keeps_its_users_on_the_old_default_whatever_ships(world):
+    holdout = holdout_start(placement="track_page", share=0.05)
+    assert (holdout.kind, holdout.status, layer_free_buckets("track_page")) == ("holdout", "running", 9000)
+    experiment = experiment_start(experiment=ab(world, "text wins", 0.9))  # the rest of the layer
+    clear_serving_cache()
+    before = {u: served(u) for u in USERS}
+    held = [u for u, (_, e, v) in before.items() if e == holdout.pk and v == "holdout"]
+    launched = [u for u, (_, e, v) in before.items() if e == holdout.pk and v == "launched"]
+    assert 100 < len(held) < 200 and 100 < len(launched) < 200  # 5 % each
+    assert all(before[u][0] == world.baseline.pk for u in held + launched)
+
+    experiment_stop(experiment=experiment)
+    launch = experiment_ship(experiment=experiment, variant_key="treatment", by="boss", verdict="treatment wins")
+    assert (launch.model_id, launch.previous_model_id, launch.experiment_id) == (world.treatment.pk,
+                                                                               world.baseline.pk, experiment.pk)
+    assert Placement.objects.get(key="track_page").default_model_id == world.treatment.pk
+    clear_serving_cache()
+    after = {u: served(u) for u in USERS}
+    assert all(after[u] == (world.baseline.pk, holdout.pk, "holdout") for u in held)  # still the old model
+    assert all(after[u] == (world.treatment.pk, holdout.pk, "launched") for u in launched)  # what shipped
+    others = [u for u, (_, e, _) in after.items() if e is None]
+    assert others and all(after[u][0] == world.treatment.pk for u in others)
+    with pytest.raises(ExperimentError, match="already has a holdout"):
+        holdout_start(placement="track_page", share=0.02)
+
+
+def test_shipping_needs_a_stopped_experiment_and_a_real_variant(world):
+    experiment = experiment_start(experiment=ab(world, "running", 0.5))
+    with pytest.raises(ExperimentError, match="only a stopped experiment ships"):
+        experiment_ship(experiment=experiment, variant_key="treatment")
+    experiment_stop(experiment=experiment)
+    with pytest.raises(ExperimentError, match="has no variant 'nope'"):
+        experiment_ship(experiment=experiment, variant_key="nope")
+    assert not Launch.objects.exists()
+
+
+def test_scheduled_starts_and_stops_are_applied_when_due(world):
+    now = timezone.now()
+    due = ab(world, "due", 0.3, scheduled_start_at=now - timedelta(minutes=1),
+             scheduled_stop_at=now + timedelta(hours=1))
+    later = ab(world, "later", 0.3, scheduled_start_at=now + timedelta(hours=1))
+    done = experiment_schedules_apply(now=now)
+    assert done == [f"started 'due' (scheduled {due.scheduled_start_at:%Y-%m-%d %H:%M})"]
+    assert Experiment.objects.get(pk=later.pk).status == "draft"
+    experiment_schedules_apply(now=now + timedelta(hours=2))
+    due.refresh_from_db()
+    later.refresh_from_db()
+    assert due.status == "stopped" and later.status == "running"
+    assert layer_free_buckets("track_page") == 7000  # the stopped one's buckets came back
+
+
+def test_the_admin_refuses_an_over_allocation_and_shows_shares(staff_client, world):
+    experiment_start(experiment=ab(world, "big", 0.7))
+    data = {"name": "too big", "placement": "track_page", "traffic_fraction": "0.4", "salt": "s",
+            "variants-TOTAL_FORMS": "0", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
+            "variants-MAX_NUM_FORMS": "1000"}
+    response = staff_client.post(CHANGELIST + "add/", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "placement &#x27;track_page&#x27; has 30.00% (3000 buckets) free; this experiment asks for 40.00% " \
+           "(4000 buckets)" in page
+    assert not Experiment.objects.filter(name="too big").exists()
+    listing = staff_client.get(CHANGELIST).content.decode()
+    assert "70.00% (7000 buckets)" in listing and "0-6999" in listing
+    placements = staff_client.get("/admin/experiments/placement/").content.decode()
+    assert "30.00% (3000 buckets)" in placements and "big (experiment, running, 70%)" in placements
