@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from experiments.assignment import ArmSpec, variant_for_bucket
+from experiments.assignment import BUCKETS, ArmSpec, variant_for_bucket
 from experiments.assignment import bucket as hash_bucket
 from experiments.layers import FREE, BucketRange, layer_bucket, owner_table
 from experiments.models import DEFAULT_PLACEMENT, BucketAllocation, Experiment, Placement, Variant
@@ -144,6 +144,30 @@ def clear_serving_cache() -> None:
     global _config
     _config = None
     track_titles.clear()
+
+
+@dataclass(frozen=True)
+class PlacementLayer:
+    """A placement as the experiments list shows it: its default, its free share, what holds the rest."""
+
+    key: str
+    default_model: str  # "name vN", or "the baseline arm"
+    free_share: float
+    experiments: dict[int, tuple[str, float]]  # experiment id -> (kind, share) of those holding buckets now
+
+
+def placement_layers() -> list[PlacementLayer]:
+    """Every placement's layer in three queries (placements, held buckets, experiments), whatever their number."""
+    held: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for placement, experiment_id, start, end in BucketAllocation.objects.filter(released_at__isnull=True).values_list(
+            "placement_id", "experiment_id", "start", "end"):
+        held[placement][experiment_id] += end - start
+    kinds = dict(Experiment.objects.filter(pk__in=[e for h in held.values() for e in h]).values_list("pk", "kind"))
+    return [PlacementLayer(
+        key=p.key, default_model=str(p.default_model) if p.default_model else "the baseline arm",
+        free_share=1 - sum(held[p.key].values()) / BUCKETS,
+        experiments={e: (kinds.get(e, ""), n / BUCKETS) for e, n in held[p.key].items()})
+        for p in Placement.objects.select_related("default_model")]
 
 
 def model_placements(model_ids) -> dict[int, list[str]]:

@@ -116,3 +116,57 @@ def test_the_admin_refuses_an_over_allocation_and_shows_shares(staff_client, wor
     assert "70.00% (7000 buckets)" in listing and "0-6999" in listing
     placements = staff_client.get("/admin/experiments/placement/").content.decode()
     assert "30.00% (3000 buckets)" in placements and "big (experiment, running, 70%)" in placements
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_schedule_clock_starts_and_stops_experiments_on_time(monkeypatch):
+    """A real ``celery worker`` (its schedule clock ticking every 0.5 s) starts a draft when its time comes and
+    stops it at its stop time; nothing else touches it."""
+    import uuid
+
+    from django.conf import settings
+
+    from tests.experiments.events_fixtures import start_events_worker, stop_worker, wait_until
+
+    world = build_world(start_experiment=False)
+    now = timezone.now()
+    experiment = ab(world, "on a timer", 0.2, scheduled_start_at=now + timedelta(seconds=3),
+                    scheduled_stop_at=now + timedelta(seconds=9))
+    monkeypatch.setenv("EXPERIMENTS_SCHEDULE_POLL_S", "0.5")
+    worker = start_events_worker(f"test-clock-{uuid.uuid4().hex[:8]}", settings.DATABASES["default"]["NAME"])
+    try:
+        def status() -> str:
+            return Experiment.objects.get(pk=experiment.pk).status
+
+        wait_until(lambda: status() == "running", 60, "the scheduled start")
+        started = Experiment.objects.get(pk=experiment.pk).started_at
+        assert started >= experiment.scheduled_start_at
+        wait_until(lambda: status() == "stopped", 30, "the scheduled stop")
+        assert Experiment.objects.get(pk=experiment.pk).stopped_at >= experiment.scheduled_stop_at
+        assert layer_free_buckets("track_page") == 10_000
+    finally:
+        stop_worker(worker)
+
+
+def test_the_list_page_groups_running_experiments_by_placement_at_a_fixed_cost(staff_client, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from experiments.services import placement_create
+
+    placement_create(key="autoplay", default_model=world.treatment)
+    experiment_start(experiment=ab(world, "aa", 0.25))
+    staff_client.get("/experiments/")
+    with CaptureQueriesContext(connection) as one:
+        staff_client.get("/experiments/")
+    experiment_start(experiment=ab(world, "ab", 0.25))
+    experiment_start(experiment=ab(world, "on autoplay", 0.4, placement="autoplay"))
+    holdout_start(placement="autoplay", share=0.05)
+    with CaptureQueriesContext(connection) as four:
+        page = staff_client.get("/experiments/").content.decode()
+    assert len(four) == len(one)  # no query per experiment or per placement
+    autoplay, track_page = page.split('<h2 data-placement="track_page">')  # placements in key order
+    assert track_page.count('data-field="share">25.00%') == 2 and '<span data-field="free">50.00%' in track_page
+    assert "on autoplay" in autoplay and '<span data-field="free">50.00%' in autoplay
+    assert 'data-field="share">10.00%' in autoplay  # the holdout: 5 % held + 5 % measured
+    assert f"Default model: {world.treatment}" in autoplay

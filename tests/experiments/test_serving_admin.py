@@ -108,7 +108,8 @@ def _inline_post(experiment: Experiment, variants: list[Variant], weight_overrid
 
 def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world):
     data = {
-        "name": "from-admin", "hypothesis": "text arm wins", "traffic_fraction": "0.5", "salt": "abc",
+        "name": "from-admin", "hypothesis": "text arm wins", "placement": "track_page", "traffic_fraction": "0.5",
+        "salt": "abc",
         "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
         "variants-MAX_NUM_FORMS": "1000",
         "variants-0-key": "control", "variants-0-name": "Control", "variants-0-embedding_model": world.baseline.pk,
