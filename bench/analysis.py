@@ -3,6 +3,7 @@
     .venv/bin/python bench/analysis.py                 # load once (kept), then time 7 runs
     .venv/bin/python bench/analysis.py --reload        # rebuild the data set
     .venv/bin/python bench/analysis.py --users 100000  # a smaller one
+    .venv/bin/python bench/analysis.py --core          # the statistics core alone, no database (issue 24)
 
 The data set lives in its own database (``bench_analysis``) so it never touches the
 platform's or a test's: one experiment, two arms, 1M users with 10M impressions in
@@ -10,6 +11,12 @@ UserAggregate (written straight by SQL ``generate_series``, the shape the worker
 users differ in propensity and in how many impressions they see), 14 days of
 VariantDailyMoments and 10 positions of PositionRollup. Raw events are not generated: the
 analysis never reads them.
+
+``--core`` times the pure statistics core on synthetic per-user arrays, with no database: 1M users /
+~10M impressions, every listening metric (winsorised), CUPED on each, the group-sequential test over 14
+daily looks, the always-valid test and the ship decision, i.e. ``report.analyse`` with ``user_columns``
+and a planned size, JSON included. It prints every run; the first run also computes the GST boundaries
+(cached per design and looks, as in a serving process).
 """
 
 from __future__ import annotations
@@ -139,6 +146,85 @@ def cpu_per_analysis(experiment_id: int, runs: int) -> tuple[float, float]:
             cursor.execute("RESET max_parallel_workers_per_gather")
 
 
+def synthetic_core_input(users: int, mean_impressions: float, lift: float, seed: int = 24):
+    """Per-user arrays of two arms (post and 14-day pre period, the listening columns) and the aggregate rows
+    that today's queries would return for them (frequency table, 14 days of cumulative moments)."""
+    from datetime import date, timedelta
+
+    import numpy as np
+
+    from experiments.stats.aggregates import AggregateRows, ArmSpec, ExperimentInfo
+    from experiments.stats.metrics import UserColumns
+
+    rng = np.random.default_rng(seed)
+    arms = [ArmSpec(1, "a", "A", 50.0, True), ArmSpec(2, "b", "B", 50.0, False)]
+    columns, frequencies, daily = {}, [], []
+    day0 = date(2026, 11, 21)
+    for arm in arms:
+        n = users // 2
+        activity = rng.lognormal(np.log(mean_impressions - 1) - 0.5, 1.0, n)
+        p = rng.beta(0.8, 7.2, n)  # the user's own propensity: the treatment acts after exposure only
+        fit = rng.beta(4.0, 2.0, n)
+
+        def period(imps, p=p, fit=fit):
+            clicks = rng.binomial(imps, np.minimum(p, 1.0))
+            long = rng.binomial(clicks, fit)
+            seconds = 30 * long + rng.gamma(np.maximum(long, 1e-9) * 2, 60) * (long > 0) + 12 * (clicks - long)
+            return imps, clicks, clicks, long, seconds, clicks - long
+
+        post = period(1 + rng.poisson(activity), p * (1 + (0.0 if arm.is_control else lift)))
+        pre = period((1 + rng.poisson(activity)) * (rng.random(n) < 0.8))
+        names = ("impressions", "clicks", "plays", "long_listens", "listened_seconds", "short_plays")
+        columns[arm.id] = UserColumns(**dict(zip(names, post, strict=True)),
+                                      **{f"pre_{k}": v for k, v in zip(names, pre, strict=True)})
+        imps, clicks = post[0], post[1]
+        pairs, counts = np.unique(np.stack([imps, clicks], axis=1), axis=0, return_counts=True)
+        frequencies += [(arm.id, int(i), int(c), int(w)) for (i, c), w in zip(pairs, counts, strict=True)]
+        arrival = rng.integers(0, DAYS, n)
+        for k in range(DAYS):
+            seen = arrival <= k
+            i, c = imps[seen].astype(float), clicks[seen].astype(float)
+            daily.append((arm.id, day0 + timedelta(days=k), int(seen.sum()), c.sum(), i.sum(), (c * c).sum(),
+                          (i * i).sum(), (i * c).sum()))
+    daily.sort(key=lambda row: row[1])
+    info = ExperimentInfo(1, "bench-core", "", "running", None, None, "2026-12-05T00:00:00+00:00")
+    rows = AggregateRows(frequencies, daily, [], user_columns=columns)
+    impressions = int(sum(c.impressions.sum() for c in columns.values()))
+    return info, arms, rows, impressions
+
+
+def core_benchmark(users: int, mean_impressions: float, lift: float, runs: int) -> None:
+    """Time ``report.analyse`` with every metric, CUPED, the GST and the decision, on in-memory arrays."""
+    from experiments.stats.metric_analysis import ExperimentPlan
+    from experiments.stats.report import analyse
+
+    info, arms, rows, impressions = synthetic_core_input(users, mean_impressions, lift)
+    plan = ExperimentPlan(planned_users=users)
+    print(f"core: {users:,} users, {impressions:,} impressions, {len(rows.user_counts):,} frequency rows, "
+          f"{len(rows.daily) // 2} days (load average {os.getloadavg()[0]:.1f})")
+    timings, cpu = [], []
+    for run in range(runs):
+        started, cpu0 = time.perf_counter(), time.process_time()
+        results = analyse(info, arms, rows, plan=plan)
+        results.to_dict()
+        timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu0)
+        print(f"  run {run + 1}: {timings[-1] * 1000:.0f} ms wall, {cpu[-1] * 1000:.0f} ms CPU"
+              f"{' (GST boundaries computed)' if run == 0 else ''}")
+    warm = timings[1:] or timings
+    print(f"core analysis: median {statistics.median(warm) * 1000:.0f} ms wall, "
+          f"{statistics.median(cpu[1:] or cpu) * 1000:.0f} ms CPU over runs 2-{runs}; first {timings[0] * 1000:.0f} ms "
+          f"wall, {cpu[0] * 1000:.0f} ms CPU (load average now {os.getloadavg()[0]:.1f})")
+    for c in results.metric_comparisons:
+        print(f"  {c.metric:18s} raw {c.raw.effect:+.4f} +- {c.raw.standard_error:.4f}  CUPED {c.cuped.effect:+.4f} "
+              f"+- {c.cuped.standard_error:.4f}  variance reduction {c.variance_reduction:.1%}")
+    for d in results.decisions:
+        print(f"  decision ({d.test}): {d.text}")
+    target = 0.5
+    print(f"target <= {target} s: {'met' if statistics.median(warm) <= target else 'MISSED'} "
+          f"(first run {'met' if timings[0] <= target else 'MISSED'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -146,7 +232,11 @@ def main() -> None:
     parser.add_argument("--lift", type=float, default=0.02, help="true relative CTR lift of arm B")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--core", action="store_true", help="time the statistics core alone (no database)")
     args = parser.parse_args()
+    if args.core:
+        core_benchmark(args.users, args.mean_impressions, args.lift, args.runs)
+        return
 
     ensure_database()
     import django

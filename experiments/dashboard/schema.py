@@ -134,6 +134,52 @@ class AnalysisConfigSerializer(serializers.Serializer):
     target_effect = serializers.FloatField()
 
 
+class MetricSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    direction = serializers.ChoiceField(choices=["higher_is_better", "lower_is_better"])
+    role = serializers.ChoiceField(choices=["success", "guardrail", "secondary"])
+    margin = serializers.FloatField(help_text="Guardrails: the relative lift in the worse direction still "
+                                              "acceptable (non-inferiority margin); 0 otherwise")
+    winsor_percentile = _number("Per-user numerators capped at this pooled percentile; null: not capped")
+    cap = _number()
+    users_capped = serializers.IntegerField(min_value=0)
+    pre_cap = _number("The cap on the pre-period numerator; null without pre-period data")
+    values = serializers.DictField(child=serializers.FloatField(allow_null=True), help_text="By variant key")
+
+
+class MetricComparisonSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    key = serializers.CharField(help_text="The treatment arm compared with the control")
+    raw = EstimateSerializer(help_text="Relative lift, delta method, fixed horizon")
+    cuped = EstimateSerializer(help_text="Relative lift adjusted by pre-period data (CUPED for ratio metrics)")
+    variance_reduction = _number()
+    theta = _numbers("CUPED coefficients: on the pre-period ratio, on the has-pre indicator")
+    users_with_pre = serializers.IntegerField(min_value=0)
+
+
+class GroupSequentialSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    metric = serializers.CharField()
+    max_users = serializers.FloatField(help_text="Planned maximum, both arms")
+    spending = serializers.ChoiceField(choices=["obrien_fleming", "power"])
+    information = _numbers("Users / max_users at each look")
+    z = _numbers()
+    boundary = _numbers("Two-sided: |z| >= boundary rejects")
+    crossed_at = serializers.IntegerField(allow_null=True)
+    significant = serializers.BooleanField()
+    finished = serializers.BooleanField()
+
+
+class DecisionSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    decision = serializers.ChoiceField(choices=["ship", "worse", "guardrail", "not_better", "not_enough_data"])
+    ship = serializers.BooleanField()
+    text = serializers.CharField()
+    blocking = serializers.ListField(child=serializers.CharField())
+    test = serializers.ChoiceField(choices=["group_sequential", "always_valid"])
+
+
 class ExperimentResultsSerializer(serializers.Serializer):
     experiment_id = serializers.IntegerField()
     name = serializers.CharField()
@@ -155,3 +201,8 @@ class ExperimentResultsSerializer(serializers.Serializer):
     config = AnalysisConfigSerializer()
     computed_at = serializers.DateTimeField()
     analysis_seconds = serializers.FloatField(min_value=0)
+    # Present only when the analysis had per-user listening columns (issue 24).
+    metrics = MetricSerializer(many=True, required=False)
+    metric_comparisons = MetricComparisonSerializer(many=True, required=False)
+    group_sequential = GroupSequentialSerializer(many=True, required=False)
+    decisions = DecisionSerializer(many=True, required=False)

@@ -6,7 +6,10 @@ inputs: rows to sufficient statistics), ``statistics`` (the sufficient statistic
 (delta-method and naive tests), ``sequential`` (always-valid p-values / confidence sequences),
 ``srm``, ``multiple`` (Holm), ``power`` (MDE, days to decision), ``bayesian`` (chance to win),
 ``comparisons`` (every test of every treatment), ``verdict`` (the decision and its words),
-``results`` (the report's types, JSON and CSV), ``report`` (the entry point).
+``results`` (the report's types, JSON and CSV), ``report`` (the entry point). Issue 24: ``metrics``
+(the registry of ratio metrics, per-user columns, winsorisation), ``cuped`` (CUPED for ratio metrics),
+``group_sequential`` (Lan-DeMets boundaries), ``decision`` (the risk-aware ship rule and its words),
+``metric_analysis`` (all of them for one experiment, called by ``report.analyse``).
 """
 
 from experiments.stats.statistics import ProportionStatistic, RatioStatistic, SampleMeanStatistic

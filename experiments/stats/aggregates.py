@@ -8,12 +8,13 @@ database in sight, and can be tested on hand-made rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 
+from experiments.stats.metrics import UserColumns
 from experiments.stats.statistics import RatioStatistic
 
 HISTOGRAM_BINS = 20
@@ -59,6 +60,9 @@ class AggregateRows:
     # (arm id, position, impressions, clicks), ordered by position.
     positions: Sequence[Sequence[int]] = ()
     until: date | None = None  # run the daily series to this day (today, for a running experiment)
+    # Per arm id, every user's listening and pre-period columns (metrics.UserColumns). Given, the report adds
+    # every metric raw and CUPED, the group-sequential test and the ship decision; None: today's CTR report.
+    user_columns: Mapping[int, UserColumns] | None = None
 
 
 def user_statistics(user_counts: Sequence[Sequence[int]], arm_ids: Sequence[int]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from experiments.stats.group_sequential import Spending, inflation_factor
 from experiments.stats.sequential import confidence_sequence_half_width
 
 
@@ -100,3 +101,20 @@ def power_analysis(variance_now: float, n_now: float, new_users_per_day: float,
         power_at_target=power_at(config.target_effect, variance_now, config.alpha),
         target_effect=config.target_effect, users_needed=needed, days_to_decision=days,
         new_users_per_day=new_users_per_day)
+
+
+def group_sequential_max_users(variance_now: float, n_now: float, target_effect: float, alpha: float = 0.05,
+                               power: float = 0.8, looks: int = 14,
+                               spending: Spending = Spending.OBRIEN_FLEMING) -> float:
+    """The maximum users (both arms) to fix at the start of a group-sequential experiment read at ``looks``
+    equally spaced looks: the fixed-horizon users for a two-sided test of ``target_effect``,
+
+        n_fixed = (z_{1-alpha/2} + z_power)^2 V_now n_now / target^2     (V shrinks like 1/n),
+
+    times the design's inflation factor (group_sequential.inflation_factor: ~1.04 for 14 O'Brien-Fleming looks).
+    ``variance_now`` at ``n_now`` users: a pilot's, an A/A's or a similar experiment's variance of the lift.
+    """
+    if not (variance_now > 0 and n_now > 0 and target_effect > 0):
+        raise ValueError("need a positive variance, users and target effect")
+    fixed = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) ** 2 * variance_now * n_now / target_effect**2
+    return float(fixed * inflation_factor(looks, alpha, power, spending))

@@ -38,6 +38,7 @@ from experiments.stats.comparisons import (
     srm_of,
 )
 from experiments.stats.frequentist import normal_test
+from experiments.stats.metric_analysis import DEFAULT_PLAN, ExperimentPlan, analyse_metrics
 from experiments.stats.results import (
     ComparisonOut,
     Estimate,
@@ -137,9 +138,16 @@ def _series(days: list[date], daily: dict[int, RatioStatistic], specs: list[ArmS
     return series, lift_series
 
 
+FINISHED = ("stopped", "archived")  # statuses after which no more data comes: the last look spends all alpha
+
+
 def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
-            config: AnalysisConfig = DEFAULT_CONFIG) -> ExperimentResults:
-    """The whole report of one experiment. A ValueError when there is no control arm."""
+            config: AnalysisConfig = DEFAULT_CONFIG, plan: ExperimentPlan = DEFAULT_PLAN) -> ExperimentResults:
+    """The whole report of one experiment. A ValueError when there is no control arm.
+
+    With per-user columns (``rows.user_columns``) it adds every metric of ``plan`` raw and CUPED, the
+    group-sequential test when the plan has a planned size, and the ship decision (metric_analysis.py).
+    """
     specs = _ordered(arms, info.experiment_id)
     ids = [s.id for s in specs]
     totals, histograms = user_statistics(rows.user_counts, ids)
@@ -148,6 +156,18 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
     series, lift_series = _series(days, daily, specs, decision, config.alpha)
     verdicts = {v.key: v for v in decision.verdict.arms}
     srm = decision.srm
+    extra = {}
+    if rows.user_columns:
+        daily_users = None
+        if daily:
+            per_arm = np.array([np.asarray(daily[s.id].n) for s in specs if s.id in daily])
+            # A day with fewer than min_users in an arm is no look (the normal approximation is poor there).
+            daily_users = np.where(per_arm.min(axis=0) >= config.min_users, per_arm.sum(axis=0), 0.0)
+        extra_analysis = analyse_metrics([(s.id, s.key, s.is_control) for s in specs], rows.user_columns,
+                                         daily_users, daily, plan, config.alpha, config.n_star,
+                                         final=info.status in FINISHED, min_users=config.min_users)
+        extra = dict(metrics=extra_analysis.metrics, metric_comparisons=extra_analysis.comparisons,
+                     group_sequential=extra_analysis.group_sequential, decisions=extra_analysis.decisions)
     return ExperimentResults(
         experiment_id=info.experiment_id, name=info.name, hypothesis=info.hypothesis, status=info.status,
         started_at=info.started_at, age_days=info.age_days,
@@ -167,6 +187,7 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
         config={"alpha": config.alpha, "n_star": config.n_star, "power": config.power,
                 "target_effect": config.target_effect},
         computed_at=info.computed_at,
+        **extra,
     )
 
 

@@ -123,6 +123,67 @@ class Srm:
 
 
 @dataclass(frozen=True)
+class MetricOut:
+    """One metric of the registry as this experiment uses it, with its winsorisation (pooled over the arms)."""
+
+    key: str
+    label: str
+    direction: str  # metrics.Direction
+    role: str  # decision.Role: success, guardrail, secondary
+    margin: float  # guardrails' non-inferiority margin (relative lift in the worse direction); 0 otherwise
+    winsor_percentile: float | None  # per-user numerators capped at this pooled percentile (None: off)
+    cap: float | None  # the cap it gave on the post-period numerator
+    users_capped: int
+    pre_cap: float | None  # the cap on the pre-period numerator (None without pre data)
+    values: dict[str, float | None]  # arm key -> the metric's (winsorised) value
+
+
+@dataclass(frozen=True)
+class MetricComparisonOut:
+    """One metric, one treatment against control: relative lift raw and CUPED-adjusted (fixed horizon)."""
+
+    metric: str
+    key: str  # the treatment arm
+    raw: Estimate
+    cuped: Estimate  # equals raw when no user has pre-period data
+    variance_reduction: float | None  # 1 - Var(cuped) / Var(raw)
+    theta: list[float]  # CUPED coefficients: on the pre-period ratio, on the has-pre indicator
+    users_with_pre: int  # both arms
+
+
+@dataclass(frozen=True)
+class GroupSequentialOut:
+    """The group-sequential test of one treatment's CTR over the daily looks: z path and two-sided boundary."""
+
+    key: str
+    metric: str
+    max_users: float  # planned, both arms
+    spending: str
+    information: list[float]  # users / max_users at each look
+    z: list[float | None]
+    boundary: list[float | None]  # |z| >= boundary rejects
+    crossed_at: int | None  # index of the first look that crossed
+    significant: bool
+    finished: bool  # all alpha spent (planned size reached or experiment stopped)
+
+
+@dataclass(frozen=True)
+class DecisionOut:
+    """The risk-aware ship decision for one treatment (decision.py), in words."""
+
+    key: str
+    decision: str  # decision.Decision: ship, worse, guardrail, not_better, not_enough_data
+    ship: bool
+    text: str
+    blocking: list[str]  # metric keys that block
+    test: str  # "group_sequential" (planned size) or "always_valid"
+
+
+# Keys present only when the per-user listening columns were given: without them the JSON is today's.
+OPTIONAL_KEYS = ("metrics", "metric_comparisons", "group_sequential", "decisions")
+
+
+@dataclass(frozen=True)
 class ExperimentResults:
     experiment_id: int
     name: str
@@ -146,10 +207,18 @@ class ExperimentResults:
     config: dict[str, float]
     computed_at: str
     analysis_seconds: float = field(default=0.0)
+    metrics: list[MetricOut] | None = None
+    metric_comparisons: list[MetricComparisonOut] | None = None
+    group_sequential: list[GroupSequentialOut] | None = None
+    decisions: list[DecisionOut] | None = None
 
     def to_dict(self) -> dict:
-        """JSON-safe: nan and inf become None."""
-        return json_safe(asdict(self))
+        """JSON-safe: nan and inf become None. The listening metrics' keys appear only when computed."""
+        data = json_safe(asdict(self))
+        for key in OPTIONAL_KEYS:
+            if data[key] is None:
+                del data[key]
+        return data
 
     def to_rows(self) -> list[list]:
         """The variant table as CSV rows (header first)."""

@@ -16,7 +16,7 @@ user reduce exactly to the textbook Wald two-proportion test.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Union
+from typing import ClassVar, Union
 
 import numpy as np
 
@@ -103,7 +103,11 @@ class RatioStatistic(_Additive):
     """A ratio metric sum(m) / sum(d) over n units, e.g. CTR = clicks / impressions with the user as unit.
 
     Per user i: m_i = clicks, d_i = impressions. The six sums are all the delta method needs.
+    A rate like CTR cannot have more events than chances (sum_m <= sum_d); ``MeanRatioStatistic`` drops
+    that check for ratios such as listened seconds per click.
     """
+
+    numerator_within_denominator: ClassVar[bool] = True
 
     n: Number
     sum_m: Number
@@ -118,8 +122,9 @@ class RatioStatistic(_Additive):
         _require(np.asarray(self.n) >= 0, "n must be >= 0")
         for name in ("sum_m", "sum_d", "sum_m2", "sum_d2"):
             _require(np.asarray(getattr(self, name)) >= 0, f"{name} must be >= 0")
-        _require(np.asarray(self.sum_m) <= np.asarray(self.sum_d) * (1 + 1e-12),
-                 "sum_m > sum_d: more clicks than impressions")
+        if self.numerator_within_denominator:
+            _require(np.asarray(self.sum_m) <= np.asarray(self.sum_d) * (1 + 1e-12),
+                     "sum_m > sum_d: more clicks than impressions")
         _require(np.asarray(self.sum_md) ** 2 <= np.asarray(self.sum_m2) * np.asarray(self.sum_d2) * (1 + 1e-9) + 1e-9,
                  "sum_md^2 > sum_m2 * sum_d2: not the moments of real data")
 
@@ -160,3 +165,11 @@ class RatioStatistic(_Additive):
         per_unit = (self.numerator.variance / mu_d**2 - 2 * mu_m * self.covariance / mu_d**3
                     + mu_m**2 * self.denominator.variance / mu_d**4)
         return _safe_divide(np.maximum(per_unit, 0.0), self.n)
+
+
+@dataclass(frozen=True)
+class MeanRatioStatistic(RatioStatistic):
+    """A ratio metric whose numerator may exceed its denominator (listened seconds per click): the same
+    sums and delta method as ``RatioStatistic``, without the events-per-chance bound."""
+
+    numerator_within_denominator: ClassVar[bool] = False

@@ -2,11 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 from statsmodels.stats.power import NormalIndPower
 
+from experiments.stats.group_sequential import GroupSequentialDesign, crossing_probability
 from experiments.stats.power import (
     PowerConfig,
+    group_sequential_max_users,
     minimum_detectable_effect,
     power_analysis,
     power_at,
@@ -47,3 +50,14 @@ def test_days_to_decision():
     assert power_analysis(0.001**2, 4000, 1000, config).days_to_decision == 0
     assert power_analysis(0.03**2, 4000, 0, config).days_to_decision is None
     assert math.isnan(power_analysis(float("nan"), 0, 10, config).mde)
+
+
+def test_the_group_sequential_plan_has_the_power_it_promises():
+    variance, n_now, target = 0.04**2, 2000, 0.05
+    max_users = group_sequential_max_users(variance, n_now, target, power=0.8)
+    fixed = (1.959964 + 0.841621) ** 2 * variance * n_now / target**2
+    assert 1.02 < max_users / fixed < 1.06
+    design = GroupSequentialDesign(max_users)
+    bounds = design.bounds(max_users * np.arange(1, 15) / 14, 0.025)
+    drift = target / math.sqrt(variance * n_now / max_users)  # E[z] at the planned maximum
+    assert crossing_probability(bounds, drift) == pytest.approx(0.8, abs=1e-3)
