@@ -150,7 +150,7 @@ def start_schedule_clock(sender=None, **_kwargs) -> None:
     _clock_thread = threading.Thread(target=_schedule_clock, args=(_clock_stop, interval), name="schedule-clock",
                                      daemon=True)
     _clock_thread.start()
-    logger.info("schedule clock started (every %.0f s)", interval)
+    logger.info("schedule clock started (every %.1f s)", interval)
 
 
 @worker_shutdown.connect

@@ -126,15 +126,16 @@ def test_the_workers_schedule_clock_starts_and_stops_experiments_on_time(monkeyp
 
     from django.conf import settings
 
-    from tests.experiments.events_fixtures import start_events_worker, stop_worker, wait_until
+    from tests.experiments.events_fixtures import relay_is_leading, start_events_worker, stop_worker, wait_until
 
     world = build_world(start_experiment=False)
-    now = timezone.now()
-    experiment = ab(world, "on a timer", 0.2, scheduled_start_at=now + timedelta(seconds=3),
-                    scheduled_stop_at=now + timedelta(seconds=9))
     monkeypatch.setenv("EXPERIMENTS_SCHEDULE_POLL_S", "0.5")
     worker = start_events_worker(f"test-clock-{uuid.uuid4().hex[:8]}", settings.DATABASES["default"]["NAME"])
     try:
+        wait_until(relay_is_leading, 90, "the worker to be ready")  # the clock starts with the relay
+        now = timezone.now()
+        experiment = ab(world, "on a timer", 0.2, scheduled_start_at=now + timedelta(seconds=2),
+                        scheduled_stop_at=now + timedelta(seconds=6))
         def status() -> str:
             return Experiment.objects.get(pk=experiment.pk).status
 
