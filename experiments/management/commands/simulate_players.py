@@ -51,6 +51,18 @@ def arm_oracle(experiment_id: int | None):
     return arm_of
 
 
+def parse_placements(text: str) -> tuple[tuple[str, float], ...]:
+    """``track_page=3,autoplay=1`` -> ((track_page, 3.0), (autoplay, 1.0)); a name alone weighs 1."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        try:
+            pairs.append((name.strip(), float(weight) if weight else 1.0))
+        except ValueError as error:
+            raise ValueError(f"--placements expects NAME=WEIGHT items, got {item!r}") from error
+    return tuple(pairs)
+
+
 class Command(BaseCommand):
     help = (
         "Simulate music players: users with a latent taste over the catalog's labels ask "
@@ -71,6 +83,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Seed of users, tastes, sessions and clicks")
         parser.add_argument("--k", type=int, default=10, help="Recommendations per request")
         parser.add_argument("--workers", type=int, default=16, help="Concurrent player threads / connections")
+        parser.add_argument("--placements", default="",
+                            help="Spread sessions over placements by weight, e.g. track_page=3,autoplay=1 "
+                                 "(default: every request on the default placement)")
         parser.add_argument("--user-prefix", default="sim", help="Prefix of the user ids (sim-<seed>-<n>)")
         parser.add_argument("--drop-arm", default=None, help="SRM proof: variant key whose users vanish")
         parser.add_argument("--drop-fraction", type=float, default=0.0, help="Share of --drop-arm users who vanish")
@@ -103,6 +118,7 @@ class Command(BaseCommand):
                 users=options["users"], rate=options["rate"], duration_s=options["duration"],
                 max_requests=options["max_requests"], seed=options["seed"], k=options["k"],
                 workers=options["workers"], user_prefix=options["user_prefix"], drop=drop,
+                placements=parse_placements(options["placements"]),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
