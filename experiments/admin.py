@@ -217,7 +217,7 @@ class ExperimentAdmin(admin.ModelAdmin):
                                        f"{experiment.status}", level=messages.ERROR)
             return None
         results = experiment_results(experiment)
-        winners = [v.key for v in results.variants if not v.is_control and v.outcome == "win"]
+        winners = [c.key for c in results.comparisons if c.outcome == "win"]
         if request.POST.get("variant"):
             try:
                 launch = services.experiment_ship(experiment=experiment, variant_key=request.POST["variant"],

@@ -171,3 +171,30 @@ def test_the_list_page_groups_running_experiments_by_placement_at_a_fixed_cost(s
     assert "on autoplay" in autoplay and '<span data-field="free">50.00%' in autoplay
     assert 'data-field="share">10.00%' in autoplay  # the holdout: 5 % held + 5 % measured
     assert f"Default model: {world.treatment}" in autoplay
+
+
+def test_the_admin_ships_the_verdicts_winner_and_records_who_when_and_why(staff_client, db):
+    from experiments.services import experiment_stop as stop
+    from recommender.models import EmbeddingModel
+    from tests.experiments.dashboard_fixtures import seed_experiment
+
+    seeded = seed_experiment(users=1500, seed=1)  # b wins
+    EmbeddingModel.objects.update(indexed_at=timezone.now())
+    experiment = seeded.experiment
+    act = {"action": "ship_winner", "_selected_action": [experiment.pk]}
+    refused = staff_client.post(CHANGELIST, act, follow=True).content.decode()
+    assert "only a stopped experiment ships; it is running" in refused
+    stop(experiment=experiment)
+    page = staff_client.post(CHANGELIST, act).content.decode()
+    assert 'value="b" checked' in page and "b &mdash; dashboard-test-crossmusim v1 (the verdict's winner)" in page
+    done = staff_client.post(CHANGELIST, {**act, "variant": "b"}, follow=True).content.decode()
+    winner = seeded.variants["b"].embedding_model
+    assert "now serves track_page" in done
+    launch = Launch.objects.get()
+    assert (launch.placement_id, launch.model_id, launch.experiment_id, launch.variant_key, launch.launched_by) == (
+        "track_page", winner.pk, experiment.pk, "b", "boss")
+    assert launch.verdict and launch.verdict in staff_client.get(
+        f"/api/v1/experiments/{experiment.pk}/results").json()["verdict"]
+    assert Placement.objects.get(key="track_page").default_model_id == winner.pk
+    clear_serving_cache()
+    assert serving_config().placements["track_page"].default.model_id == winner.pk
