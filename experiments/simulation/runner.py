@@ -151,6 +151,7 @@ class SimulationSummary:
     # variant keys alone mix them up.
     arms: dict[str, VariantCounts] = field(default_factory=dict)
     placements: Counter = field(default_factory=Counter)  # requests per placement
+    arm_models: dict[str, set] = field(default_factory=dict)  # arms' key -> the models that served them
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -171,6 +172,7 @@ class SimulationSummary:
         data["variants"] = {key: {**asdict(counts), "ctr": counts.ctr} for key, counts in self.variants.items()}
         data["arms"] = {key: {**asdict(counts), "ctr": counts.ctr} for key, counts in self.arms.items()}
         data["placements"] = dict(self.placements)
+        data["arm_models"] = {key: sorted(map(str, models)) for key, models in self.arm_models.items()}
         data["achieved_rate"] = self.achieved_rate
         data["latency_ms"] = self.latency_percentiles()
         return data
@@ -449,6 +451,7 @@ class Simulation:
                 state.arms_seen.add(arm_key)
                 arm.users += 1
             summary.placements[rec.placement] += 1
+            summary.arm_models.setdefault(arm_key, set()).add(rec.model)
             summary.requests += 1
             summary.impressions += len(rec.items)
             summary.clicks += clicks
