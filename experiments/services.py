@@ -15,6 +15,7 @@ deleting it would orphan them silently. A finished experiment is archived instea
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -141,6 +142,10 @@ def placement_get(key: str) -> Placement:
 
 
 def placement_create(*, key: str, name: str = "", default_model: EmbeddingModel | None = None) -> Placement:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,50}", key):
+        raise PlacementError(f"a placement key is 1-50 letters, digits, '_' or '-', got {key!r}")
+    if Placement.objects.filter(key=key).exists():
+        raise PlacementError(f"placement {key!r} exists already")
     placement = Placement.objects.create(key=key, name=name or key, default_model=default_model)
     transaction.on_commit(clear_serving_cache)
     return placement

@@ -198,3 +198,29 @@ def test_the_admin_ships_the_verdicts_winner_and_records_who_when_and_why(staff_
     assert Placement.objects.get(key="track_page").default_model_id == winner.pk
     clear_serving_cache()
     assert serving_config().placements["track_page"].default.model_id == winner.pk
+
+
+def test_placement_and_holdout_commands(world):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("create_placement", "autoplay", "--default-model", str(world.treatment.pk), stdout=out)
+    assert Placement.objects.get(key="autoplay").default_model_id == world.treatment.pk
+    for bad in ("auto play", "autoplay"):
+        with pytest.raises(CommandError, match="cannot create placement"):
+            call_command("create_placement", bad, stdout=io.StringIO())
+    call_command("start_holdout", "--placement", "autoplay", "--share", "0.05", stdout=out)
+    assert f"5.0% held on {world.treatment}" in out.getvalue()
+    assert layer_free_buckets("autoplay") == 9000
+    with pytest.raises(CommandError, match="already has a holdout"):
+        call_command("start_holdout", "--placement", "autoplay", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("create_experiment", "--name", "on autoplay", "--placement", "autoplay", "--traffic-fraction",
+                 "0.5", "--variant", "control=baseline", "--variant", f"t={world.treatment.pk}", "--start", stdout=out)
+    assert "on autoplay (running, 50.00% of traffic)" in out.getvalue()
+    with pytest.raises(CommandError, match="4000 free buckets"):
+        call_command("create_experiment", "--name", "too much", "--placement", "autoplay", "--traffic-fraction",
+                     "0.5", "--variant", "control=baseline", "--variant", f"t={world.treatment.pk}", "--start",
+                     stdout=io.StringIO())
