@@ -63,10 +63,10 @@ class Placement(models.Model):
 
 class Experiment(models.Model):
     class Kind(models.TextChoices):
-        EXPERIMENT = "experiment"
+        AB = "ab", "A/B test"
         # Users of the placement kept on the model it had when the holdout started ("holdout" arm, the control),
         # against an equal measured share served whatever the placement ships ("launched" arm).
-        HOLDOUT = "holdout"
+        HOLDOUT = "holdout", "holdout"
 
     class Status(models.TextChoices):
         DRAFT = "draft"
@@ -81,7 +81,8 @@ class Experiment(models.Model):
     hypothesis = models.TextField(blank=True)
     placement = models.ForeignKey(Placement, to_field="key", db_column="placement", on_delete=models.PROTECT,
                                   default=DEFAULT_PLACEMENT, related_name="experiments")
-    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.EXPERIMENT)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AB,
+                            help_text="A/B: each user sees one variant; holdout: users kept on the model of its start")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

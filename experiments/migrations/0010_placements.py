@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='experiment',
             name='kind',
-            field=models.CharField(choices=[('experiment', 'Experiment'), ('holdout', 'Holdout')], default='experiment', max_length=12),
+            field=models.CharField(choices=[('ab', 'A/B test'), ('holdout', 'holdout')], default='ab', help_text='A/B: each user sees one variant; holdout: users kept on the model of its start', max_length=20),
         ),
         migrations.AddField(
             model_name='experiment',

@@ -115,7 +115,7 @@ def test_the_admin_refuses_an_over_allocation_and_shows_shares(staff_client, wor
     listing = staff_client.get(CHANGELIST).content.decode()
     assert "70.00% (7000 buckets)" in listing and "0-6999" in listing
     placements = staff_client.get("/admin/experiments/placement/").content.decode()
-    assert "30.00% (3000 buckets)" in placements and "big (experiment, running, 70%)" in placements
+    assert "30.00% (3000 buckets)" in placements and "big (ab, running, 70%)" in placements
 
 
 @pytest.mark.django_db(transaction=True)
@@ -224,3 +224,15 @@ def test_placement_and_holdout_commands(world):
         call_command("create_experiment", "--name", "too much", "--placement", "autoplay", "--traffic-fraction",
                      "0.5", "--variant", "control=baseline", "--variant", f"t={world.treatment.pk}", "--start",
                      stdout=io.StringIO())
+
+
+def test_a_default_changed_by_hand_in_the_admin_is_recorded_as_a_launch(staff_client, world):
+    placement = Placement.objects.get(key="track_page")
+    response = staff_client.post(f"/admin/experiments/placement/{placement.pk}/change/",
+                                 {"name": "Track page", "default_model": world.treatment.pk})
+    assert response.status_code == 302, response.content.decode()[:1500]
+    launch = Launch.objects.get()
+    assert (launch.model_id, launch.previous_model_id, launch.experiment_id, launch.launched_by) == (
+        world.treatment.pk, world.baseline.pk, None, "boss")
+    assert Placement.objects.get(key="track_page").default_model_id == world.treatment.pk
+    assert "set by hand" in staff_client.get("/admin/experiments/launch/").content.decode()  # listed, read-only
