@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/proofs.py                      # A/A, A/B, SRM, then the concurrent proof
     .venv/bin/python bench/proofs.py --proofs ab --users 8000 --rate 150
-    .venv/bin/python bench/proofs.py --proofs concurrent --users 12000
+    .venv/bin/python bench/proofs.py --proofs concurrent --users 8000
 
 Each proof runs on placements of its own (``proofs``; ``proof_track`` and ``proof_autoplay``
 for the concurrent one, created on first use with the control model as default), so the
@@ -86,7 +86,7 @@ ALPHA = 0.05
 # Users per proof unless --users says otherwise. The A/B needs the most: per-user CTRs vary a lot
 # (propensity, taste, ~75 impressions each), and the always-valid confidence sequence is about 1.7x
 # the fixed-horizon CI; at ~+9% lift 2,000 users gave CS [-2%, +20%] on the rig, so 6,000.
-PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "concurrent": 12000}
+PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "concurrent": 8000}
 PROOF_PLACEMENT = "proofs"
 CONCURRENT_PLACEMENTS = (("proof_track", 3.0), ("proof_autoplay", 1.0))
 
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proofs", default="aa,ab,srm,concurrent",
                         help="comma list of aa, ab, srm, srm_after, concurrent")
     parser.add_argument("--users", type=int, default=None,
-                        help="users per proof (default: aa 3000, ab 6000, srm 3000, concurrent 12000)")
+                        help="users per proof (default: aa 3000, ab 6000, srm 3000, concurrent 8000)")
     parser.add_argument("--rate", type=float, default=100.0, help="recommendation requests per second")
     parser.add_argument("--duration", type=float, default=900.0, help="upper bound per proof, seconds")
     parser.add_argument("--workers", type=int, default=16)

@@ -153,6 +153,24 @@ def fresh_experiment(models) -> tuple[int, str]:
     return experiment_id, key
 
 
+def assignment_cost_us(count: int, users: int = 20_000) -> float:
+    """Microseconds per assignment in this process (layer hash + experiment's variant hash + lookups), read from
+    the serving configuration as the web workers read it: no SQL, whatever the number of experiments."""
+    from experiments.selectors import clear_serving_cache, serving_config
+
+    clear_serving_cache()
+    layer = serving_config().placements["track_page"]
+    assert len(layer.experiments) == count, (len(layer.experiments), count)
+    ids = [f"user-{i}" for i in range(users)]
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for user in ids:
+            layer.assign(user)
+        best = min(best, (time.perf_counter() - started) / users * 1e6)
+    return best
+
+
 def compare_experiments(args, models, paths: list[str], headers: dict, rounds: list[int]) -> list[dict]:
     """The first open-loop rate with 1 and 3 experiments running, alternating; a line per round."""
     from loadgen import run_open_loop
@@ -166,10 +184,12 @@ def compare_experiments(args, models, paths: list[str], headers: dict, rounds: l
         time.sleep(SERVING_CACHE_TTL_S + 1.0)  # every web worker's serving cache has the new layer
         summary = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration).summary()
         drain_backlog()
-        figures.append({"experiments": count, **{k: summary[k] for k in ("achieved_rps", "p50", "p99", "errors")}})
+        assign_us = assignment_cost_us(count)
+        figures.append({"experiments": count, "assignment_us": assign_us,
+                        **{k: summary[k] for k in ("achieved_rps", "p50", "p99", "errors")}})
         print(f"  {count} experiment{'s' if count > 1 else ' '} running: {rate:.0f} req/s offered, achieved "
               f"{summary['achieved_rps']:.0f}, p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms, "
-              f"errors {summary['errors']}", flush=True)
+              f"errors {summary['errors']}; assignment {assign_us:.1f} us in-process", flush=True)
     for count in sorted(set(rounds)):
         mine = [f for f in figures if f["experiments"] == count]
         achieved = ", ".join(f"{f['achieved_rps']:.0f}" for f in mine)
