@@ -245,7 +245,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db.models import Count, Sum
 
-    from experiments.analysis import experiment_results, user_counts
+    from experiments.analysis import experiment_results, user_counts, user_metric_rows
     from experiments.models import Experiment, UserAggregate
 
     call_command("migrate", verbosity=0)
@@ -273,6 +273,14 @@ def main() -> None:
         user_counts(experiment_id)
         scan.append(time.perf_counter() - started)
     print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
+    rows_scan = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        rows = user_metric_rows(experiment_id)
+        rows_scan.append(time.perf_counter() - started)
+    users = sum(r.users for r in rows.values())
+    print(f"per-user rows of every metric sum and pre-period sum (user_metric_rows, {users:,} users, one binary COPY "
+          f"scan): median {statistics.median(rows_scan) * 1000:.0f} ms")
     py_cpu, pg_cpu = cpu_per_analysis(experiment_id, args.runs)
     print(f"CPU per analysis (serial plan): Python {py_cpu * 1000:.0f} ms + PostgreSQL {pg_cpu * 1000:.0f} ms "
           f"(load average now {os.getloadavg()[0]:.1f})")

@@ -4,12 +4,12 @@
     .venv/bin/python bench/ingest.py --events 200000 --concurrency 2
 
 Each run loads N accepted events as the API leaves them (COPY: the API's own write is measured
-by bench/serve_load.py): each served page in ``Page`` with its narrow outbox row, each click as an
-outbox row. It starts a real Celery worker (its relay thread reads the outbox, sends batches
-through the embedded Redis, its pool lands them), and times until the outbox is empty. It then
-counts: every item shown and every click must be in the aggregates exactly once, every click in
-Click once (lost = accepted - landed; duplicates = landed - accepted). The second run SIGKILLs
-the worker's whole process group part-way and restarts it.
+by bench/serve_load.py): each served page in ``Page`` with its narrow outbox row, each click and
+play (one follows each click) as an outbox row. It starts a real Celery worker (its relay thread
+reads the outbox, sends batches through the embedded Redis, its pool lands them), and times until
+the outbox is empty. It then counts: every item shown, click and play must be in the aggregates
+exactly once, every click in Click and every play in Play once (lost = accepted - landed;
+duplicates = landed - accepted). The second run SIGKILLs the worker's whole process group part-way and restarts it.
 
 Runs in its own database (``bench_ingest``), on a queue of its own.
 """
@@ -53,8 +53,8 @@ def reset_tables() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE experiments_eventoutbox, experiments_page, experiments_click, experiments_assignment, "
-            "experiments_useraggregate, experiments_dailyuserrollup, experiments_positionrollup, "
-            "experiments_variantdailymoments"
+            "experiments_useraggregate, experiments_positionrollup, experiments_variantdailymoments, "
+            "experiments_play, experiments_userdailytraffic"
         )
         cursor.execute("VACUUM ANALYZE experiments_eventoutbox")
 
@@ -77,9 +77,12 @@ def ensure_experiment() -> tuple[int, list[int]]:
     return experiment.pk, list(experiment.variants.order_by("id").values_list("id", flat=True))
 
 
-def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float) -> tuple:
+def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users: int, click_rate: float,
+                play_rate: float = 1.0) -> tuple:
     """COPY ``n_events`` accepted events in the form the API writes them: per request a ``Page`` (10 items) and
-    its narrow outbox row, and some click rows."""
+    its narrow outbox row, some click rows and, with probability
+    ``play_rate``, a play row after a click (seconds exponential, mean 60 s: about 60 % long listens). With
+    ``play_rate`` 0 the stream is the one of the benches before plays existed (same draws)."""
     import numpy as np
     from django.db import connection, transaction
     from django.utils import timezone
@@ -90,7 +93,7 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
     rng = np.random.default_rng(0)
     now = timezone.now().isoformat()
     buffer, pages = io.StringIO(), io.StringIO()
-    impressions = clicks = written = 0
+    impressions = clicks = plays = written = 0
     while written < n_events:
         user = int(rng.integers(users))
         uid = f"bench-user-{user}"
@@ -101,24 +104,32 @@ def load_outbox(n_events: int, experiment_id: int, variant_ids: list[int], users
         tracks = [int(t) for t in rng.integers(1, 100_000, size=shown)]
         pages.write(f"{request}\t{experiment_id}\t{variant}\t{key}\ttrack_page\t{now}\t"
                     f"{{{','.join(map(str, tracks))}}}\t{{{','.join(['0.5'] * shown)}}}\n")
-        buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\n")
+        buffer.write(f"3\t{request}\t{request}\t{experiment_id}\t{variant}\t{key}\t{uid}\t0\t0\t\\N\t\\N\t{now}\t"
+                     f"\\N\t\\N\n")
         written += shown
         impressions += shown
         for position, track in enumerate(tracks, start=1):
             if written < n_events and rng.random() < click_rate:
                 buffer.write(f"2\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
-                             f"{position}\t\\N\t{now}\t{now}\n")
+                             f"{position}\t\\N\t{now}\t{now}\t\\N\t\\N\n")
                 written += 1
                 clicks += 1
+                if play_rate > 0 and written < n_events and rng.random() < play_rate:
+                    seconds = round(float(rng.exponential(60.0)), 3)
+                    skipped = "t" if seconds < 30 else "f"
+                    buffer.write(f"4\t{uuid.uuid4()}\t{request}\t{experiment_id}\t{variant}\t{key}\t\t{track}\t"
+                                 f"{position}\t\\N\t{now}\t{now}\t{seconds}\t{skipped}\n")
+                    written += 1
+                    plays += 1
     columns = ("kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, track_id, position, "
-               "score, client_time, created_at")
+               "score, client_time, created_at, listened_seconds, skipped")
     page_columns = "request_id, experiment_id, variant_id, user_key, placement, created_at, track_ids, scores"
     with transaction.atomic(), connection.cursor() as cursor:  # pages and their rows commit together, as served
         with cursor.cursor.copy(f"COPY experiments_page ({page_columns}) FROM STDIN") as copy:
             copy.write(pages.getvalue())
         with cursor.cursor.copy(f"COPY experiments_eventoutbox ({columns}) FROM STDIN") as copy:
             copy.write(buffer.getvalue())
-    return impressions, clicks
+    return impressions, clicks, plays
 
 
 def start_worker(concurrency: int, resend_s: float, batch: int) -> subprocess.Popen:
@@ -149,8 +160,9 @@ def scalar(sql: str) -> int:
 
 
 def landed() -> int:
-    """Items and clicks the worker has landed: folded into the per-user aggregates (pages are stored at serving)."""
-    return scalar("SELECT coalesce(sum(impressions + clicks), 0) FROM experiments_useraggregate")
+    """Items, clicks and plays the worker has landed: folded into the per-user aggregates (pages are stored at
+    serving)."""
+    return scalar("SELECT coalesce(sum(impressions + clicks + plays), 0) FROM experiments_useraggregate")
 
 
 def postgres_backends() -> list[int]:
@@ -186,9 +198,10 @@ def run(args, kill_at: float | None) -> dict:
     try:
         wait_for_relay()
         started = time.perf_counter()
-        impressions, clicks = load_outbox(args.events, experiment_id, variant_ids, args.users, args.click_rate)
+        impressions, clicks, plays = load_outbox(args.events, experiment_id, variant_ids, args.users,
+                                                 args.click_rate, args.play_rate)
         t0 = time.perf_counter()
-        total = impressions + clicks
+        total = impressions + clicks + plays
         print(f"  {total:,} accepted events committed to the outbox in {t0 - started:.1f} s "
               f"({total / (t0 - started):,.0f}/s)")
         meter = CpuMeter({"worker": lambda: group_pids(worker.pid), "postgres": postgres_backends,
@@ -208,18 +221,21 @@ def run(args, kill_at: float | None) -> dict:
     finally:
         kill_group(worker, signal.SIGTERM)
     got = landed()
+    raw = scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
+                 "+ (SELECT count(*) FROM experiments_click) + (SELECT count(*) FROM experiments_play)")
     agg_i = scalar("SELECT sum(impressions) FROM experiments_useraggregate")
     agg_c = scalar("SELECT sum(clicks) FROM experiments_useraggregate")
-    raw = scalar("SELECT (SELECT coalesce(sum(cardinality(track_ids)), 0) FROM experiments_page) "
-                 "+ (SELECT count(*) FROM experiments_click)")
+    agg_p = scalar("SELECT sum(plays) FROM experiments_useraggregate")
+    traffic_p = scalar("SELECT sum(plays) FROM experiments_userdailytraffic")
     pos_i = scalar("SELECT sum(impressions) FROM experiments_positionrollup")
-    daily_i = scalar("SELECT sum(impressions) FROM experiments_dailyuserrollup")
+    daily_i = scalar("SELECT sum(impressions) FROM experiments_userdailytraffic")
     moments_i = scalar("SELECT sum(sum_impressions) FROM experiments_variantdailymoments")
     result = {
-        "events": total, "impressions": impressions, "clicks": clicks, "seconds": round(elapsed, 2),
+        "events": total, "impressions": impressions, "clicks": clicks, "plays": plays, "seconds": round(elapsed, 2),
         "events_per_s": round(total / elapsed), "lost": total - got, "duplicates_raw": raw - total,
         "duplicates_in_aggregates": got - total,
-        "aggregates_consistent": agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks,
+        "aggregates_consistent": (agg_i == pos_i == daily_i == moments_i == impressions and agg_c == clicks
+                                  and agg_p == traffic_p == plays),
         "killed_with_landed": killed_at,
         "cpu_us_per_event": {name: round(seconds * 1e6 / total, 2) for name, seconds in cpu.items()},
     }
@@ -241,6 +257,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--click-rate", type=float, default=0.05)
+    parser.add_argument("--play-rate", type=float, default=1.0, help="share of clicks followed by a play")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
     parser.add_argument("--batch", type=int, default=2000,
                         help="outbox rows per Celery task (a recommendation row carries 10 impressions)")

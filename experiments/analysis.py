@@ -8,6 +8,10 @@ rows into the whole report. Per experiment it runs three small queries:
    exact functions of that table.
 2. VariantDailyMoments (one row per variant and day): the cumulative time series.
 3. PositionRollup (one row per variant and position): CTR by position.
+
+For the listening metrics and CUPED (wired into ``analyse`` by the statistics issue), two more:
+``user_metric_rows`` reads every user's sums and pre-period sums in one scan of UserAggregate, and
+``daily_metric_moments`` every day's cumulative moments of all the ratio metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from django.db import connection
 from django.utils import timezone
 
 from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
-from experiments.stats.aggregates import AggregateRows, ArmSpec, ExperimentInfo
+from experiments.stats.aggregates import (
+    METRIC_SUMS,
+    AggregateRows,
+    ArmSpec,
+    ExperimentInfo,
+    UserMetricRows,
+    user_metric_rows_from_copy,
+)
 from experiments.stats.comparisons import AnalysisConfig
 from experiments.stats.report import DEFAULT_CONFIG, analyse, summarise
 from experiments.stats.results import ExperimentResults, ExperimentSummary
@@ -42,6 +53,37 @@ def user_counts(experiment_id: int) -> list[tuple[int, int, int, int]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [experiment_id])
         return cursor.fetchall()
+
+
+# One row per user: the arm, then METRIC_SUMS over the experiment, then the same over the pre-period.
+_USER_SUMS_SQL = (
+    f"SELECT variant_id, {', '.join(METRIC_SUMS)}, {', '.join(f'pre_{name}' for name in METRIC_SUMS)} "
+    f"FROM {UserAggregate._meta.db_table} WHERE experiment_id = %s AND impressions > 0"
+)
+
+
+def user_metric_rows(experiment_id: int, arm_ids: list[int] | None = None) -> dict[int, UserMetricRows]:
+    """Every user's sums over the experiment and over their pre-period, per arm: ONE scan of UserAggregate.
+
+    The rows travel as PostgreSQL binary COPY and become numpy arrays in the statistics core without a Python
+    object per user (``user_metric_rows_from_copy``). ``arm_ids``: the arms to return (default: those with users).
+    Cost grows with the users: measured in bench/analysis.py (docs/architecture.md)."""
+    sql = _USER_SUMS_SQL.replace("%s", str(int(experiment_id)))
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    return user_metric_rows_from_copy(data, arm_ids)
+
+
+# VariantDailyMoments of every ratio metric, in this order after (variant_id, day, users): see its docstring.
+DAILY_METRIC_FIELDS = ("variant_id", "day", "users") + tuple(
+    f.name for f in VariantDailyMoments._meta.get_fields() if f.name.startswith("sum_"))
+
+
+def daily_metric_moments(experiment_id: int) -> list[tuple]:
+    """Per variant and day, the cumulative moments of every ratio metric's per-user sums (``DAILY_METRIC_FIELDS``),
+    ordered by day: the time series of any of the metrics, one row per variant and day."""
+    return list(VariantDailyMoments.objects.filter(experiment_id=experiment_id).order_by("day", "variant_id")
+                .values_list(*DAILY_METRIC_FIELDS))
 
 
 def daily_moments(experiment_id: int) -> list[tuple]:

@@ -3,7 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def ensure_default_placement(sender=None, using="default", **_kwargs) -> None:
-    """The default placement always exists: migration 0010 creates it, and this brings it back after a flush
+    """The default placement always exists: migration 0011_placements creates it, and this brings it back after a flush
     (``manage.py flush``, the test runner between transactional tests), as Django does for content types."""
     from django.db import connections
 

@@ -8,7 +8,7 @@ variants with its own salt (``assignment.variant_for_bucket``), as it always did
 
 The layer hash is the one the single-experiment platform used for its traffic fraction, with
 purpose ``"traffic"``: a placement whose layer salt is that experiment's salt, and that gives it
-the buckets [0, fraction x 10,000), puts exactly the same users in it (migration 0010 does this).
+the buckets [0, fraction x 10,000), puts exactly the same users in it (migration 0011_placements does this).
 """
 
 from __future__ import annotations

@@ -25,14 +25,24 @@ def new_salt() -> str:
     return secrets.token_hex(8)
 
 
-def _event_fk(to, related_name: str | None = "+"):
+def _event_fk(to, related_name: str | None = "+", null: bool = False):
     """A relation without a database constraint or its own index (see the module docstring).
 
     Every index is paid on each of the worker's inserts; the tables that need lookups have
     their composite indexes and unique constraints, the raw event tables only ``event_id``.
+    ``null``: the raw event tables also hold the traffic served outside any experiment.
     """
     return models.ForeignKey(to, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
-                             related_name=related_name)
+                             related_name=related_name, null=null, blank=null)
+
+
+def _count(**kwargs) -> models.BigIntegerField:
+    """A sum column with a database default too: raw SQL writers (the worker, benches) may leave it out."""
+    return models.BigIntegerField(default=0, db_default=0, **kwargs)
+
+
+def _seconds(**kwargs) -> models.FloatField:
+    return models.FloatField(default=0.0, db_default=0.0, **kwargs)
 
 
 DEFAULT_PLACEMENT = "track_page"
@@ -98,6 +108,11 @@ class Experiment(models.Model):
                                               help_text="Started by the worker's schedule clock at this time")
     scheduled_stop_at = models.DateTimeField(null=True, blank=True,
                                              help_text="Stopped by the worker's schedule clock at this time")
+    pre_period_days = models.PositiveSmallIntegerField(
+        default=14, db_default=14, validators=[MaxValueValidator(90)],
+        help_text="CUPED lookback: days of a user's traffic before their first exposure, summed when the user "
+                  "enters the experiment (0: no pre-period)",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -200,8 +215,11 @@ class Assignment(models.Model):
 
 
 class Page(models.Model):
-    """One page of recommendations served to a user in an experiment: the impression store.
+    """One page of recommendations served to a user: the impression store.
 
+    ``experiment`` and ``variant`` are NULL for a page served outside any experiment (none running, or
+    the user outside its traffic fraction): such pages feed only the all-traffic rollup
+    (``UserDailyTraffic``, CUPED's pre-period), never an experiment's aggregates.
     One row per page, not per item: a click names (request, position, track), which the page
     answers by primary key and an array index, and the aggregates add k (per user) and one per
     position (per position rollup) from the page. Position p is ``track_ids[p]`` (1-based, as
@@ -211,8 +229,8 @@ class Page(models.Model):
     """
 
     request_id = models.UUIDField(primary_key=True)
-    experiment = _event_fk(Experiment)
-    variant = _event_fk(Variant)
+    experiment = _event_fk(Experiment, null=True)
+    variant = _event_fk(Variant, null=True)
     user_key = models.BigIntegerField()
     placement = models.CharField(max_length=50, default="track_page")
     created_at = models.DateTimeField(help_text="Server time of the request")
@@ -228,8 +246,8 @@ class Impression(models.Model):
 
     event_id = models.UUIDField(primary_key=True)
     request_id = models.UUIDField()
-    experiment = _event_fk(Experiment)
-    variant = _event_fk(Variant)
+    experiment = _event_fk(Experiment, null=True)
+    variant = _event_fk(Variant, null=True)
     user_key = models.BigIntegerField()
     track = _event_fk(Track)
     position = models.PositiveSmallIntegerField(help_text="1-based")
@@ -244,8 +262,8 @@ class Impression(models.Model):
 class Click(models.Model):
     event_id = models.UUIDField(unique=True)
     request_id = models.UUIDField()
-    experiment = _event_fk(Experiment)
-    variant = _event_fk(Variant)
+    experiment = _event_fk(Experiment, null=True)  # NULL: the page was served outside any experiment
+    variant = _event_fk(Variant, null=True)
     user_key = models.BigIntegerField()
     track = _event_fk(Track)
     position = models.PositiveSmallIntegerField(help_text="1-based")
@@ -253,35 +271,76 @@ class Click(models.Model):
     created_at = models.DateTimeField(help_text="Server receive time")
 
 
-class UserAggregate(models.Model):
-    """Per-user sums over the whole experiment: the input of the delta method."""
+class Play(models.Model):
+    """A listen that followed a click: at most one per clicked item (``event_id`` = ``play_event_id``).
+
+    A play of >= ``LONG_LISTEN_SECONDS`` (30 s) is a long listen (a stream), a shorter one a short play
+    (a skip) in every aggregate; ``skipped`` is the player's own flag, kept as sent."""
+
+    event_id = models.UUIDField(unique=True)
+    request_id = models.UUIDField()
+    experiment = _event_fk(Experiment, null=True)
+    variant = _event_fk(Variant, null=True)
+    user_key = models.BigIntegerField()
+    track = _event_fk(Track)
+    position = models.PositiveSmallIntegerField(help_text="1-based")
+    listened_seconds = models.FloatField()
+    skipped = models.BooleanField()
+    client_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(help_text="Server receive time")
+
+
+class ListeningSums(models.Model):
+    """What a user did, summed: the numerators and denominators of every ratio metric.
+
+    Long listens are plays of >= 30 s, short plays (skips) the others: plays = long + short."""
+
+    impressions = _count()
+    clicks = _count()
+    plays = _count()
+    long_listens = _count()
+    short_plays = _count()
+    listened_seconds = _seconds()
+
+    class Meta:
+        abstract = True
+
+
+class UserAggregate(ListeningSums):
+    """Per-user sums over the whole experiment: the input of the delta method and of CUPED.
+
+    ``pre_*``: the same sums over the user's traffic (``UserDailyTraffic``, any experiment or none) on the
+    ``Experiment.pre_period_days`` days before the day of their first exposure, filled once, when the worker
+    creates the row; all 0 for a user without traffic then (or an experiment with no pre-period)."""
 
     experiment = _event_fk(Experiment)
     variant = _event_fk(Variant)
     user_key = models.BigIntegerField()
-    impressions = models.BigIntegerField(default=0)
-    clicks = models.BigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
+    pre_impressions = _count()
+    pre_clicks = _count()
+    pre_plays = _count()
+    pre_long_listens = _count()
+    pre_short_plays = _count()
+    pre_listened_seconds = _seconds()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["experiment", "user_key"], name="one_aggregate_per_user")]
         indexes = [models.Index(fields=["experiment", "variant"], name="useragg_exp_variant")]
 
 
-class DailyUserRollup(models.Model):
-    experiment = _event_fk(Experiment)
-    variant = _event_fk(Variant)
+class UserDailyTraffic(ListeningSums):
+    """A user's day of ALL served traffic, in an experiment or not: where CUPED's pre-period comes from.
+
+    One row per (user, day), whatever experiment (if any) served the pages; a page, click or play
+    counts once, on its server receive day (UTC)."""
+
     user_key = models.BigIntegerField()
     day = models.DateField(help_text="Server receive day (UTC)")
-    impressions = models.BigIntegerField(default=0)
-    clicks = models.BigIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["experiment", "user_key", "day"], name="one_rollup_per_user_day")
-        ]
-        indexes = [models.Index(fields=["experiment", "variant", "day"], name="dailyrollup_exp_variant_day")]
+        constraints = [models.UniqueConstraint(fields=["user_key", "day"], name="one_traffic_row_per_user_day")]
 
 
 class PositionRollup(models.Model):
@@ -298,10 +357,12 @@ class PositionRollup(models.Model):
 
 
 class VariantDailyMoments(models.Model):
-    """Moments of the cumulative per-user (impressions, clicks) as of the end of ``day``.
+    """Moments of the cumulative per-user sums as of the end of ``day``.
 
     Kept incrementally from each user's old and new cumulative values, so a time series
-    of the delta-method CTR reads one row per variant and day.
+    of a delta-method ratio reads one row per variant and day. The squares and products kept
+    are those of the ratio metrics: CTR (clicks / impressions), stream rate (long listens /
+    impressions), listened seconds per click, skip rate (short plays / plays).
     """
 
     experiment = _event_fk(Experiment)
@@ -313,6 +374,17 @@ class VariantDailyMoments(models.Model):
     sum_impressions_sq = models.BigIntegerField(default=0)
     sum_clicks_sq = models.BigIntegerField(default=0)
     sum_impressions_clicks = models.BigIntegerField(default=0)
+    sum_plays = _count()
+    sum_long_listens = _count()
+    sum_short_plays = _count()
+    sum_listened_seconds = _seconds()
+    sum_plays_sq = _count()
+    sum_long_listens_sq = _count()
+    sum_short_plays_sq = _count()
+    sum_listened_seconds_sq = _seconds()
+    sum_impressions_long_listens = _count()
+    sum_clicks_listened_seconds = _seconds()
+    sum_plays_short_plays = _count()
 
     class Meta:
         constraints = [
@@ -326,6 +398,8 @@ class OutboxKind(models.IntegerChoices):
     # One narrow row per page served (``event_id`` = ``request_id``): serving writes the page itself to ``Page``
     # in the same statement; this row only hands it to the worker's aggregates, which it leaves when they have it.
     RECOMMENDATION = 3
+    # A listen after a click: ``listened_seconds`` and ``skipped`` set, ``event_id`` = ``play_event_id``.
+    PLAY = 4
 
 
 # The outbox's event ids are unique for the events that clients send (clicks: a resent event is the same row).
@@ -340,8 +414,8 @@ class OutboxColumns(models.Model):
     kind = models.PositiveSmallIntegerField(choices=OutboxKind.choices)
     event_id = models.UUIDField()
     request_id = models.UUIDField()
-    experiment_id = models.BigIntegerField()
-    variant_id = models.BigIntegerField()
+    experiment_id = models.BigIntegerField(null=True, blank=True)  # NULL: served outside any experiment
+    variant_id = models.BigIntegerField(null=True, blank=True)
     user_key = models.BigIntegerField()
     user_id = models.CharField(max_length=200, blank=True)
     track_id = models.BigIntegerField()
@@ -349,6 +423,8 @@ class OutboxColumns(models.Model):
     score = models.FloatField(null=True, blank=True)
     client_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
+    listened_seconds = models.FloatField(null=True, blank=True)  # PLAY rows only
+    skipped = models.BooleanField(null=True, blank=True)  # PLAY rows only
 
     class Meta:
         abstract = True

@@ -1,9 +1,12 @@
 """Serving a recommendation: the placement's layer -> the user's variant -> the one KNN (``recommender.vector_search``).
 
-A user in an experiment gets the KNN and the outbox row of the page shown in ONE statement
+Every page shown gets the KNN and the outbox row of the page in ONE statement
 (``RECORD_RECOMMENDATION_CTE`` between the KNN's CTEs and its final SELECT): one round trip,
 one transaction, and the HTTP answer goes out after the impressions are durable; the relay
-and the worker (``experiments.events``) do the rest.
+and the worker (``experiments.events``) do the rest. A page served outside any experiment (no
+experiment of the placement holds the user's bucket) is recorded without experiment and variant: it
+counts in the user's all-traffic rollup (CUPED's pre-period) and its clicks and plays are accepted,
+but no experiment's analysis sees it. A HEAD request records nothing.
 """
 
 from __future__ import annotations
@@ -47,13 +50,13 @@ class Recommendation:
     model_id: int
     model: str
     items: list[Neighbour]
-    recorded: bool  # impressions went to the outbox (the user is in the analysis)
+    recorded: bool  # the page went to the outbox (every GET; in the analysis only when experiment_id is set)
     placement: str = DEFAULT_PLACEMENT
 
 
 def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
               record: bool = True, placement: str = DEFAULT_PLACEMENT) -> Recommendation:
-    """The user's arm on the placement -> KNN around the seed -> the page shown (when in an experiment).
+    """The user's arm on the placement -> KNN around the seed -> the page shown, recorded (in an experiment or not).
 
     ``record=False`` (an HTTP HEAD: nothing is shown to anybody) computes the same answer and writes nothing."""
     config = serving_config()
@@ -69,22 +72,24 @@ def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int
     experiment = assigned.experiment
     variant = assigned.variant if record else None
     request_id = new_request_id()
-    if variant is None:
+    if not record:
         items = nearest_to_track(arm, seed_track_id, k, exclude)
     else:
-        items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id, experiment.experiment_id,
-                                  variant.variant_id, user_id, placement)
+        items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id,
+                                  experiment.experiment_id if variant is not None else None,
+                                  variant.variant_id if variant is not None else None, user_id, placement)
     return Recommendation(
         request_id=request_id,
         experiment_id=experiment.experiment_id if variant is not None else None,
         experiment_name=experiment.name if variant is not None else None,
         variant=variant.key if variant is not None else None,
-        model_id=arm.model_id, model=arm.label, items=items, recorded=variant is not None, placement=placement,
+        model_id=arm.model_id, model=arm.label, items=items, recorded=record, placement=placement,
     )
 
 
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
-                      experiment_id: int, variant_id: int, user_id: str, placement: str) -> list[Neighbour]:
+                      experiment_id: int | None, variant_id: int | None, user_id: str,
+                      placement: str) -> list[Neighbour]:
     """The KNN and the outbox row of what was shown, in ONE statement (one round trip, its own transaction)."""
     params = knn_params(seed_track_id, exclude)
     params.update({

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC
 
 import pytest
 from django.db import connection
@@ -149,13 +150,13 @@ def test_pages_waiting_in_the_outbox_or_the_quarantine_move_to_page_and_land_onc
     _migrate(executor.loader.graph.leaf_nodes())
 
 
-BEFORE_PLACEMENTS = [("experiments", "0008_pages_at_serving"), ("recommender", "0002_descriptions_fetch_log")]
+BEFORE_PLACEMENTS = [("experiments", "0010_drop_dailyuserrollup"), ("recommender", "0002_descriptions_fetch_log")]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_running_experiment_keeps_running_with_every_users_assignment_after_placements_arrive():
-    """Migration 0010 on a one-experiment database: the running experiment lands on track_page, still running,
-    and serving puts every user in or out of it, and on its variant, exactly as the old traffic-fraction hash
+    """Migration 0011_placements on a one-experiment database: the running experiment lands on track_page, still
+    running, and serving puts every user in or out of it, and on its variant, exactly as the old traffic-fraction hash
     did; the active baseline becomes track_page's default; a paused one holds no buckets until resumed."""
     from experiments.assignment import ArmSpec, assign_variant
     from experiments.models import BucketAllocation, Placement
@@ -196,3 +197,92 @@ def test_the_running_experiment_keeps_running_with_every_users_assignment_after_
 
     assert Experiment.objects.get(pk=running.pk).status == "running"
     assert Experiment.objects.get(pk=paused.pk).placement_id == "track_page"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plays_migration_backfills_all_traffic_and_pre_periods_and_old_outbox_rows_still_land():
+    """Migration 0009 on a database of the clicks-only layout (0008 moves the waiting page to Page first): the
+    all-traffic daily rollup is rebuilt from the pages and clicks landed (not from the waiting page), every
+    existing user's pre-period sums from it (14 days before their first exposure), the new
+    sums start at 0, and outbox rows written before it land and take plays."""
+    from datetime import timedelta
+
+    from experiments.events.clicks import ClickEvent
+    from experiments.events.ids import click_event_id, new_request_id
+    from experiments.events.ingest import drain_outbox
+    from experiments.events.plays import PlayEvent, events_record
+    from experiments.models import Play, UserAggregate, UserDailyTraffic
+
+    before = [("experiments", "0007_aggregates_fillfactor")]
+    executor = _migrate(before)
+    old = executor.loader.project_state(before).apps
+    Experiment_, Page_, Click_ = (old.get_model("experiments", name) for name in ("Experiment", "Page", "Click"))
+    earlier, current = (Experiment_.objects.create(name=name, status="running") for name in ("earlier", "current"))
+    now = timezone.now()
+    days = {"long ago": now - timedelta(days=30), "pre": now - timedelta(days=5), "exposure": now}
+    pages = {}
+    for label, at, experiment, k in (("long ago", days["long ago"], earlier, 2), ("pre", days["pre"], earlier, 3),
+                                     ("exposure", days["exposure"], current, 4)):
+        pages[label] = Page_.objects.create(request_id=new_request_id(), experiment_id=experiment.pk, variant_id=1,
+                                            user_key=7, created_at=at, track_ids=list(range(1, k + 1)),
+                                            scores=[0.5] * k)
+    Click_.objects.create(event_id=uuid.uuid4(), request_id=pages["pre"].request_id, experiment_id=earlier.pk,
+                          variant_id=1, user_key=7, track_id=2, position=2, created_at=days["pre"])
+    old.get_model("experiments", "UserAggregate").objects.create(
+        experiment_id=current.pk, variant_id=1, user_key=7, impressions=4, clicks=0, first_seen=days["exposure"],
+        last_seen=days["exposure"])
+    waiting = new_request_id()  # a page and its click still in the outbox, in the old columns
+    outbox = old.get_model("experiments", "EventOutbox")
+    outbox.objects.create(kind=3, event_id=waiting, request_id=waiting, experiment_id=current.pk, variant_id=1,
+                          user_key=7, user_id="u7", track_id=0, position=0, created_at=now, track_ids=[11, 12],
+                          scores=[0.9, 0.8])
+    outbox.objects.create(kind=2, event_id=click_event_id(waiting, 2), request_id=waiting,
+                          experiment_id=current.pk, variant_id=1, user_key=7, track_id=12, position=2,
+                          created_at=now)
+
+    _migrate(executor.loader.graph.leaf_nodes())
+    traffic = {row[0]: row[1:] for row in UserDailyTraffic.objects.values_list("day", "impressions", "clicks",
+                                                                               "plays")}
+    utc = {label: at.astimezone(UTC).date() for label, at in days.items()}
+    assert traffic == {utc["long ago"]: (2, 0, 0), utc["pre"]: (3, 1, 0), utc["exposure"]: (4, 0, 0)}
+    user = UserAggregate.objects.get(experiment_id=current.pk)
+    assert (user.pre_impressions, user.pre_clicks, user.pre_plays, user.plays, user.listened_seconds) == (
+        3, 1, 0, 0, 0.0)  # the page of 5 days ago, not the one of 30 days ago
+    assert Experiment.objects.get(pk=current.pk).pre_period_days == 14
+
+    assert drain_outbox() == 1 + 1  # outbox rows: the page and its click
+    result = events_record([ClickEvent(uuid.uuid4(), waiting, 12, 2)],
+                           [PlayEvent(uuid.uuid4(), waiting, 12, 2, 31.0, False)])
+    assert (result.accepted, result.duplicates) == (1, 1)  # the click had come before the migration
+    drain_outbox()
+    assert Play.objects.get().listened_seconds == 31.0
+    user.refresh_from_db()
+    assert (user.impressions, user.clicks, user.plays, user.long_listens) == (6, 1, 1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unread_user_day_rollup_goes_and_comes_back_rebuilt_from_the_raw_events():
+    """Migration 0010 drops DailyUserRollup (nothing read it); its reverse rebuilds it from pages, clicks and plays."""
+    from experiments.events.ids import new_request_id
+    from experiments.models import Click, Page, Play
+
+    experiment = Experiment.objects.create(name="rollup era", status="running")
+    now = timezone.now()
+    request = new_request_id()
+    Page.objects.create(request_id=request, experiment_id=experiment.pk, variant_id=3, user_key=9, created_at=now,
+                        track_ids=[1, 2, 3], scores=[0.9, 0.8, 0.7])
+    Page.objects.create(request_id=new_request_id(), user_key=9, created_at=now, track_ids=[4], scores=[0.5])
+    Click.objects.create(event_id=uuid.uuid4(), request_id=request, experiment_id=experiment.pk, variant_id=3,
+                         user_key=9, track_id=2, position=2, created_at=now)
+    Play.objects.create(event_id=uuid.uuid4(), request_id=request, experiment_id=experiment.pk, variant_id=3,
+                        user_key=9, track_id=2, position=2, listened_seconds=45.0, skipped=False, created_at=now)
+    before = [("experiments", "0009_plays")]
+    executor = _migrate(before)
+    rollup = executor.loader.project_state(before).apps.get_model("experiments", "DailyUserRollup")
+    row = rollup.objects.get()
+    assert (row.experiment_id, row.variant_id, row.user_key, row.impressions, row.clicks, row.plays,
+            row.long_listens, row.short_plays, row.listened_seconds) == (experiment.pk, 3, 9, 3, 1, 1, 1, 0, 45.0)
+    _migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('experiments_dailyuserrollup')")
+        assert cursor.fetchone()[0] is None

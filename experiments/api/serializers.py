@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from rest_framework import serializers
 
 from abplatform.api.validation import text_problem
+from experiments.events.plays import MAX_LISTENED_SECONDS
 
 MAX_K = 100
 MAX_EXCLUDE = 500
@@ -106,19 +107,39 @@ class RecommendationResponseSerializer(serializers.Serializer):
     items = RecommendationItemSerializer(many=True)
 
 
-class ClickEventSerializer(serializers.Serializer):
+PLAY_ONLY = ("listened_seconds", "skipped")
+
+
+class PlayerEventSerializer(serializers.Serializer):
+    """A click, or a play (a listen that followed a click on the same item: same request, position, track)."""
+
     event_id = serializers.UUIDField(help_text="Client-made id; a repeat is acknowledged and counted once")
-    type = serializers.ChoiceField(choices=["click"])
+    type = serializers.ChoiceField(choices=["click", "play"])
     request_id = serializers.UUIDField()
     track = serializers.IntegerField(min_value=1, max_value=MAX_INT)
     position = serializers.IntegerField(min_value=1, max_value=MAX_K)
     client_time = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    listened_seconds = serializers.FloatField(
+        min_value=0, max_value=MAX_LISTENED_SECONDS, required=False,
+        help_text=f"play only (required): seconds listened, 0-{MAX_LISTENED_SECONDS}; >= 30 s is a long listen")
+    skipped = serializers.BooleanField(required=False, help_text="play only (required): the listen ended in a skip")
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["type"] == "play":
+            missing = {name: ["This field is required for a play."] for name in PLAY_ONLY if name not in attrs}
+            if missing:
+                raise serializers.ValidationError(missing)
+        else:
+            extra = {name: ["Only a play carries this field."] for name in PLAY_ONLY if name in attrs}
+            if extra:
+                raise serializers.ValidationError(extra)
+        return attrs
 
 
 class EventBatchSerializer(serializers.Serializer):
     # A ListField (not many=True) so that the OpenAPI schema states minItems/maxItems; errors come keyed by index.
-    events = serializers.ListField(child=ClickEventSerializer(), allow_empty=False, min_length=1,
-                                   max_length=MAX_EVENTS, help_text=f"1-{MAX_EVENTS} clicks")
+    events = serializers.ListField(child=PlayerEventSerializer(), allow_empty=False, min_length=1,
+                                   max_length=MAX_EVENTS, help_text=f"1-{MAX_EVENTS} clicks and plays")
 
 
 class RejectedEventSerializer(serializers.Serializer):

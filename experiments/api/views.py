@@ -36,7 +36,8 @@ from experiments.api.serializers import (
     RecommendationResponseSerializer,
     parse_recommendation_query,
 )
-from experiments.events.clicks import ClickEvent, clicks_record
+from experiments.events.clicks import ClickEvent
+from experiments.events.plays import PlayEvent, events_record
 from experiments.serving import NoArmAvailableError, UnknownPlacementError, recommend
 from recommender.vector_search import SeedNotIndexedError
 
@@ -200,10 +201,12 @@ class RecommendationView(PlayerApiView):
 
 
 @extend_schema(
-    summary="Record a batch of click events",
-    description="Each click must match an impression of its request (same position and track). A click with no "
-                "matching impression is rejected with a reason and never counted; a repeated event_id is "
-                "acknowledged as a duplicate and counted once. The body is JSON only.",
+    summary="Record a batch of click and play events",
+    description="Each click must match an impression of its request (same position and track); each play must "
+                "match an impression that has a click (earlier, or in the same batch), and carries "
+                "`listened_seconds` and `skipped`. An event with no match is rejected with a reason and never "
+                "counted. One click and one play count per impression: a repeated event_id, or another id for "
+                "the same request and position, is acknowledged as a duplicate and counted once. JSON only.",
     request={"application/json": EventBatchSerializer},
     parameters=error_headers(retry_after_on_every_503=True, rate_limited=True),
     responses={
@@ -222,12 +225,15 @@ class EventBatchView(PlayerApiView):
         batch = EventBatchSerializer(data=request.data)
         if not batch.is_valid():
             return bad_request(batch.errors)
-        events = [
-            ClickEvent(event_id=e["event_id"], request_id=e["request_id"], track_id=e["track"],
-                       position=e["position"], client_time=e["client_time"])
-            for e in batch.validated_data["events"]
-        ]
-        result = clicks_record(events)
+        events = batch.validated_data["events"]
+        clicks = [ClickEvent(event_id=e["event_id"], request_id=e["request_id"], track_id=e["track"],
+                             position=e["position"], client_time=e["client_time"])
+                  for e in events if e["type"] == "click"]
+        plays = [PlayEvent(event_id=e["event_id"], request_id=e["request_id"], track_id=e["track"],
+                           position=e["position"], listened_seconds=e["listened_seconds"], skipped=e["skipped"],
+                           client_time=e["client_time"])
+                 for e in events if e["type"] == "play"]
+        result = events_record(clicks, plays)
         return Response(
             {"accepted": result.accepted, "duplicates": result.duplicates,
              "rejected": [{"event_id": event_id, "reason": reason} for event_id, reason in result.rejected]},

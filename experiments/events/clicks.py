@@ -1,4 +1,4 @@
-"""Click batches from players: each click is checked against the impressions its request showed, and at most one
+"""Click batches from players: each click is checked against the page its request showed, and at most one
 click per impression is ever counted (``click_event_id``), whatever ids the client sends."""
 
 from __future__ import annotations
@@ -25,21 +25,41 @@ class ClickEvent:
 
 
 @dataclass
-class ClickBatchResult:
-    accepted: int = 0  # new clicks, each counted once
-    # a click on an impression that already has one (same event id resent, or a new id for the same
-    # request and position, earlier or in this batch): acknowledged, not counted again
+class EventBatchResult:
+    accepted: int = 0  # new events, each counted once
+    # an event on an impression that already has one of its kind (same event id resent, or a new id for the
+    # same request and position, earlier or in this batch): acknowledged, not counted again
     duplicates: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (event_id, reason), never counted
 
+    def __iadd__(self, other: EventBatchResult) -> EventBatchResult:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+        return self
+
 
 class RejectReason:
-    UNKNOWN_REQUEST = "no impression recorded for this request_id (unknown request, or a user outside the experiment)"
+    UNKNOWN_REQUEST = "no page recorded for this request_id (unknown request, or one answered to a HEAD)"
     POSITION_NOT_SHOWN = "position was not shown in this request"
     TRACK_MISMATCH = "track was not shown at this position in this request"
+    NOT_CLICKED = "no click recorded on this item: a play follows a click on it (earlier or in the same batch)"
 
 
-def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
+def shown_track(page: tuple | None, position: int, track_id: int) -> str | None:
+    """Why an event naming (``position``, ``track_id``) does not match ``page`` (a ``SHOWN_SQL`` row less its
+    request id), or None when it does: an array index, no search."""
+    if page is None:
+        return RejectReason.UNKNOWN_REQUEST
+    track_ids = page[0]
+    if not 1 <= position <= len(track_ids):
+        return RejectReason.POSITION_NOT_SHOWN
+    if track_ids[position - 1] != track_id:
+        return RejectReason.TRACK_MISMATCH
+    return None
+
+
+def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
     A click is stored under ``click_event_id(request, position)``, not the client's id: one
@@ -49,7 +69,7 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
     The page a click points at is found by its request id, in the outbox (not landed yet) or in
     ``Page`` (``SHOWN_SQL``), and the click's position indexes its ``track_ids``.
     """
-    result = ClickBatchResult()
+    result = EventBatchResult()
     if not events:
         return result
     counted_ids = [click_event_id(e.request_id, e.position) for e in events]
@@ -65,19 +85,12 @@ def clicks_record(events: Sequence[ClickEvent]) -> ClickBatchResult:
             result.duplicates += 1
             continue
         page = pages.get(event.request_id)
-        if page is None:
-            result.rejected.append((str(event.event_id), RejectReason.UNKNOWN_REQUEST))
-            continue
-        track_ids = page[0]
-        shown = track_ids[event.position - 1] if 1 <= event.position <= len(track_ids) else None
-        if shown is None:
-            result.rejected.append((str(event.event_id), RejectReason.POSITION_NOT_SHOWN))
-            continue
-        if shown != event.track_id:
-            result.rejected.append((str(event.event_id), RejectReason.TRACK_MISMATCH))
+        reason = shown_track(page, event.position, event.track_id)
+        if reason is not None:
+            result.rejected.append((str(event.event_id), reason))
             continue
         seen.add(counted_id)
-        fresh.append((counted_id, event, (shown, *page[1:])))
+        fresh.append((counted_id, event, (event.track_id, *page[1:])))
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_CLICKS_SQL, {

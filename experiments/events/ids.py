@@ -4,7 +4,8 @@ Request ids are UUID version 7 (RFC 9562: a millisecond timestamp, then 74 rando
 served page's primary key (``Page.request_id``), so the worker's inserts append at the
 right-hand edge of the index instead of touching random pages of a large one.
 
-A click is stored under ``click_event_id(request, position)``: one counted click per item shown.
+A click is stored under ``click_event_id(request, position)``: one counted click per item shown,
+and a play under ``play_event_id(request, position)``: one counted play per clicked item.
 
 An impression's id, ``impression_event_id(request, position)``, is what the per-item table
 stored before pages replaced it (migration 0006); the per-item view ``Impression`` computes it
@@ -44,10 +45,22 @@ def click_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
     click per impression" a property of the unique ``event_id`` index, not of the client's
     honesty (a client that makes up a fresh event id per post cannot click an item twice).
     Time-ordered like the impression id, for the same reason (appends to the index)."""
-    digest = hashlib.md5(f"click/{request_id}/{int(position)}".encode(), usedforsecurity=False).hexdigest()
+    return _derived_id("click", request_id, position)
+
+
+def _derived_id(kind: str, request_id: uuid.UUID, position: int) -> uuid.UUID:
+    digest = hashlib.md5(f"{kind}/{request_id}/{int(position)}".encode(), usedforsecurity=False).hexdigest()
     if request_id.version == 7:
         return uuid.UUID(request_id.hex[:16] + digest[16:])
     return uuid.UUID(digest)
+
+
+def play_event_id(request_id: uuid.UUID, position: int) -> uuid.UUID:
+    """The id a play is stored under: one per clicked impression, whatever id the client sent.
+
+    For the same reason as ``click_event_id``: a client cannot make one click into several listens,
+    so a user's plays never outnumber their clicks. A player posts the play once, when the listen ends."""
+    return _derived_id("play", request_id, position)
 
 
 def impression_event_id_sql(request_id: str, position: str) -> str:

@@ -5,12 +5,14 @@ and in ONE transaction it is
 
 1. copied into a session temp table,
 2. sorted into what is new: a page (already in ``Page``: serving wrote it) is new while its
-   outbox row is there, and deleting that row claims it (``RETURNING``); a click is inserted
-   into ``Click`` (``ON CONFLICT (event_id) DO NOTHING``) and kept when it was new; a page
-   brings its number of items k,
+   outbox row is there, and deleting that row claims it (``RETURNING``); clicks and plays are
+   inserted into ``Click`` and ``Play`` (``ON CONFLICT (event_id) DO NOTHING``) and kept when
+   they were new; a page brings its number of items k,
 3. folded into the aggregates from the new rows only (a page adds k impressions to its user
-   and one to each of its positions), so a batch sent twice (a broker redelivery, a relay
-   resend) never counts twice,
+   and one to each of its positions, a play one play, a long listen or a short play, and its
+   seconds), so a batch sent twice (a broker redelivery, a relay resend) never counts twice:
+   every row into ``UserDailyTraffic`` (all traffic per user and day), rows of an experiment
+   also into its per-user, per-day, per-position and daily-moment aggregates,
 4. confirmed by deleting its rows from the outbox.
 
 A worker killed before the commit leaves nothing behind, and the relay re-sends the
@@ -30,35 +32,95 @@ from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from experiments.events.outbox import CLICK, COLUMNS_SQL, OUTBOX, RECOMMENDATION, copy_records, outbox_copy_text
+from experiments.events.outbox import (
+    CLICK,
+    COLUMNS_SQL,
+    COPY_COLUMNS,
+    KINDS,
+    OUTBOX,
+    PLAY,
+    RECOMMENDATION,
+    copy_records,
+    outbox_copy_text,
+)
 from experiments.events.quarantine import quarantine_rows
 from experiments.models import (
     Assignment,
     Click,
-    DailyUserRollup,
+    Experiment,
     Page,
+    Play,
     PositionRollup,
     UserAggregate,
+    UserDailyTraffic,
     VariantDailyMoments,
 )
 
 logger = logging.getLogger(__name__)
 AGGREGATES_LOCK = 0x0C0551_11  # pg_advisory_xact_lock key of the aggregate stage
+LONG_LISTEN_SECONDS = 30  # a play this long is a long listen (a stream); a shorter one a short play (a skip)
 
 _T = {
-    "page": Page._meta.db_table, "click": Click._meta.db_table,
+    "page": Page._meta.db_table, "click": Click._meta.db_table, "play": Play._meta.db_table,
     "assignment": Assignment._meta.db_table, "user": UserAggregate._meta.db_table,
-    "daily": DailyUserRollup._meta.db_table, "position": PositionRollup._meta.db_table,
-    "moments": VariantDailyMoments._meta.db_table,
+    "position": PositionRollup._meta.db_table,
+    "moments": VariantDailyMoments._meta.db_table, "traffic": UserDailyTraffic._meta.db_table,
+    "experiment": Experiment._meta.db_table,
 }
+
+# The per-user sums every aggregate keeps (ListeningSums), and their short names in the temp tables.
+_SUMS = (("impressions", "imp"), ("clicks", "clk"), ("plays", "ply"), ("long_listens", "lng"),
+         ("short_plays", "sht"), ("listened_seconds", "sec"))
+_SUM_TYPES = {"sec": "double precision"}
+# The moments of the cumulative per-user sums (VariantDailyMoments), each as the change one user's step from
+# old (o_x) to old + delta (x) makes: a square grows by x (2 o + x), a product ab by a o_b + b o_a + a b.
+_MOMENTS = (
+    ("users", "count(*) FILTER (WHERE is_new)"),
+    ("sum_impressions", "sum(imp)"), ("sum_clicks", "sum(clk)"),
+    ("sum_impressions_sq", "sum(imp * (2 * o_imp + imp))"), ("sum_clicks_sq", "sum(clk * (2 * o_clk + clk))"),
+    ("sum_impressions_clicks", "sum(imp * o_clk + clk * o_imp + imp * clk)"),
+    ("sum_plays", "sum(ply)"), ("sum_long_listens", "sum(lng)"), ("sum_short_plays", "sum(sht)"),
+    ("sum_listened_seconds", "sum(sec)"),
+    ("sum_plays_sq", "sum(ply * (2 * o_ply + ply))"), ("sum_long_listens_sq", "sum(lng * (2 * o_lng + lng))"),
+    ("sum_short_plays_sq", "sum(sht * (2 * o_sht + sht))"),
+    ("sum_listened_seconds_sq", "sum(sec * (2 * o_sec + sec))"),
+    ("sum_impressions_long_listens", "sum(imp * o_lng + lng * o_imp + imp * lng)"),
+    ("sum_clicks_listened_seconds", "sum(clk * o_sec + sec * o_clk + clk * sec)"),
+    ("sum_plays_short_plays", "sum(ply * o_sht + sht * o_ply + ply * sht)"),
+)
+_M = [name for name, _ in _MOMENTS]
+
+
+def _sums_of_fresh() -> str:
+    """The select list of the six sums over ``ingest_fresh`` rows (pages add k impressions, plays their seconds)."""
+    return (f"coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0), count(*) FILTER (WHERE kind = {CLICK}), "
+            f"count(*) FILTER (WHERE kind = {PLAY}), "
+            f"count(*) FILTER (WHERE kind = {PLAY} AND secs >= {LONG_LISTEN_SECONDS}), "
+            f"count(*) FILTER (WHERE kind = {PLAY} AND secs < {LONG_LISTEN_SECONDS}), "
+            f"coalesce(sum(secs) FILTER (WHERE kind = {PLAY}), 0)")
+
+
+def _upsert_sums(table: str, key: str) -> str:
+    """``ON CONFLICT (key) DO UPDATE`` adding the six sums of the new row to the stored ones."""
+    adds = ", ".join(f"{col} = {table}.{col} + EXCLUDED.{col}" for col, _ in _SUMS)
+    return f"ON CONFLICT ({key}) DO UPDATE SET {adds}"
+
+
+_COLS = ", ".join(col for col, _ in _SUMS)
+_SHORT = ", ".join(short for _, short in _SUMS)
 
 _SETUP = (
     f"CREATE TEMP TABLE IF NOT EXISTS ingest_staging (LIKE {OUTBOX}) ON COMMIT DELETE ROWS",
-    # new pages (kind 3, n = items, position NULL) and new clicks (kind 2, n = 1, their position)
+    # new pages (kind 3, n = items, position NULL), clicks (kind 2, n = 1, their position) and plays (kind 4,
+    # n = 1, their position, secs = seconds listened); experiment_id NULL: served outside any experiment
     "CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (kind smallint, experiment_id bigint, variant_id bigint, "
-    "user_key bigint, n int, position int, day date, at timestamptz) ON COMMIT DELETE ROWS",
+    "user_key bigint, n int, position int, secs double precision, day date, at timestamptz) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS ingest_user_days (experiment_id bigint, variant_id bigint, user_key bigint, "
-    "day date, imp bigint, clk bigint) ON COMMIT DELETE ROWS",
+    "day date, " + ", ".join(f"{short} {_SUM_TYPES.get(short, 'bigint')}" for _, short in _SUMS)
+    + ") ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_moments_delta (experiment_id bigint, variant_id bigint, day date, "
+    + ", ".join(f"{name} {'double precision' if 'seconds' in name else 'bigint'}" for name in _M)
+    + ") ON COMMIT DELETE ROWS",
 )
 
 _STEPS = (
@@ -77,103 +139,112 @@ _STEPS = (
         SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, client_time, created_at
         FROM ingest_staging WHERE kind = {CLICK}
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING experiment_id, variant_id, user_key, position, created_at)
+        RETURNING experiment_id, variant_id, user_key, position, created_at),
+    ply AS (
+        INSERT INTO {_T['play']} (event_id, request_id, experiment_id, variant_id, user_key, track_id, position,
+                                  listened_seconds, skipped, client_time, created_at)
+        SELECT event_id, request_id, experiment_id, variant_id, user_key, track_id, position, listened_seconds,
+               skipped, client_time, created_at
+        FROM ingest_staging WHERE kind = {PLAY}
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING experiment_id, variant_id, user_key, position, listened_seconds, created_at)
     INSERT INTO ingest_fresh
-    SELECT {RECOMMENDATION}, experiment_id, variant_id, user_key, k, NULL, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM pg
+    SELECT {RECOMMENDATION}, experiment_id, variant_id, user_key, k, NULL, NULL::float8,
+           (created_at AT TIME ZONE 'UTC')::date, created_at FROM pg
     UNION ALL
-    SELECT {CLICK}, experiment_id, variant_id, user_key, 1, position, (created_at AT TIME ZONE 'UTC')::date,
-           created_at FROM clk""",
+    SELECT {CLICK}, experiment_id, variant_id, user_key, 1, position, NULL, (created_at AT TIME ZONE 'UTC')::date,
+           created_at FROM clk
+    UNION ALL
+    SELECT {PLAY}, experiment_id, variant_id, user_key, 1, position, listened_seconds,
+           (created_at AT TIME ZONE 'UTC')::date, created_at FROM ply""",
     f"SELECT pg_advisory_xact_lock({AGGREGATES_LOCK})",
     # 3a. first exposure (idempotent by the unique key, so duplicates may take part)
     f"""INSERT INTO {_T['assignment']} (experiment_id, variant_id, user_key, user_id, first_exposure_at)
     SELECT DISTINCT ON (experiment_id, user_key) experiment_id, variant_id, user_key, user_id, created_at
-    FROM ingest_staging WHERE kind = {RECOMMENDATION} ORDER BY experiment_id, user_key, created_at
+    FROM ingest_staging WHERE kind = {RECOMMENDATION} AND experiment_id IS NOT NULL
+    ORDER BY experiment_id, user_key, created_at
     ON CONFLICT (experiment_id, user_key) DO NOTHING""",
     # 3b. per position: a page adds one impression to each of its positions 1..k (temp-table work only)
     f"""INSERT INTO {_T['position']} (experiment_id, variant_id, position, impressions, clicks)
     SELECT experiment_id, variant_id, position, sum(imp), sum(clk) FROM (
         SELECT f.experiment_id, f.variant_id, g.p AS position, count(*) AS imp, 0 AS clk
-        FROM ingest_fresh f, generate_series(1, f.n) AS g(p) WHERE f.kind = {RECOMMENDATION} GROUP BY 1, 2, 3
+        FROM ingest_fresh f, generate_series(1, f.n) AS g(p)
+        WHERE f.kind = {RECOMMENDATION} AND f.experiment_id IS NOT NULL GROUP BY 1, 2, 3
         UNION ALL
-        SELECT experiment_id, variant_id, position, 0, count(*) FROM ingest_fresh WHERE kind = {CLICK}
-        GROUP BY 1, 2, 3) x
+        SELECT experiment_id, variant_id, position, 0, count(*) FROM ingest_fresh
+        WHERE kind = {CLICK} AND experiment_id IS NOT NULL GROUP BY 1, 2, 3) x
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (experiment_id, variant_id, position) DO UPDATE
     SET impressions = {_T['position']}.impressions + EXCLUDED.impressions,
         clicks = {_T['position']}.clicks + EXCLUDED.clicks""",
-    # 3c. per user and day
+    # 3c. all traffic per user and day, in an experiment or not (CUPED's pre-period); before 3e, which reads it
+    f"""INSERT INTO {_T['traffic']} (user_key, day, {_COLS})
+    SELECT user_key, day, {_sums_of_fresh()} FROM ingest_fresh GROUP BY user_key, day ORDER BY 1, 2
+    {_upsert_sums(_T['traffic'], 'user_key, day')}""",
+    # 3d. per experiment, user and day, this batch only (the moments below walk a user's days in order; no table
+    # keeps them: nothing reads per-experiment user-days that UserDailyTraffic and the moments do not already give)
     f"""INSERT INTO ingest_user_days
-    SELECT experiment_id, min(variant_id), user_key, day, coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0),
-           count(*) FILTER (WHERE kind = {CLICK})
-    FROM ingest_fresh GROUP BY experiment_id, user_key, day""",
-    f"""INSERT INTO {_T['daily']} (experiment_id, variant_id, user_key, day, impressions, clicks)
-    SELECT experiment_id, variant_id, user_key, day, imp, clk FROM ingest_user_days ORDER BY 1, 3, 4
-    ON CONFLICT (experiment_id, user_key, day) DO UPDATE
-    SET impressions = {_T['daily']}.impressions + EXCLUDED.impressions,
-        clicks = {_T['daily']}.clicks + EXCLUDED.clicks""",
-    # 3d. per user over the experiment, and the moments of the cumulative per-user values.
+    SELECT experiment_id, min(variant_id), user_key, day, {_sums_of_fresh()}
+    FROM ingest_fresh WHERE experiment_id IS NOT NULL GROUP BY experiment_id, user_key, day""",
+    # 3e. per user over the experiment, and the moments of the cumulative per-user values.
+    # A user new to the experiment gets the sums of their traffic on the experiment's pre_period_days days before
+    # the day of their first event in it (the lateral sum runs for new users only).
     # old = new - delta of this batch (RETURNING gives the value after our own update, under the row lock);
     # a user with events on several days in one batch is walked day by day, so the moments telescope.
     f"""WITH batch AS (
-        SELECT experiment_id, min(variant_id) AS variant_id, user_key, sum(imp) AS imp, sum(clk) AS clk
+        SELECT experiment_id, min(variant_id) AS variant_id, user_key,
+               {", ".join(f"sum({short}) AS {short}" for _, short in _SUMS)}
         FROM ingest_user_days GROUP BY experiment_id, user_key),
     seen AS (
         SELECT experiment_id, user_key, min(at) AS first_at, max(at) AS last_at
-        FROM ingest_fresh GROUP BY experiment_id, user_key),
+        FROM ingest_fresh WHERE experiment_id IS NOT NULL GROUP BY experiment_id, user_key),
     upserted AS (
-        INSERT INTO {_T['user']} (experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen)
-        SELECT b.experiment_id, b.variant_id, b.user_key, b.imp, b.clk, s.first_at, s.last_at
-        FROM batch b JOIN seen s USING (experiment_id, user_key) ORDER BY b.experiment_id, b.user_key
+        INSERT INTO {_T['user']} (experiment_id, variant_id, user_key, {_COLS}, first_seen, last_seen,
+                                  {", ".join(f"pre_{col}" for col, _ in _SUMS)})
+        SELECT b.experiment_id, b.variant_id, b.user_key, {", ".join(f"b.{short}" for _, short in _SUMS)},
+               s.first_at, s.last_at, {", ".join(f"coalesce(pre.{short}, 0)" for _, short in _SUMS)}
+        FROM batch b JOIN seen s USING (experiment_id, user_key)
+        LEFT JOIN {_T['experiment']} e ON e.id = b.experiment_id
+        LEFT JOIN LATERAL (
+            SELECT {", ".join(f"sum(t.{col}) AS {short}" for col, short in _SUMS)} FROM {_T['traffic']} t
+            WHERE NOT EXISTS (SELECT 1 FROM {_T['user']} x WHERE x.experiment_id = b.experiment_id
+                              AND x.user_key = b.user_key)
+              AND t.user_key = b.user_key
+              AND t.day >= (s.first_at AT TIME ZONE 'UTC')::date - coalesce(e.pre_period_days, 0)
+              AND t.day < (s.first_at AT TIME ZONE 'UTC')::date) pre ON true
+        ORDER BY b.experiment_id, b.user_key
         ON CONFLICT (experiment_id, user_key) DO UPDATE
-        SET impressions = {_T['user']}.impressions + EXCLUDED.impressions,
-            clicks = {_T['user']}.clicks + EXCLUDED.clicks,
+        SET {", ".join(f"{col} = {_T['user']}.{col} + EXCLUDED.{col}" for col, _ in _SUMS)},
             first_seen = LEAST({_T['user']}.first_seen, EXCLUDED.first_seen),
             last_seen = GREATEST({_T['user']}.last_seen, EXCLUDED.last_seen)
-        RETURNING experiment_id, user_key, impressions, clicks),
+        RETURNING experiment_id, user_key, {_COLS}),
     walked AS (
-        SELECT d.experiment_id, d.variant_id, d.user_key, d.day, d.imp, d.clk,
-               u.impressions - b.imp + sum(d.imp) OVER w - d.imp AS old_imp,
-               u.clicks - b.clk + sum(d.clk) OVER w - d.clk AS old_clk,
-               row_number() OVER w = 1 AND u.impressions = b.imp AND u.clicks = b.clk AS is_new
+        SELECT d.experiment_id, d.variant_id, d.user_key, d.day, {", ".join(f"d.{short}" for _, short in _SUMS)},
+               {", ".join(f"u.{col} - b.{short} + sum(d.{short}) OVER w - d.{short} AS o_{short}"
+                          for col, short in _SUMS)},
+               row_number() OVER w = 1 AND u.impressions = b.imp AND u.clicks = b.clk AND u.plays = b.ply AS is_new
         FROM ingest_user_days d
         JOIN batch b USING (experiment_id, user_key)
         JOIN upserted u USING (experiment_id, user_key)
         WINDOW w AS (PARTITION BY d.experiment_id, d.user_key ORDER BY d.day))
-    INSERT INTO ingest_moments_delta
-    SELECT experiment_id, variant_id, day,
-           count(*) FILTER (WHERE is_new),
-           sum(imp), sum(clk),
-           sum((old_imp + imp) * (old_imp + imp) - old_imp * old_imp),
-           sum((old_clk + clk) * (old_clk + clk) - old_clk * old_clk),
-           sum((old_imp + imp) * (old_clk + clk) - old_imp * old_clk)
+    INSERT INTO ingest_moments_delta (experiment_id, variant_id, day, {", ".join(_M)})
+    SELECT experiment_id, variant_id, day, {", ".join(expr for _, expr in _MOMENTS)}
     FROM walked GROUP BY experiment_id, variant_id, day""",
     # a day's first row starts from the previous day's cumulative moments
-    f"""INSERT INTO {_T['moments']} (experiment_id, variant_id, day, users, sum_impressions, sum_clicks,
-                                     sum_impressions_sq, sum_clicks_sq, sum_impressions_clicks)
-    SELECT d.experiment_id, d.variant_id, d.day, coalesce(p.users, 0), coalesce(p.sum_impressions, 0),
-           coalesce(p.sum_clicks, 0), coalesce(p.sum_impressions_sq, 0), coalesce(p.sum_clicks_sq, 0),
-           coalesce(p.sum_impressions_clicks, 0)
+    f"""INSERT INTO {_T['moments']} (experiment_id, variant_id, day, {", ".join(_M)})
+    SELECT d.experiment_id, d.variant_id, d.day, {", ".join(f"coalesce(p.{name}, 0)" for name in _M)}
     FROM ingest_moments_delta d
     LEFT JOIN LATERAL (SELECT * FROM {_T['moments']} m WHERE m.experiment_id = d.experiment_id
                        AND m.variant_id = d.variant_id AND m.day < d.day ORDER BY m.day DESC LIMIT 1) p ON true
     ORDER BY 1, 2, 3
     ON CONFLICT (experiment_id, variant_id, day) DO NOTHING""",
     # a day's change is also a change of every later day's cumulative values
-    f"""UPDATE {_T['moments']} m SET users = m.users + a.users, sum_impressions = m.sum_impressions + a.si,
-        sum_clicks = m.sum_clicks + a.sc, sum_impressions_sq = m.sum_impressions_sq + a.sii,
-        sum_clicks_sq = m.sum_clicks_sq + a.scc, sum_impressions_clicks = m.sum_impressions_clicks + a.sic
-    FROM (SELECT m2.id, sum(d.users) AS users, sum(d.si) AS si, sum(d.sc) AS sc, sum(d.sii) AS sii,
-                 sum(d.scc) AS scc, sum(d.sic) AS sic
+    f"""UPDATE {_T['moments']} m SET {", ".join(f"{name} = m.{name} + a.{name}" for name in _M)}
+    FROM (SELECT m2.id, {", ".join(f"sum(d.{name}) AS {name}" for name in _M)}
           FROM {_T['moments']} m2 JOIN ingest_moments_delta d
             ON d.experiment_id = m2.experiment_id AND d.variant_id = m2.variant_id AND m2.day >= d.day
           GROUP BY m2.id) a
     WHERE m.id = a.id""",
-)
-
-_SETUP += (
-    "CREATE TEMP TABLE IF NOT EXISTS ingest_moments_delta (experiment_id bigint, variant_id bigint, day date, "
-    "users bigint, si bigint, sc bigint, sii bigint, scc bigint, sic bigint) ON COMMIT DELETE ROWS",
 )
 
 # An id array keeps this an index probe per row (the temp table has no statistics to plan a join with).
@@ -185,12 +256,22 @@ _prepared_sessions: weakref.WeakSet = weakref.WeakSet()  # connections that have
 
 @dataclass(frozen=True)
 class IngestResult:
-    received: int  # outbox rows in the batch: pages + clicks
+    received: int  # outbox rows in the batch: pages + clicks + plays
     impressions: int  # newly landed items (k per new page)
     clicks: int  # newly landed clicks
     seconds: float
     quarantined: int = 0  # outbox rows moved aside because they could not be landed
     pages: int = 0  # newly landed pages
+    plays: int = 0  # newly landed plays
+
+
+def _copy_columns(copy_text: str) -> str:
+    """The columns a batch carries: ``COPY_COLUMNS``, or the prefix of it that an older relay sent (a message
+    queued in the broker across an upgrade; the columns added since stay NULL)."""
+    fields = copy_text.count("\t", 0, copy_text.find("\n")) + 1
+    if fields >= len(COPY_COLUMNS):
+        return COLUMNS_SQL
+    return ", ".join(COPY_COLUMNS[:fields])
 
 
 def ingest_copy_batch(copy_text: str) -> IngestResult:
@@ -208,13 +289,14 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         if nested:  # emptied by every commit (ON COMMIT DELETE ROWS), but not inside an outer transaction
             cursor.execute("DELETE FROM ingest_staging; DELETE FROM ingest_fresh; DELETE FROM ingest_user_days; "
                            "DELETE FROM ingest_moments_delta")
-        with cursor.cursor.copy(f"COPY ingest_staging ({COLUMNS_SQL}) FROM STDIN") as copy:
+        with cursor.cursor.copy(f"COPY ingest_staging ({_copy_columns(copy_text)}) FROM STDIN") as copy:
             copy.write(copy_text)
-        cursor.execute(f"SELECT id, kind FROM ingest_staging WHERE kind NOT IN ({RECOMMENDATION}, {CLICK}) LIMIT 1")
+        kinds = ", ".join(map(str, KINDS))
+        cursor.execute(f"SELECT id, kind FROM ingest_staging WHERE kind NOT IN ({kinds}) LIMIT 1")
         unknown = cursor.fetchone()
         if unknown is not None:  # never confirmed unlanded: the batch fails, and the row is quarantined alone
-            raise ValueError(f"outbox row {unknown[0]} has kind {unknown[1]}: the worker lands pages (3) and "
-                             "clicks (2)")
+            raise ValueError(f"outbox row {unknown[0]} has kind {unknown[1]}: the worker lands pages (3), "
+                             "clicks (2) and plays (4)")
         cursor.execute("SELECT count(*) FROM ingest_staging")
         received = cursor.fetchone()[0]
         cursor.execute(_STEPS[0])
@@ -224,14 +306,14 @@ def ingest_copy_batch(copy_text: str) -> IngestResult:
         for statement in _STEPS[1:]:
             cursor.execute(statement)
         cursor.execute(f"SELECT coalesce(sum(n) FILTER (WHERE kind = {RECOMMENDATION}), 0), "
-                       f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}) "
-                       "FROM ingest_fresh")
-        impressions, new_pages, clicks = cursor.fetchone()
+                       f"count(*) FILTER (WHERE kind = {RECOMMENDATION}), count(*) FILTER (WHERE kind = {CLICK}), "
+                       f"count(*) FILTER (WHERE kind = {PLAY}) FROM ingest_fresh")
+        impressions, new_pages, clicks, plays = cursor.fetchone()
         cursor.execute(_CONFIRM)
     if created and not nested:  # committed: the temp tables now live as long as the session
         _prepared_sessions.add(connection.connection)
     return IngestResult(received=received, impressions=impressions, clicks=clicks,
-                        seconds=time.perf_counter() - started, pages=new_pages)
+                        seconds=time.perf_counter() - started, pages=new_pages, plays=plays)
 
 
 # The database is away or busy: the batch is fine, retry it whole later (the task's autoretry, the relay's resend).
@@ -259,7 +341,8 @@ def ingest_or_quarantine(copy_text: str) -> IngestResult:
                                                                                      records[middle:])]
         return IngestResult(received=sum(p.received for p in parts), impressions=sum(p.impressions for p in parts),
                             clicks=sum(p.clicks for p in parts), seconds=time.perf_counter() - started,
-                            quarantined=sum(p.quarantined for p in parts), pages=sum(p.pages for p in parts))
+                            quarantined=sum(p.quarantined for p in parts), pages=sum(p.pages for p in parts),
+                            plays=sum(p.plays for p in parts))
 
 
 def _quarantine_records(records: list[str], error: Exception) -> IngestResult:

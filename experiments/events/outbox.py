@@ -5,12 +5,14 @@ goes out after they are durable); the relay (``events.relay``) carries rows to t
 PostgreSQL COPY text in ``COPY_COLUMNS`` order; the worker (``events.ingest``) lands them and
 deletes them. Kinds of row:
 
-- ``RECOMMENDATION``: one narrow row per page served to a user in an experiment. The page
-  itself (its items as arrays) is written to ``Page`` by the same serving statement, so it is
-  stored once, at serving time, and a click can be checked against it at once; the outbox row
-  only tells the worker to fold the page into the aggregates (``event_id`` = ``request_id``,
-  not indexed: a page is unique by its request id already).
+- ``RECOMMENDATION``: one narrow row per page served to a user. The page itself (its items as
+  arrays) is written to ``Page`` by the same serving statement, so it is stored once, at serving
+  time, and a click can be checked against it at once; the outbox row only tells the worker to
+  fold the page into the aggregates (``event_id`` = ``request_id``, not indexed: a page is unique
+  by its request id already). ``experiment_id`` / ``variant_id`` are NULL outside any experiment.
 - ``CLICK``: one row per counted click, ``event_id`` = ``click_event_id(request, position)``.
+- ``PLAY`` (4): one row per counted play, ``event_id`` = ``play_event_id(request, position)``, with
+  ``listened_seconds`` and ``skipped`` (NULL on the other kinds).
 - ``IMPRESSION`` (1): per-item rows of platforms older than migration 0003; migration 0006
   folds any left in the outbox into recommendation rows, and nothing writes them any more.
 """
@@ -19,15 +21,19 @@ from __future__ import annotations
 
 from django.db import connection
 
-from experiments.models import EVENT_ID_UNIQUE_WHERE, Click, EventOutbox, Page
+from experiments.models import EVENT_ID_UNIQUE_WHERE, Click, EventOutbox, Page, Play
 
 OUTBOX = EventOutbox._meta.db_table
 PAGE = Page._meta.db_table
 CLICK = int(EventOutbox.Kind.CLICK)
 RECOMMENDATION = int(EventOutbox.Kind.RECOMMENDATION)
+PLAY = int(EventOutbox.Kind.PLAY)
+KINDS = (CLICK, RECOMMENDATION, PLAY)  # what the worker lands
 # Columns carried from the outbox to the worker, in COPY order (relay, ingest and quarantine use this list).
+# New columns go at the end: text from an older relay (a message still in the broker across an upgrade) is
+# then a prefix of this list, which the worker reads as such (``ingest_copy_batch``).
 COPY_COLUMNS = ("id", "kind", "event_id", "request_id", "experiment_id", "variant_id", "user_key", "user_id",
-                "track_id", "position", "score", "client_time", "created_at")
+                "track_id", "position", "score", "client_time", "created_at", "listened_seconds", "skipped")
 COLUMNS_SQL = ", ".join(COPY_COLUMNS)
 
 
@@ -64,7 +70,7 @@ RECORD_RECOMMENDATION_CTE = (
     f", shown AS (INSERT INTO {PAGE} (request_id, experiment_id, variant_id, user_key, placement, created_at, "
     f"track_ids, scores) "
     f"SELECT %(request)s::uuid, %(experiment)s::bigint, %(variant)s::bigint, %(user_key)s::bigint, "
-    f"%(placement)s::text, "    f"%(now)s::timestamptz, array_agg(track_id ORDER BY distance, track_id), "
+    f"%(placement)s::text, %(now)s::timestamptz, array_agg(track_id ORDER BY distance, track_id), "
     f"array_agg(1 - distance ORDER BY distance, track_id) "
     f"FROM near WHERE distance IS NOT NULL HAVING count(*) > 0 RETURNING request_id), "
     f"recorded AS (INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, "
@@ -92,5 +98,22 @@ INSERT_CLICKS_SQL = (
     f"SELECT {CLICK}, e, r, x, v, u, '', t, p, NULL, c, %(now)s FROM unnest(%(events)s::uuid[], "
     f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
     f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[]) AS z(e, r, x, v, u, t, p, c) "
+    f"ON CONFLICT (event_id) WHERE {EVENT_ID_UNIQUE_WHERE} DO NOTHING RETURNING event_id"
+)
+
+
+# --- plays ----------------------------------------------------------------------------------------
+
+# Plays and clicks already counted (by their derived ids), waiting in the outbox or landed: unique-index probes.
+KNOWN_CLICKS_AND_PLAYS_SQL = (
+    KNOWN_CLICKS_SQL + f" UNION ALL SELECT event_id FROM {Play._meta.db_table} WHERE event_id = ANY(%(events)s::uuid[])"
+)
+INSERT_PLAYS_SQL = (
+    f"INSERT INTO {OUTBOX} (kind, event_id, request_id, experiment_id, variant_id, user_key, user_id, "
+    f"track_id, position, score, client_time, created_at, listened_seconds, skipped) "
+    f"SELECT {PLAY}, e, r, x, v, u, '', t, p, NULL, c, %(now)s, s, k FROM unnest(%(events)s::uuid[], "
+    f"%(requests)s::uuid[], %(experiments)s::bigint[], %(variants)s::bigint[], %(users)s::bigint[], "
+    f"%(tracks)s::bigint[], %(positions)s::int[], %(client_times)s::timestamptz[], %(seconds)s::float8[], "
+    f"%(skipped)s::boolean[]) AS z(e, r, x, v, u, t, p, c, s, k) "
     f"ON CONFLICT (event_id) WHERE {EVENT_ID_UNIQUE_WHERE} DO NOTHING RETURNING event_id"
 )

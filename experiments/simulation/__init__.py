@@ -7,7 +7,16 @@ would see (``/api/v1/tracks``, ``/api/v1/recommendations``, ``/api/v1/events``).
 from .catalog import Catalog, CatalogTrack
 from .client import ApiError, PlatformClient, Recommendation, RecommendedItem, add_api_key_arguments, resolve_api_key
 from .runner import DropPolicy, SimulationConfig, SimulationSummary, run_simulation
-from .taste import TasteModel, UserProfile, click_probability, make_population, position_bias, relevance
+from .taste import (
+    TasteModel,
+    UserProfile,
+    click_probability,
+    listened_seconds,
+    make_population,
+    position_bias,
+    relevance,
+    taste_fit,
+)
 
 __all__ = [
     "ApiError",
@@ -22,9 +31,11 @@ __all__ = [
     "TasteModel",
     "UserProfile",
     "click_probability",
+    "listened_seconds",
     "make_population",
     "position_bias",
     "relevance",
+    "taste_fit",
     "add_api_key_arguments",
     "resolve_api_key",
     "run_simulation",

@@ -2,11 +2,13 @@
 
 Threads share one pooled HTTP client. A global pacer spaces recommendation requests to the
 target rate (no catch-up bursts when the server is slow); the run stops when every session is
-played, when ``duration_s`` is up, or after ``max_requests`` recommendation requests. Clicks
-are buffered and posted in batches (``POST /api/v1/events``) by size or every ``event_flush_s``.
+played, when ``duration_s`` is up, or after ``max_requests`` recommendation requests. Clicks,
+and the plays that follow them, are buffered and posted in batches (``POST /api/v1/events``) by
+size or every ``event_flush_s``, one batch at a time and in order, so a play never reaches the
+platform before its click.
 
-Determinism: the users, their tastes, sessions, seeds and click decisions are drawn from
-generators keyed by ``(seed, user, session)``; the schedule of sessions is a seeded shuffle.
+Determinism: the users, their tastes, sessions, seeds, click decisions and listens are drawn
+from generators keyed by ``(seed, user, session)``; the schedule of sessions is a seeded shuffle.
 Given the same recommendations, a rerun with the same seed makes the same requests and clicks
 (thread timing only changes their interleaving). Event ids are not drawn from the seed: they
 derive from the server's request id (see :func:`click_events`).
@@ -26,7 +28,17 @@ import numpy as np
 
 from .catalog import Catalog
 from .client import ApiError, PlatformClient, Recommendation
-from .taste import TasteModel, UserProfile, choose_clicks, draw_seed_track, make_population, rng_for, session_rng
+from .taste import (
+    TasteModel,
+    UserProfile,
+    choose_clicks,
+    choose_listens,
+    draw_seed_track,
+    listen_rng,
+    make_population,
+    rng_for,
+    session_rng,
+)
 
 _SCHEDULE_STREAM = 2
 _PLACEMENT_STREAM = 3
@@ -116,10 +128,17 @@ class VariantCounts:
     impressions: int = 0
     clicks: int = 0
     vanished: int = 0
+    plays: int = 0
+    long_listens: int = 0  # plays of >= 30 s
+    listened_seconds: float = 0.0
 
     @property
     def ctr(self) -> float:
         return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def skip_rate(self) -> float:
+        return 1.0 - self.long_listens / self.plays if self.plays else 0.0
 
 
 @dataclass
@@ -134,12 +153,15 @@ class SimulationSummary:
     request_errors: int = 0
     impressions: int = 0
     clicks: int = 0  # clicks decided and handed to the event batcher
+    plays: int = 0  # plays (one per click) handed to the event batcher
+    long_listens: int = 0
+    listened_seconds: float = 0.0
     event_posts: int = 0
     event_post_errors: int = 0
     events_accepted: int = 0
     events_duplicate: int = 0
     events_rejected: int = 0
-    events_unsent: int = 0  # clicks in batches that failed for good
+    events_unsent: int = 0  # clicks and plays in batches that failed for good
     retries: int = 0
     users_active: int = 0  # users who got at least one answer
     users_vanished: int = 0
@@ -169,7 +191,8 @@ class SimulationSummary:
         data.pop("latencies_ms")
         data["errors"] = dict(self.errors)
         data["rejected_reasons"] = dict(self.rejected_reasons)
-        data["variants"] = {key: {**asdict(counts), "ctr": counts.ctr} for key, counts in self.variants.items()}
+        data["variants"] = {key: {**asdict(counts), "ctr": counts.ctr, "skip_rate": counts.skip_rate}
+                            for key, counts in self.variants.items()}
         data["arms"] = {key: {**asdict(counts), "ctr": counts.ctr} for key, counts in self.arms.items()}
         data["placements"] = dict(self.placements)
         data["arm_models"] = {key: sorted(map(str, models)) for key, models in self.arm_models.items()}
@@ -184,7 +207,8 @@ class SimulationSummary:
             f"  recommendation requests {self.requests} ({self.achieved_rate:.1f}/s), errors {self.request_errors}, "
             f"retries {self.retries}",
             f"  impressions {self.impressions}, clicks {self.clicks} "
-            f"(CTR {self.clicks / self.impressions if self.impressions else 0:.4f})",
+            f"(CTR {self.clicks / self.impressions if self.impressions else 0:.4f}), plays {self.plays} "
+            f"(long listens {self.long_listens}, {self.listened_seconds / max(self.plays, 1):.1f} s per play)",
             f"  event batches {self.event_posts} (errors {self.event_post_errors}): accepted {self.events_accepted}, "
             f"duplicates {self.events_duplicate}, rejected {self.events_rejected}, unsent {self.events_unsent}",
             f"  users active {self.users_active}, vanished {self.users_vanished}",
@@ -196,7 +220,8 @@ class SimulationSummary:
             counts = self.variants[key]
             lines.append(
                 f"  variant {key}: users {counts.users}, requests {counts.requests}, impressions {counts.impressions},"
-                f" clicks {counts.clicks}, CTR {counts.ctr:.4f}, vanished {counts.vanished}"
+                f" clicks {counts.clicks}, CTR {counts.ctr:.4f}, plays {counts.plays}, skip rate "
+                f"{counts.skip_rate:.3f}, vanished {counts.vanished}"
             )
         if len(self.placements) > 1:
             lines.append("  placements: " + ", ".join(f"{p} {n} requests" for p, n in sorted(self.placements.items())))
@@ -244,6 +269,29 @@ def click_events(rec: Recommendation, positions: list[int]) -> list[dict]:
     ]
 
 
+def play_events(rec: Recommendation, positions: list[int], seconds: list[float],
+                long_listen_s: float = 30.0) -> list[dict]:
+    """The play events that follow the clicks on ``positions`` of one answer, ``seconds`` listened to each.
+
+    Event ids derive from (request id, position) like the clicks' (one play per clicked item), so a retried
+    batch is counted once. A listen shorter than ``long_listen_s`` ended in a skip."""
+    by_position = {item.position: item for item in rec.items}
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "event_id": str(uuid.uuid5(CLICK_ID_NAMESPACE, f"play:{rec.request_id}:{position}")),
+            "type": "play",
+            "request_id": rec.request_id,
+            "track": by_position[position].track,
+            "position": position,
+            "listened_seconds": listened,
+            "skipped": listened < long_listen_s,
+            "client_time": now,
+        }
+        for position, listened in zip(positions, seconds, strict=True)
+    ]
+
+
 class Pacer:
     """Hands out send times ``1 / rate`` apart; a late caller sends now (no catch-up burst)."""
 
@@ -278,7 +326,10 @@ def session_schedule(users: list[UserProfile], seed: int) -> list[tuple[int, int
 
 
 class _EventBatcher:
-    """Buffers click events; posts a batch when full, every ``flush_s`` from a thread, and at the end."""
+    """Buffers events; posts a batch when full, every ``flush_s`` from a thread, and at the end.
+
+    One post at a time, batches in the order their events were added: a play that lands in the batch after its
+    click's is still posted after it (the platform rejects a play whose click it has not seen)."""
 
     def __init__(self, client: PlatformClient, summary: SimulationSummary, lock: threading.Lock,
                  batch_size: int, flush_s: float) -> None:
@@ -286,6 +337,7 @@ class _EventBatcher:
         self.batch_size, self.flush_s = batch_size, flush_s
         self._pending: list[dict] = []
         self._pending_lock = threading.Lock()
+        self._post_lock = threading.Lock()  # taken before _pending_lock: a batch is taken and posted under it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._flush_periodically, name="event-flush", daemon=True)
         self._thread.start()
@@ -293,9 +345,13 @@ class _EventBatcher:
     def add(self, events: list[dict]) -> None:
         with self._pending_lock:
             self._pending.extend(events)
-            batch = self._take() if len(self._pending) >= self.batch_size else None
-        if batch:
-            self._post(batch)
+            full = len(self._pending) >= self.batch_size
+        if full:
+            with self._post_lock:
+                with self._pending_lock:
+                    batch = self._take() if len(self._pending) >= self.batch_size else None
+                if batch:
+                    self._post(batch)
 
     def _take(self) -> list[dict]:
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
@@ -303,11 +359,12 @@ class _EventBatcher:
 
     def flush(self) -> None:
         while True:
-            with self._pending_lock:
-                batch = self._take()
-            if not batch:
-                return
-            self._post(batch)
+            with self._post_lock:
+                with self._pending_lock:
+                    batch = self._take()
+                if not batch:
+                    return
+                self._post(batch)
 
     def _flush_periodically(self) -> None:
         while not self._stop.wait(self.flush_s):
@@ -391,6 +448,7 @@ class Simulation:
                       batcher: _EventBatcher) -> None:
         config, model, state = self.config, self.config.taste, self._states[user.index]
         rng = session_rng(config.seed, user, session)
+        listening = listen_rng(config.seed, user, session)
         seed_track = draw_seed_track(user, self.catalog, rng)
         placement = draw_placement(config.placements, config.seed, user, session)
         shown_in_session: list[int] = []
@@ -425,21 +483,25 @@ class Simulation:
                 user, seed_track, [(item.position, self.catalog.by_id.get(item.track)) for item in rec.items],
                 rng, model,
             )
-            self._record(rec, elapsed_ms, first, vanish, len(clicked), state)
+            by_position = {item.position: item.track for item in rec.items}
+            listens = choose_listens(user, [self.catalog.by_id.get(by_position[p]) for p in clicked], listening, model)
+            self._record(rec, elapsed_ms, first, vanish, len(clicked), listens, state)
             if self.on_request:
                 self.on_request(self.summary)
             if vanish:
                 state.vanished = True
                 return
-            if clicked:
-                batcher.add(self._click_events(rec, clicked))
+            if clicked:  # each click with the play that follows it, in the same batch unless the batch fills
+                batcher.add(self._click_events(rec, clicked)
+                            + play_events(rec, clicked, listens, model.long_listen_s))
             shown_in_session.extend(item.track for item in rec.items)
             seed_track = self._next_seed(user, rec, clicked, rng)
             if seed_track is None:
                 return
 
     def _record(self, rec: Recommendation, elapsed_ms: float, first: bool, vanish: bool, clicks: int,
-                state: _UserState | None = None) -> None:
+                listens: list[float], state: _UserState | None = None) -> None:
+        long_listens = sum(s >= self.config.taste.long_listen_s for s in listens)
         with self._lock:
             summary, counts = self.summary, self._variant(rec.variant)
             arm_key = f"{rec.experiment}/{rec.variant}" if rec.experiment is not None else f"none/{rec.placement}"
@@ -459,6 +521,10 @@ class Simulation:
             counts.requests += 1
             counts.impressions += len(rec.items)
             counts.clicks += clicks
+            for totals in (summary, counts):
+                totals.plays += len(listens)
+                totals.long_listens += long_listens
+                totals.listened_seconds += sum(listens)
             if first:
                 summary.users_active += 1
                 counts.users += 1

@@ -8,6 +8,7 @@ database in sight, and can be tested on hand-made rows.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -143,3 +144,87 @@ def position_series(rows: Sequence[Sequence[int]], arms: Sequence[ArmSpec]) -> d
         entry["clicks"].append(int(clicks))
         entry["ctr"].append(clicks / impressions if impressions else None)
     return out
+
+
+# --- per-user sums of every ratio metric (listening metrics, CUPED) -------------------------------------------
+
+# The per-user sums the worker keeps (UserAggregate), in this column order; long listens are plays of >= 30 s,
+# short plays (skips) the others. Ratio metrics are pairs of them: CTR = clicks / impressions, stream rate =
+# long_listens / impressions, listened seconds per click = listened_seconds / clicks, skip rate =
+# short_plays / plays.
+METRIC_SUMS = ("impressions", "clicks", "plays", "long_listens", "short_plays", "listened_seconds")
+
+
+@dataclass(frozen=True)
+class UserMetricRows:
+    """One arm's users (those with impressions > 0), one row each: their sums over the experiment (``post``) and
+    over the pre-period before their first exposure (``pre``: the experiment's ``pre_period_days`` days of all
+    their traffic, in any experiment or none; all 0 for a user without traffic then). Both (users, 6) float64
+    arrays, columns ``METRIC_SUMS``. Counts are exact in float64 (below 2**53)."""
+
+    arm_id: int
+    post: np.ndarray
+    pre: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("post", "pre"):
+            array = getattr(self, name)
+            if array.ndim != 2 or array.shape[1] != len(METRIC_SUMS):
+                raise ValueError(f"{name} must be (users, {len(METRIC_SUMS)}), got {array.shape}")
+        if self.post.shape != self.pre.shape:
+            raise ValueError(f"post {self.post.shape} and pre {self.pre.shape} differ")
+
+    @property
+    def users(self) -> int:
+        return int(self.post.shape[0])
+
+    @property
+    def has_pre(self) -> np.ndarray:
+        """Users with pre-period data: some impressions in the window (every other sum follows a page)."""
+        return self.pre[:, 0] > 0
+
+    def column(self, name: str, *, pre: bool = False) -> np.ndarray:
+        """One sum per user, e.g. ``rows.column("clicks")`` or ``rows.column("clicks", pre=True)``."""
+        return (self.pre if pre else self.post)[:, METRIC_SUMS.index(name)]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column by name (``impressions`` ... ``listened_seconds``, ``pre_impressions`` ...), 1-D arrays:
+        the keyword arguments of the metrics' per-user columns (``UserColumns(**rows.columns())``)."""
+        return {**{name: self.post[:, i] for i, name in enumerate(METRIC_SUMS)},
+                **{f"pre_{name}": self.pre[:, i] for i, name in enumerate(METRIC_SUMS)}}
+
+
+def user_metric_rows_by_arm(arm_ids: np.ndarray, post: np.ndarray, pre: np.ndarray,
+                            arms: Sequence[int]) -> dict[int, UserMetricRows]:
+    """Split the users of one experiment (``arm_ids[i]`` is user i's arm) into one ``UserMetricRows`` per arm id
+    of ``arms`` (an arm without users gets empty arrays)."""
+    return {arm: UserMetricRows(arm, post[arm_ids == arm], pre[arm_ids == arm]) for arm in arms}
+
+
+# PostgreSQL's binary COPY of (arm id, METRIC_SUMS, pre-period METRIC_SUMS): a header (signature, flags, extension
+# length and extension), then per row a 16-bit field count and, per field, a 32-bit length and the value, all
+# big-endian; every field here is 8 bytes (bigint, or double precision for the seconds) and never NULL.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_FIELD_KINDS = ["i8"] * 6 + ["f8"] + ["i8"] * 5 + ["f8"]
+_ROW_DTYPE = np.dtype([("fields", ">i2")] + [item for i, kind in enumerate(_FIELD_KINDS)
+                                             for item in ((f"length{i}", ">i4"), (f"value{i}", f">{kind}"))])
+
+
+def user_metric_rows_from_copy(data: bytes, arm_ids: Sequence[int] | None = None) -> dict[int, UserMetricRows]:
+    """``UserMetricRows`` per arm from the binary COPY of one experiment's per-user rows (see ``_COPY_SIGNATURE``):
+    the fixed-width rows are read as one structured array, never a Python object per user."""
+    if not data.startswith(_COPY_SIGNATURE):
+        raise ValueError("not PostgreSQL binary COPY data")
+    start = len(_COPY_SIGNATURE) + 8 + struct.unpack_from(">i", data, len(_COPY_SIGNATURE) + 4)[0]
+    count, rest = divmod(len(data) - start - 2, _ROW_DTYPE.itemsize)  # 2: the trailer
+    if rest:
+        raise ValueError("binary COPY rows of another shape than (arm, 6 sums, 6 pre-period sums)")
+    rows = np.frombuffer(data, dtype=_ROW_DTYPE, count=count, offset=start)
+    if count and not (rows["fields"] == len(_FIELD_KINDS)).all():
+        raise ValueError(f"binary COPY rows must have {len(_FIELD_KINDS)} fields")
+    values = [rows[f"value{i}"] for i in range(len(_FIELD_KINDS))]
+    arm_of_user = values[0].astype(np.int64)
+    post = np.column_stack(values[1:7]).astype(np.float64)
+    pre = np.column_stack(values[7:13]).astype(np.float64)
+    arms = arm_ids if arm_ids is not None else sorted(set(arm_of_user.tolist()))
+    return user_metric_rows_by_arm(arm_of_user, post, pre, arms)

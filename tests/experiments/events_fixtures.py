@@ -8,6 +8,7 @@ events worker here with ``start_events_worker(queue, db_name)``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from django.db import connection
@@ -169,56 +171,107 @@ class RedisServer:
 class Counts:
     impressions: int
     clicks: int
+    plays: int = 0
 
 
 def raw_counts() -> Counts:
     return Counts(_scalar("SELECT count(*) FROM experiments_impression"),
-                  _scalar("SELECT count(*) FROM experiments_click"))
+                  _scalar("SELECT count(*) FROM experiments_click"),
+                  _scalar("SELECT count(*) FROM experiments_play"))
+
+
+# Every landed event as one row of the six sums it adds (a page adds one impression per item, through the view).
+RAW_EVENTS = """
+    SELECT experiment_id, variant_id, user_key, position, created_at AS t, 1 AS i, 0 AS c, 0 AS p, 0 AS l, 0 AS s,
+           0.0::float8 AS secs FROM experiments_impression
+    UNION ALL SELECT experiment_id, variant_id, user_key, position, created_at, 0, 1, 0, 0, 0, 0.0
+              FROM experiments_click
+    UNION ALL SELECT experiment_id, variant_id, user_key, position, created_at, 0, 0, 1,
+                     (listened_seconds >= 30)::int, (listened_seconds < 30)::int, listened_seconds FROM experiments_play
+"""
+_SUMS = "sum(i), sum(c), sum(p), sum(l), sum(s), sum(secs)"
+_COLUMNS = "impressions, clicks, plays, long_listens, short_plays, listened_seconds"
+_MOMENTS = ("users, sum_impressions, sum_clicks, sum_impressions_sq, sum_clicks_sq, sum_impressions_clicks, sum_plays, "
+            "sum_long_listens, sum_short_plays, sum_listened_seconds, sum_plays_sq, sum_long_listens_sq, "
+            "sum_short_plays_sq, sum_listened_seconds_sq, sum_impressions_long_listens, sum_clicks_listened_seconds, "
+            "sum_plays_short_plays")
+
+AGGREGATE_CHECKS = {
+    "user aggregates": (
+        f"SELECT experiment_id, variant_id, user_key, {_COLUMNS}, first_seen, last_seen FROM experiments_useraggregate",
+        f"SELECT experiment_id, variant_id, user_key, {_SUMS}, min(t), max(t) FROM ({RAW_EVENTS}) e "
+        "WHERE experiment_id IS NOT NULL GROUP BY 1, 2, 3",
+    ),
+    "all-traffic daily rollups": (
+        f"SELECT user_key, day, {_COLUMNS} FROM experiments_userdailytraffic",
+        f"SELECT user_key, (t AT TIME ZONE 'UTC')::date, {_SUMS} FROM ({RAW_EVENTS}) e GROUP BY 1, 2",
+    ),
+    "position rollups": (
+        "SELECT experiment_id, variant_id, position, impressions, clicks FROM experiments_positionrollup",
+        f"SELECT experiment_id, variant_id, position, sum(i), sum(c) FROM ({RAW_EVENTS}) e "
+        "WHERE experiment_id IS NOT NULL AND p = 0 GROUP BY 1, 2, 3",
+    ),
+    # each variant's days with events: the moments of every user's cumulative sums up to the end of that day
+    "daily moments": (
+        f"SELECT experiment_id, variant_id, day, {_MOMENTS} FROM experiments_variantdailymoments",
+        f"""WITH r AS (SELECT experiment_id, variant_id, user_key, (t AT TIME ZONE 'UTC')::date AS day,
+                      i AS impressions, c AS clicks, p AS plays, l AS long_listens, s AS short_plays,
+                      secs AS listened_seconds
+               FROM ({RAW_EVENTS}) e WHERE experiment_id IS NOT NULL),
+        days AS (SELECT DISTINCT experiment_id, variant_id, day FROM r),
+        cum AS (SELECT d.experiment_id, d.variant_id, d.day, r.user_key, sum(r.impressions) AS i, sum(r.clicks) AS c,
+                       sum(r.plays) AS p, sum(r.long_listens) AS l, sum(r.short_plays) AS s,
+                       sum(r.listened_seconds) AS t
+                FROM days d JOIN r ON r.experiment_id = d.experiment_id
+                 AND r.variant_id = d.variant_id AND r.day <= d.day GROUP BY 1, 2, 3, 4)
+        SELECT experiment_id, variant_id, day, count(*), sum(i), sum(c), sum(i * i), sum(c * c), sum(i * c), sum(p),
+               sum(l), sum(s), sum(t), sum(p * p), sum(l * l), sum(s * s), sum(t * t), sum(i * l), sum(c * t),
+               sum(p * s)
+        FROM cum GROUP BY 1, 2, 3""",
+    ),
+    # the sums of each user's traffic on the experiment's pre-period days before the day of their first event in it
+    "pre-period sums": (
+        "SELECT id, pre_impressions, pre_clicks, pre_plays, pre_long_listens, pre_short_plays, pre_listened_seconds "
+        "FROM experiments_useraggregate",
+        "SELECT a.id, " + ", ".join(f"coalesce(sum(t.{c.strip()}), 0)" for c in _COLUMNS.split(",")) + """
+        FROM experiments_useraggregate a JOIN experiments_experiment x ON x.id = a.experiment_id
+        LEFT JOIN experiments_userdailytraffic t ON t.user_key = a.user_key
+         AND t.day >= (a.first_seen AT TIME ZONE 'UTC')::date - x.pre_period_days
+         AND t.day < (a.first_seen AT TIME ZONE 'UTC')::date
+        GROUP BY a.id""",
+    ),
+}
+
+
+def _same(stored: tuple, truth: tuple) -> bool:
+    """Equal, floats (listened seconds and their moments, kept incrementally) to 1e-9 relative."""
+    return len(stored) == len(truth) and all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6) if isinstance(a, float) or isinstance(b, float) else a == b
+        for a, b in zip(stored, truth, strict=True))
 
 
 def landed_counts() -> Counts:
-    """Impressions and clicks the worker has folded into the aggregates (pages are stored at serving already)."""
+    """Impressions, clicks and plays the worker has folded into the experiments' aggregates (pages are stored at
+    serving already)."""
     return Counts(_scalar("SELECT coalesce(sum(impressions), 0) FROM experiments_useraggregate"),
-                  _scalar("SELECT coalesce(sum(clicks), 0) FROM experiments_useraggregate"))
+                  _scalar("SELECT coalesce(sum(clicks), 0) FROM experiments_useraggregate"),
+                  _scalar("SELECT coalesce(sum(plays), 0) FROM experiments_useraggregate"))
 
 
 def assert_aggregates_match_raw_events() -> None:
     """Every aggregate table equals what the raw (deduplicated) events say, row for row."""
-    checks = {
-        "user aggregates": (
-            "SELECT experiment_id, variant_id, user_key, impressions, clicks, first_seen, last_seen "
-            "FROM experiments_useraggregate",
-            "SELECT experiment_id, variant_id, user_key, sum(i), sum(c), min(t), max(t) FROM ("
-            "  SELECT experiment_id, variant_id, user_key, 1 AS i, 0 AS c, created_at AS t FROM experiments_impression"
-            "  UNION ALL SELECT experiment_id, variant_id, user_key, 0, 1, created_at FROM experiments_click) e "
-            "GROUP BY 1, 2, 3",
-        ),
-        "daily rollups": (
-            "SELECT experiment_id, variant_id, user_key, day, impressions, clicks FROM experiments_dailyuserrollup",
-            "SELECT experiment_id, variant_id, user_key, d, sum(i), sum(c) FROM ("
-            "  SELECT experiment_id, variant_id, user_key, (created_at AT TIME ZONE 'UTC')::date AS d, 1 AS i, 0 AS c"
-            "  FROM experiments_impression UNION ALL SELECT experiment_id, variant_id, user_key,"
-            "  (created_at AT TIME ZONE 'UTC')::date, 0, 1 FROM experiments_click) e GROUP BY 1, 2, 3, 4",
-        ),
-        "position rollups": (
-            "SELECT experiment_id, variant_id, position, impressions, clicks FROM experiments_positionrollup",
-            "SELECT experiment_id, variant_id, position, sum(i), sum(c) FROM ("
-            "  SELECT experiment_id, variant_id, position, 1 AS i, 0 AS c FROM experiments_impression"
-            "  UNION ALL SELECT experiment_id, variant_id, position, 0, 1 FROM experiments_click) e GROUP BY 1, 2, 3",
-        ),
-        "daily moments (single-day data)": (
-            "SELECT experiment_id, variant_id, day, users, sum_impressions, sum_clicks, sum_impressions_sq, "
-            "sum_clicks_sq, sum_impressions_clicks FROM experiments_variantdailymoments",
-            "SELECT experiment_id, variant_id, d, count(*), sum(i), sum(c), sum(i * i), sum(c * c), sum(i * c) FROM ("
-            "  SELECT u.experiment_id, u.variant_id, r.d, u.impressions AS i, u.clicks AS c"
-            "  FROM experiments_useraggregate u"
-            "  CROSS JOIN (SELECT DISTINCT day AS d FROM experiments_dailyuserrollup) r) x GROUP BY 1, 2, 3",
-        ),
-    }
     with connection.cursor() as cursor:
-        for name, (stored_sql, truth_sql) in checks.items():
+        for name, (stored_sql, truth_sql) in AGGREGATE_CHECKS.items():
             cursor.execute(stored_sql)
-            stored = sorted(map(tuple, cursor.fetchall()))
+            stored = sorted(tuple(_plain(v) for v in row) for row in cursor.fetchall())
             cursor.execute(truth_sql)
-            truth = sorted(map(tuple, cursor.fetchall()))
-            assert stored == truth, f"{name} differ from the raw events"
+            truth = sorted(tuple(_plain(v) for v in row) for row in cursor.fetchall())
+            assert len(stored) == len(truth) and all(map(_same, stored, truth)), (
+                f"{name} differ from the raw events:\nstored {stored[:5]}\ntruth  {truth[:5]}")
+
+
+def _plain(value):
+    """numeric sums come back as Decimal: compare them as int or float like the stored columns."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value

@@ -61,7 +61,8 @@ def running_experiment(name: str, control: EmbeddingModel, treatment: EmbeddingM
     return experiment_start(experiment=experiment)
 
 
-def wait_for_aggregates(experiment, impressions: int, clicks: int, timeout: float = 40.0) -> dict[str, dict]:
+def wait_for_aggregates(experiment, impressions: int, clicks: int, plays: int = 0,
+                        timeout: float = 40.0) -> dict[str, dict]:
     """Poll ``UserAggregate`` until the worker has landed the expected totals; per-variant sums."""
     from django.db.models import Count, Sum
 
@@ -70,13 +71,13 @@ def wait_for_aggregates(experiment, impressions: int, clicks: int, timeout: floa
     deadline = time.monotonic() + timeout
     while True:
         rows = (UserAggregate.objects.filter(experiment=experiment).values("variant__key")
-                .annotate(users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks")))
+                .annotate(users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks"), plays=Sum("plays"),
+                          long_listens=Sum("long_listens"), listened_seconds=Sum("listened_seconds")))
         by_variant = {row["variant__key"]: row for row in rows}
-        landed = (sum(r["impressions"] for r in by_variant.values()), sum(r["clicks"] for r in by_variant.values()))
-        if landed == (impressions, clicks) or time.monotonic() > deadline:
+        landed = tuple(sum(r[name] for r in by_variant.values()) for name in ("impressions", "clicks", "plays"))
+        if landed == (impressions, clicks, plays) or time.monotonic() > deadline:
             return by_variant
         time.sleep(0.3)
-
 
 
 @contextmanager

@@ -12,7 +12,15 @@ from abplatform.apikeys.models import ApiKey
 from experiments.assignment import ArmSpec, assign_variant, user_key
 from experiments.events.ids import click_event_id, impression_event_id, new_request_id
 from experiments.events.ingest import drain_outbox
-from experiments.models import EventOutbox, Impression, Page
+from experiments.models import (
+    Assignment,
+    EventOutbox,
+    Impression,
+    Page,
+    PositionRollup,
+    UserAggregate,
+    UserDailyTraffic,
+)
 from experiments.selectors import serving_config
 from experiments.services import experiment_pause
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
@@ -165,23 +173,33 @@ def test_assignment_is_sticky_and_uses_both_arms(client, world):
     assert set(counts) == {"control", "treatment"}
 
 
-def test_no_running_experiment_serves_the_baseline_and_records_nothing(client, db):
+def assert_recorded_outside_any_experiment(count: int) -> None:
+    """``count`` pages in the outbox without experiment or variant (all traffic is recorded: CUPED's pre-period)."""
+    rows = list(EventOutbox.objects.values_list("kind", "experiment_id", "variant_id"))
+    assert rows == [(EventOutbox.Kind.RECOMMENDATION, None, None)] * count
+
+
+def test_no_running_experiment_serves_the_baseline_and_records_the_page_outside_any_experiment(client, db):
     world = build_world(start_experiment=False)
     body = get(client, world, user="carol", seed_track=world.tracks[0].pk, k=5).json()
     assert body["experiment"] is None and body["variant"] is None
     assert body["model_id"] == world.baseline.pk
     assert len(body["items"]) == 5
-    assert EventOutbox.objects.count() == 0
+    assert_recorded_outside_any_experiment(1)
+    drain_outbox()
+    assert not UserAggregate.objects.exists() and not Assignment.objects.exists()  # in no analysis
+    traffic = UserDailyTraffic.objects.get(user_key=user_key("carol"))
+    assert (traffic.impressions, traffic.clicks) == (5, 0)
 
 
 def test_paused_experiment_falls_back_to_the_baseline(client, world):
     experiment_pause(experiment=world.experiment)
     body = get(client, world, user="dave", seed_track=world.tracks[0].pk).json()
     assert body["experiment"] is None and body["model_id"] == world.baseline.pk
-    assert EventOutbox.objects.count() == 0
+    assert_recorded_outside_any_experiment(1)
 
 
-def test_users_outside_the_experiments_buckets_get_the_default_and_are_not_recorded(client, db):
+def test_users_outside_the_experiments_buckets_get_the_default_outside_the_analysis(client, db):
     world = build_world(traffic_fraction=0.01)
     placement = serving_config().placements["track_page"]
     outside = [f"out{i}" for i in range(400) if placement.assign(f"out{i}").experiment is None][:20]
@@ -190,7 +208,7 @@ def test_users_outside_the_experiments_buckets_get_the_default_and_are_not_recor
         body = get(client, world, user=user, seed_track=world.tracks[0].pk, k=3).json()
         assert body["experiment"] is None and body["variant"] is None
         assert body["model_id"] == world.baseline.pk  # the placement's default (here: the active baseline arm)
-    assert EventOutbox.objects.count() == 0
+    assert_recorded_outside_any_experiment(20)
 
 
 def test_unindexed_seed_is_a_404_with_a_reason(client, world):
@@ -279,7 +297,7 @@ def test_clicks_are_validated_against_the_impressions_shown(client, world):
     assert result["accepted"] == 1 and result["duplicates"] == 0
     reasons = {r["event_id"]: r["reason"] for r in result["rejected"]}
     assert set(reasons) == {events[1]["event_id"], events[2]["event_id"], events[3]["event_id"]}
-    assert "no impression" in reasons[events[1]["event_id"]]
+    assert "no page recorded" in reasons[events[1]["event_id"]]
     assert "position" in reasons[events[2]["event_id"]]
     assert "track" in reasons[events[3]["event_id"]]
     stored = EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK)
@@ -298,11 +316,15 @@ def test_repeated_event_ids_are_accepted_and_counted_once(client, world):
     assert EventOutbox.objects.filter(kind=EventOutbox.Kind.CLICK).count() == 1
 
 
-def test_clicks_for_users_outside_the_analysis_are_rejected(client, db):
+def test_clicks_outside_any_experiment_count_in_the_users_traffic_only(client, db):
     world = build_world(start_experiment=False)
     body = get(client, world, user="hal", seed_track=world.tracks[0].pk, k=3).json()
     result = post_events(client, world, [click(body, 1)]).json()
-    assert result["accepted"] == 0 and len(result["rejected"]) == 1
+    assert result == {"accepted": 1, "duplicates": 0, "rejected": []}
+    drain_outbox()
+    traffic = UserDailyTraffic.objects.get(user_key=user_key("hal"))
+    assert (traffic.impressions, traffic.clicks) == (3, 1)
+    assert not UserAggregate.objects.exists() and not PositionRollup.objects.exists()
 
 
 VALID_ID = "0b9f8d6c-3a52-4f0e-9a59-0f3bfe7a1c11"

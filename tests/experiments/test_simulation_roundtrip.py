@@ -37,20 +37,22 @@ def test_players_clicks_land_in_user_aggregates(live_server, events_worker):
     with PlatformClient(live_server.url, key) as client:
         summary = run_simulation(config, client)
     # Land first, assert after: an ingest still running at teardown would race the test database's flush.
-    landed = wait_for_aggregates(experiment, summary.impressions, summary.events_accepted)
+    landed = wait_for_aggregates(experiment, summary.impressions, summary.clicks, summary.plays)
 
     assert summary.catalog_tracks == len(tracks)
     assert summary.request_errors == 0 and summary.event_post_errors == 0, summary.format()
     assert summary.requests == 200 and summary.stop_reason == "max_requests"
     assert 0.9 * 200 * config.k < summary.impressions <= 200 * config.k  # long sessions exhaust 48 tracks
-    assert summary.clicks > 0
-    assert (summary.events_accepted, summary.events_duplicate, summary.events_rejected) == (summary.clicks, 0, 0)
+    assert summary.clicks > 0 and summary.plays == summary.clicks  # every click is listened to, some briefly
+    assert (summary.events_accepted, summary.events_duplicate, summary.events_rejected) == (2 * summary.clicks, 0, 0)
     assert set(summary.variants) == {"control", "treatment"}
 
     for variant, counts in summary.variants.items():
         assert landed[variant]["impressions"] == counts.impressions, variant
         assert landed[variant]["clicks"] == counts.clicks, variant
         assert landed[variant]["users"] == counts.users, variant
+        assert (landed[variant]["plays"], landed[variant]["long_listens"]) == (counts.plays, counts.long_listens)
+        assert landed[variant]["listened_seconds"] == pytest.approx(counts.listened_seconds), variant
     assert Assignment.objects.filter(experiment=experiment).count() == summary.users_active
 
 
@@ -69,7 +71,7 @@ def simulate_with_dropped_treatment(live_server, tmp_path, *, prefix: str, seed:
         "--drop-fraction", "1.0", *extra, "--no-progress", "--summary-json", str(out),
     )
     summary = json.loads(out.read_text())
-    wait_for_aggregates(experiment, summary["impressions"], summary["events_accepted"])
+    wait_for_aggregates(experiment, summary["impressions"], summary["clicks"], summary["plays"])
     return experiment, summary
 
 

@@ -66,7 +66,7 @@ def parse_placements(text: str) -> tuple[tuple[str, float], ...]:
 class Command(BaseCommand):
     help = (
         "Simulate music players: users with a latent taste over the catalog's labels ask "
-        "GET /api/v1/recommendations from seed tracks and POST their clicks to /api/v1/events, "
+        "GET /api/v1/recommendations from seed tracks and POST their clicks and plays to /api/v1/events, "
         "paced to --rate requests/s for at most --duration seconds."
     )
 

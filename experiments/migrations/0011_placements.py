@@ -58,7 +58,7 @@ def allocate_legacy_buckets(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0008_pages_at_serving'),
+        ('experiments', '0010_drop_dailyuserrollup'),
         ('recommender', '0002_descriptions_fetch_log'),
     ]
 
