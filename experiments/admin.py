@@ -248,6 +248,7 @@ class PlacementAdmin(admin.ModelAdmin):
 
     form = PlacementForm
     list_display = ("key", "name", "default_model", "free", "running")
+    actions = ["start_holdout"]
     readonly_fields = ("layer_salt", "free", "running")
 
     def get_readonly_fields(self, request, obj=None):
@@ -261,6 +262,29 @@ class PlacementAdmin(admin.ModelAdmin):
     def running(self, obj: Placement) -> str:
         live = obj.experiments.filter(status__in=[Experiment.Status.RUNNING, Experiment.Status.PAUSED])
         return ", ".join(f"{e.name} ({e.kind}, {e.status}, {e.traffic_fraction:.0%})" for e in live) or "none"
+
+    @admin.action(description="Start a holdout: keep a share of users on today's default model")
+    def start_holdout(self, request, queryset):
+        """An intermediate page asks for the share (default 5 %), then ``services.holdout_start`` per placement."""
+        share = request.POST.get("share")
+        if share is None:
+            return TemplateResponse(request, "admin/experiments/start_holdout.html", {
+                **self.admin_site.each_context(request), "title": "Start a holdout", "placements": list(queryset),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta})
+        try:
+            fraction = float(share) / 100
+        except ValueError:
+            self.message_user(request, f"the share must be a number of percent, got {share!r}", level=messages.ERROR)
+            return None
+        for placement in queryset:
+            try:
+                holdout = services.holdout_start(placement=placement.key, share=fraction)
+            except services.ExperimentError as error:
+                self.message_user(request, f"{placement.key}: {error}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{placement.key}: holdout {holdout.name!r} running ({fraction:.1%} held, "
+                                           f"{fraction:.1%} measured)", level=messages.SUCCESS)
+        return None
 
     def save_model(self, request, obj, form, change) -> None:
         model = form.cleaned_data.get("default_model")

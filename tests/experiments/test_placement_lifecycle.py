@@ -236,3 +236,15 @@ def test_a_default_changed_by_hand_in_the_admin_is_recorded_as_a_launch(staff_cl
         world.treatment.pk, world.baseline.pk, None, "boss")
     assert Placement.objects.get(key="track_page").default_model_id == world.treatment.pk
     assert "set by hand" in staff_client.get("/admin/experiments/launch/").content.decode()  # listed, read-only
+
+
+def test_the_admin_starts_a_holdout_with_the_share_asked(staff_client, world):
+    placement = Placement.objects.get(key="track_page")
+    act = {"action": "start_holdout", "_selected_action": [placement.pk]}
+    assert 'name="share" value="5"' in staff_client.post("/admin/experiments/placement/", act).content.decode()
+    done = staff_client.post("/admin/experiments/placement/", {**act, "share": "2.5"}, follow=True).content.decode()
+    assert "2.5% held, 2.5% measured" in done
+    holdout = Experiment.objects.get(kind="holdout")
+    assert holdout.status == "running" and layer_free_buckets("track_page") == 9500
+    again = staff_client.post("/admin/experiments/placement/", {**act, "share": "5"}, follow=True).content.decode()
+    assert "already has a holdout" in again
