@@ -534,10 +534,15 @@ def main() -> None:
     parser.add_argument("--skip-wrk", action="store_true")
     parser.add_argument("--compare-experiments", default="1,3,1,3",
                         help="experiments running per extra round at the first rate, alternating ('' skips)")
+    parser.add_argument("--users", type=int, default=USERS,
+                        help="user population the requests draw from (fewer: more returning users, whose pages "
+                             "update their aggregate rows instead of adding rows and index entries)")
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                         help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
     args = parser.parse_args()
+    global USERS
+    USERS = args.users
 
     if not args.port:
         args.port = free_port()
@@ -551,7 +556,7 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     header = (f"bench/serve_load.py  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
               f"{os.cpu_count()} cores  load avg {load1:.1f}  db={DB_NAME}  gunicorn gthread "
-              f"{args.workers}x{args.threads}  ef_search={HNSW_EF_SEARCH}")
+              f"{args.workers}x{args.threads}  ef_search={HNSW_EF_SEARCH}  users {USERS:,}")
     print(header, flush=True)
     models, vectors = ensure_world(args.tracks, args.dim, args.rebuild)
     experiment_id, key = fresh_experiment(models)

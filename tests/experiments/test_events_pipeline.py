@@ -203,3 +203,41 @@ def test_broker_stopped_and_restarted_loses_and_doubles_nothing():
     assert sum(UserAggregate.objects.values_list("impressions", flat=True)) == before.impressions + during.impressions
     assert sum(UserAggregate.objects.values_list("clicks", flat=True)) == before.clicks + during.clicks
     assert_aggregates_match_raw_events()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_keeps_its_connection_across_batches_and_survives_the_database_dropping_it():
+    """The worker reuses its database connection (and the ingest's temp tables) from batch to batch; when the
+    database drops it (a restart, an administrator's terminate), the next batch reconnects and nothing is lost."""
+    from django.db import connection
+
+    world = build_world(n_tracks=60)
+    queue = f"test-events-{uuid.uuid4().hex[:8]}"
+    worker = start_events_worker(queue, db_name(), batch=10, resend_s=2.0)
+
+    def worker_backends() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+            return {row[0] for row in cursor.fetchall()}
+
+    try:
+        first = produce(world, users=20, requests_per_user=2, tag="a")
+        wait_until(lambda: outbox_empty() and landed_counts().impressions == first.impressions, 60, "a first landing")
+        kept = worker_backends()
+        assert len(kept) >= 2  # the relay's session and the ingest's, still open between batches
+        second = produce(world, users=20, requests_per_user=2, tag="b")  # dozens more batches of 10 rows
+        wait_until(lambda: outbox_empty() and landed_counts().impressions == first.impressions + second.impressions,
+                   60, "a second landing")
+        assert kept and kept <= worker_backends()  # the same sessions served the later batches
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS t(pid)", [list(kept)])
+        third = produce(world, users=20, requests_per_user=2, tag="c")
+        total = first.impressions + second.impressions + third.impressions
+        wait_until(lambda: outbox_empty() and landed_counts().impressions == total, 90, "landing after the drop")
+        time.sleep(1.0)
+    finally:
+        stop_worker(worker)
+    clicks = first.clicks + second.clicks + third.clicks
+    assert landed_counts() == Counts(total, clicks, first.plays + second.plays + third.plays)
+    assert_aggregates_match_raw_events()
