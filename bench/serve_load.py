@@ -520,6 +520,7 @@ def print_against_ceiling(results: dict, ceiling: dict) -> None:
 
 
 def main() -> None:
+    global USERS  # --users replaces the module's default (the parser reads it first)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
@@ -541,7 +542,6 @@ def main() -> None:
                         help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
     args = parser.parse_args()
-    global USERS
     USERS = args.users
 
     if not args.port:
