@@ -100,7 +100,7 @@ def _serving_experiment(experiment: Experiment, variants: list[Variant]) -> Serv
 
 
 def _load_serving_config() -> ServingConfig:
-    """Four queries per refresh, whatever the number of placements and experiments."""
+    """Five queries per refresh, whatever the number of placements and experiments."""
     baseline = EmbeddingModel.objects.filter(active_for_arm=BASELINE_ARM).first()
     fallback = _arm(baseline) if baseline else None
     running = {e.pk: e for e in Experiment.objects.filter(status=Experiment.Status.RUNNING)}

@@ -134,3 +134,19 @@ def test_an_unknown_or_malformed_placement_is_a_400_with_the_reason(client, worl
 def test_an_experiment_on_an_unknown_placement_is_refused(world):
     with pytest.raises(ExperimentError, match="unknown placement 'nowhere'"):
         ab(world, "lost", 0.1, placement="nowhere")
+
+
+def test_choosing_the_arm_runs_no_sql_however_many_experiments_run(world):
+    """The layer table lives in the cached serving configuration: after one load, assignments cost no query."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for name, share in (("one", 0.3), ("two", 0.3), ("three", 0.4)):
+        experiment_start(experiment=ab(world, name, share, arms=3))
+    clear_serving_cache()
+    with CaptureQueriesContext(connection) as loading:
+        layer = serving_config().placements["track_page"]
+    with CaptureQueriesContext(connection) as serving:
+        held = Counter(serving_config().placements["track_page"].assign(u).experiment.name for u in USERS)
+    assert len(loading) == 5 and len(serving) == 0  # five queries per refresh, none per request
+    assert len(layer.experiments) == 3 and sum(held.values()) == len(USERS)
