@@ -59,6 +59,7 @@ from tqdm import tqdm  # noqa: E402
 from abplatform.apikeys.authentication import verify_api_key  # noqa: E402
 from abplatform.apikeys.models import ApiKey  # noqa: E402
 from abplatform.apikeys.services import api_key_create  # noqa: E402
+from experiments.lifecycle import holdout_start, placement_set_default  # noqa: E402
 from experiments.management.commands.simulate_players import arm_oracle  # noqa: E402
 from experiments.models import Experiment, Page, Placement, UserAggregate  # noqa: E402
 from experiments.selectors import SERVING_CACHE_TTL_S  # noqa: E402
@@ -67,9 +68,7 @@ from experiments.services import (  # noqa: E402
     experiment_create,
     experiment_start,
     experiment_stop,
-    holdout_start,
     placement_create,
-    placement_set_default,
     resolve_embedding_model,
 )
 from experiments.simulation import (  # noqa: E402

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from experiments import services
+from experiments import lifecycle, services
 from experiments.layers import BUCKETS, buckets_for_share
 from experiments.models import Experiment, Launch, Placement, Variant
 
@@ -220,7 +220,7 @@ class ExperimentAdmin(admin.ModelAdmin):
         winners = [c.key for c in results.comparisons if c.outcome == "win"]
         if request.POST.get("variant"):
             try:
-                launch = services.experiment_ship(experiment=experiment, variant_key=request.POST["variant"],
+                launch = lifecycle.experiment_ship(experiment=experiment, variant_key=request.POST["variant"],
                                                   by=request.user.get_username(), verdict=results.verdict)
             except services.ExperimentError as error:
                 self.message_user(request, f"{experiment.name}: {error}", level=messages.ERROR)
@@ -265,7 +265,7 @@ class PlacementAdmin(admin.ModelAdmin):
 
     @admin.action(description="Start a holdout: keep a share of users on today's default model")
     def start_holdout(self, request, queryset):
-        """An intermediate page asks for the share (default 5 %), then ``services.holdout_start`` per placement."""
+        """An intermediate page asks for the share (default 5 %), then ``lifecycle.holdout_start`` per placement."""
         share = request.POST.get("share")
         if share is None:
             return TemplateResponse(request, "admin/experiments/start_holdout.html", {
@@ -278,7 +278,7 @@ class PlacementAdmin(admin.ModelAdmin):
             return None
         for placement in queryset:
             try:
-                holdout = services.holdout_start(placement=placement.key, share=fraction)
+                holdout = lifecycle.holdout_start(placement=placement.key, share=fraction)
             except services.ExperimentError as error:
                 self.message_user(request, f"{placement.key}: {error}", level=messages.ERROR)
             else:
@@ -292,7 +292,7 @@ class PlacementAdmin(admin.ModelAdmin):
             obj.default_model = Placement.objects.get(pk=obj.pk).default_model  # the service records the change
             super().save_model(request, obj, form, change)
             try:
-                services.placement_set_default(placement=obj, model=model, by=request.user.get_username())
+                lifecycle.placement_set_default(placement=obj, model=model, by=request.user.get_username())
             except services.ExperimentError as error:
                 self.message_user(request, str(error), level=messages.ERROR)
             return

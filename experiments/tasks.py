@@ -12,7 +12,7 @@ wait this long for more rows, default 0.5 s).
 
 The same workers run the schedule clock: every ``EXPERIMENTS_SCHEDULE_POLL_S`` seconds (default 30, 0 turns
 it off) a thread applies the experiments' scheduled start and stop times
-(``services.experiment_schedules_apply``); ``experiments.apply_schedules`` is the same as a task, for a
+(``lifecycle.experiment_schedules_apply``); ``experiments.apply_schedules`` is the same as a task, for a
 Celery beat or an operator.
 """
 
@@ -58,7 +58,7 @@ SCHEDULES_TASK = "experiments.apply_schedules"
 
 @shared_task(name=SCHEDULES_TASK, ignore_result=True)
 def apply_schedules() -> list[str]:
-    from experiments.services import experiment_schedules_apply
+    from experiments.lifecycle import experiment_schedules_apply
 
     return experiment_schedules_apply()
 
@@ -124,7 +124,7 @@ _clock_thread: threading.Thread | None = None
 def _schedule_clock(stop: threading.Event, interval_s: float) -> None:
     from django.db import close_old_connections, connection
 
-    from experiments.services import experiment_schedules_apply
+    from experiments.lifecycle import experiment_schedules_apply
 
     while not stop.wait(interval_s):
         try:

@@ -7,17 +7,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from experiments.lifecycle import experiment_schedules_apply, experiment_ship, holdout_start
 from experiments.models import Experiment, Launch, Placement
 from experiments.selectors import clear_serving_cache, serving_config
 from experiments.services import (
     ExperimentError,
     VariantSpec,
     experiment_create,
-    experiment_schedules_apply,
-    experiment_ship,
     experiment_start,
     experiment_stop,
-    holdout_start,
     layer_free_buckets,
 )
 from tests.experiments.serving_fixtures import build_world

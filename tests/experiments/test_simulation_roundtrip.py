@@ -110,13 +110,13 @@ def test_sessions_spread_over_placements_land_in_each_experiment_with_no_shared_
     no user is in two experiments of one placement."""
     from django.db import connection
 
+    from experiments.lifecycle import placement_set_default
     from experiments.models import Page, Placement
     from experiments.services import (
         VariantSpec,
         experiment_create,
         experiment_start,
         placement_create,
-        placement_set_default,
     )
 
     tracks = label_catalog(prefix="placements")

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from experiments.services import ExperimentError, holdout_start
+from experiments.lifecycle import holdout_start
+from experiments.services import ExperimentError
 
 
 class Command(BaseCommand):
