@@ -520,7 +520,7 @@ def print_against_ceiling(results: dict, ceiling: dict) -> None:
 
 
 def main() -> None:
-    global USERS  # --users replaces the module's default (the parser reads it first)
+    global USERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
