@@ -42,6 +42,7 @@ class ServingExperiment:
     traffic_fraction: float
     arms: tuple[ArmSpec, ...]
     variants: dict[str, ServingVariant]
+    kind: str = Experiment.Kind.AB
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def _serving_experiment(experiment: Experiment, variants: list[Variant]) -> Serv
         arms=tuple(ArmSpec(v.key, int(v.weight), v.is_control) for v in variants),
         variants={v.key: ServingVariant(v.pk, v.key, None if holdout and v.key == HOLDOUT_LAUNCHED_VARIANT
                                         else _arm(v.embedding_model)) for v in variants},
+        kind=experiment.kind,
     )
 
 
