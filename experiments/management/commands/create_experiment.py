@@ -20,14 +20,17 @@ class Command(BaseCommand):
         parser.add_argument("--variant", action="append", required=True, metavar="KEY=MODEL",
                             help="variant key = embedding model id, arm name (baseline/crossmusim) or model name")
         parser.add_argument("--weights", default="", help="comma-separated integer weights, e.g. 50,50")
-        parser.add_argument("--traffic-fraction", type=float, default=1.0)
+        parser.add_argument("--traffic-fraction", type=float, default=1.0,
+                            help="share of the placement's users (its free layer buckets) taken at start")
+        parser.add_argument("--placement", default="track_page", help="placement key (default track_page)")
         parser.add_argument("--hypothesis", default="")
         parser.add_argument("--kind", default="ab", choices=["ab", "interleaving"],
                             help="ab (each user sees one variant) or interleaving (both rankers merged by team "
                                  "draft; exactly two variants)")
         parser.add_argument("--start", action="store_true", help="start it at once")
 
-    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, kind="ab", **options):
+    def handle(self, *args, name, variant, weights, traffic_fraction, placement, hypothesis, start, kind="ab",
+               **options):
         pairs = []
         for item in variant:
             key, sep, ref = item.partition("=")
@@ -48,10 +51,11 @@ class Command(BaseCommand):
                     for index, ((key, ref), weight) in enumerate(zip(pairs, weight_list, strict=True))
                 ]
                 experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis, kind=kind,
-                                               traffic_fraction=traffic_fraction)
+                                               traffic_fraction=traffic_fraction, placement=placement)
                 if start:
                     experiment = experiment_start(experiment=experiment)
         except ExperimentError as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} ({experiment.status}): "
+        self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} on {experiment.placement_id} "
+                          f"({experiment.status}, {experiment.traffic_fraction:.2%} of traffic): "
                           + ", ".join(f"{s.key}=model {s.embedding_model_id} w{s.weight}" for s in specs))
