@@ -118,6 +118,10 @@ def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world
         "variants-1-key": "treatment", "variants-1-name": "Text", "variants-1-embedding_model": world.treatment.pk,
         "variants-1-weight": "50",
     }
+    # a holdout is not made by hand: its arms come from the placements' "Start a holdout" action
+    refused = staff_client.post(CHANGELIST + "add/", {**data, "kind": "holdout"})
+    assert refused.status_code == 200 and "Start a holdout" in refused.content.decode()
+    assert not Experiment.objects.filter(name="from-admin").exists()
     response = staff_client.post(CHANGELIST + "add/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     experiment = Experiment.objects.get(name="from-admin")
