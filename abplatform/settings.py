@@ -214,6 +214,8 @@ EXPERIMENTS_EVENTS_QUEUE = env.str("EXPERIMENTS_EVENTS_QUEUE", default="celery")
 EXPERIMENTS_OUTBOX_RELAY = _off_when_zero("EXPERIMENTS_OUTBOX_RELAY")  # "0": a worker that only ingests
 EXPERIMENTS_RELAY_BATCH = env.int("EXPERIMENTS_RELAY_BATCH", default=2000)  # outbox rows per ingest task
 EXPERIMENTS_RELAY_RESEND_S = env.float("EXPERIMENTS_RELAY_RESEND_S", default=30.0)  # re-send an unconfirmed batch
+# The worker's schedule clock applies experiments' scheduled start/stop times this often (0: no clock).
+EXPERIMENTS_SCHEDULE_POLL_S = env.float("EXPERIMENTS_SCHEDULE_POLL_S", default=30.0)
 EXPERIMENTS_RELAY_POLL_S = env.float("EXPERIMENTS_RELAY_POLL_S", default=0.5)  # after a partial batch, wait this long
 
 # --- gunicorn (abplatform/gunicorn_conf.py reads these in gunicorn's master) -----------------------------------

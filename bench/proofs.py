@@ -1,10 +1,13 @@
 """The online proofs of the paper's A/B test and of interleaving, against a running platform (``make run``).
 
-    .venv/bin/python bench/proofs.py                      # A/A, A/B, SRM and interleaving, one after the other
+    .venv/bin/python bench/proofs.py                      # A/A, A/B, SRM, interleaving, then the concurrent proof
     .venv/bin/python bench/proofs.py --proofs ab --users 8000 --rate 150
+    .venv/bin/python bench/proofs.py --proofs concurrent --users 8000
 
-For each proof the script creates and starts an experiment through the serving services
-(pausing whatever experiment was running, and resuming it at the end), plays simulated users
+Each proof runs on placements of its own (``proofs``; ``proof_track`` and ``proof_autoplay``
+for the concurrent one, created on first use with the control model as default), so the
+experiments of the platform's real placements are never touched. For each proof the script
+creates and starts an experiment through the serving services, plays simulated users
 against the public HTTP API (``experiments.simulation``, the same code as
 ``manage.py simulate_players``), waits until the worker has landed every event in the
 per-user aggregates, stops the experiment, and reads the verdict from
@@ -16,10 +19,17 @@ per-user aggregates, stops the experiment, and reads the verdict from
 - SRM  A/A with a fraction of one arm's users lost before the platform sees them -> flagged.
        (``--proofs srm_after`` shows the contrast: users who leave after a logged request are
        still counted, so the split stays clean; their click-less page only dents that arm's CTR.)
-
 - interleaving  the same two models in an interleaving experiment (team draft, every user sees both)
        -> a significant preference for the treatment's picks (always-valid test of its share of credited
        clicks) with ``PROOF_USERS["interleaving"]`` users, a fifth of the A/B proof's (docs/interleaving.md).
+- concurrent  in ONE run, on placement ``proof_track``: an A/A (25 % of its users), an A/B (25 %)
+       and an A/B/n with three arms (40 %: control, the treatment model, the control model again),
+       side by side; on ``proof_autoplay`` a 5 % holdout started on the control model, after which
+       the treatment model is launched there. Sessions go 3:1 to the two placements. Expected:
+       A/A no lift, A/B the treatment wins, A/B/n the treatment arm wins and the control copy does not
+       (Holm across its arms), every SRM clean, holdout users served only the held model and its
+       measured share only the launched one, and a SQL check over the pages finds no user in two
+       experiments of one placement.
 
 Figures are printed and written to ``var/proofs/proofs-<time>.json``.
 """
@@ -52,15 +62,16 @@ from tqdm import tqdm  # noqa: E402
 from abplatform.apikeys.authentication import verify_api_key  # noqa: E402
 from abplatform.apikeys.models import ApiKey  # noqa: E402
 from abplatform.apikeys.services import api_key_create  # noqa: E402
+from experiments.lifecycle import holdout_start, placement_set_default  # noqa: E402
 from experiments.management.commands.simulate_players import arm_oracle  # noqa: E402
-from experiments.models import Experiment, UserAggregate  # noqa: E402
+from experiments.models import Experiment, Page, Placement, UserAggregate  # noqa: E402
 from experiments.selectors import SERVING_CACHE_TTL_S  # noqa: E402
 from experiments.services import (  # noqa: E402
     VariantSpec,
     experiment_create,
-    experiment_pause,
     experiment_start,
     experiment_stop,
+    placement_create,
     resolve_embedding_model,
 )
 from experiments.simulation import (  # noqa: E402
@@ -77,8 +88,10 @@ ALPHA = 0.05
 # Users per proof unless --users says otherwise. The A/B needs the most: per-user CTRs vary a lot
 # (propensity, taste, ~75 impressions each), and the always-valid confidence sequence is about 1.7x
 # the fixed-horizon CI; at ~+9% lift 2,000 users gave CS [-2%, +20%] on the rig, so 6,000.
-PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "interleaving": 1200}
-PROOFS = ("aa", "ab", "srm", "srm_after", "interleaving")
+PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "interleaving": 1200, "concurrent": 8000}
+PROOFS = ("aa", "ab", "srm", "srm_after", "interleaving", "concurrent")
+PROOF_PLACEMENT = "proofs"
+CONCURRENT_PLACEMENTS = (("proof_track", 3.0), ("proof_autoplay", 1.0))
 
 
 @dataclass
@@ -192,14 +205,27 @@ def wait_until_landed(experiment: Experiment, impressions: int, clicks: int, tim
         time.sleep(1.0)
 
 
+def proof_placement(key: str, default_model_id: int) -> Placement:
+    """The proofs' own placement, its default the control model (created on first use)."""
+    placement = Placement.objects.filter(key=key).first() or placement_create(key=key, name=f"{key} (bench/proofs.py)")
+    if placement.default_model_id != default_model_id:
+        from recommender.models import EmbeddingModel
+
+        placement_set_default(placement=placement, model=EmbeddingModel.objects.get(pk=default_model_id),
+                              by="bench/proofs.py")
+    return placement
+
+
 def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatment_id: int, stamp: str,
               results_client: PlatformClient | None = None) -> ProofOutcome:
     """One proof; players go through ``client``, the results are read through ``results_client`` (an analyst
     key: a player key gets 403 there) or ``client`` when that key is an analyst key itself."""
     same = proof in ("aa", "srm", "srm_after")
     name = {"aa": "A/A", "ab": "A/B", "srm": "SRM", "srm_after": "SRM contrast", "interleaving": "interleaving"}[proof]
+    proof_placement(PROOF_PLACEMENT, control_id)
     experiment = experiment_create(
         name=f"proof {name} {stamp}", kind="interleaving" if proof == "interleaving" else "ab",
+        placement=PROOF_PLACEMENT,
         hypothesis={
             "aa": "Both arms serve the same model: no lift, clean split.",
             "ab": "Cross-modal similarity earns more clicks than the audio-only baseline.",
@@ -224,7 +250,8 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
         drop = DropPolicy(arm="treatment", fraction=args.srm_fraction, when=DROP_AFTER_FIRST_REQUEST)
     seed = args.seed + {"aa": 0, "ab": 1, "srm": 2, "srm_after": 3, "interleaving": 4}[proof]
     config = SimulationConfig(users=args.users or PROOF_USERS[proof], rate=args.rate, duration_s=args.duration,
-                              seed=seed, workers=args.workers, user_prefix=f"proof{proof}", drop=drop)
+                              seed=seed, workers=args.workers, user_prefix=f"proof{proof}", drop=drop,
+                              placements=((PROOF_PLACEMENT, 1.0),))
     started = time.monotonic()
     bar = tqdm(total=int(args.rate * args.duration), unit="req", desc=f"{name} players", smoothing=0.1)
     lock = threading.Lock()
@@ -261,6 +288,127 @@ def run_proof(proof: str, args, client: PlatformClient, control_id: int, treatme
     return ProofOutcome(proof, experiment.pk, expectation, passed, verdict, summary.to_dict(), results)
 
 
+# --- the concurrent proof ---------------------------------------------------------------------------
+
+def _comparison(results: dict, key: str) -> dict:
+    for comparison in results.get("comparisons") or []:
+        if comparison.get("key") == key:
+            sequential = comparison.get("sequential") or {}
+            relative = comparison.get("relative") or {}
+            return {"lift": _number(relative.get("effect")), "sequential_p": _number(sequential.get("p_value")),
+                    "sequential_ci": [_number(sequential.get("ci_lower")), _number(sequential.get("ci_upper"))],
+                    "outcome": comparison.get("outcome"), "significant": bool(comparison.get("significant"))}
+    return {"lift": math.nan, "sequential_p": math.nan, "sequential_ci": [math.nan, math.nan], "outcome": None,
+            "significant": False}
+
+
+def users_in_two_experiments(experiment_ids: list[int]) -> int:
+    """(placement, user) pairs whose pages name more than one of these experiments: 0 when layers hold."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM (SELECT placement, user_key FROM {Page._meta.db_table} "
+                       "WHERE experiment_id = ANY(%s) GROUP BY 1, 2 HAVING count(DISTINCT experiment_id) > 1) AS x",
+                       [experiment_ids])
+        return int(cursor.fetchone()[0])
+
+
+def run_concurrent(args, client: PlatformClient, control, treatment, stamp: str,
+                   results_client: PlatformClient) -> dict:
+    """A/A 25 %, A/B 25 %, A/B/n 40 % on proof_track and a 5 % holdout on proof_autoplay, in one run."""
+    (track, _), (autoplay, _) = CONCURRENT_PLACEMENTS
+    for key, _weight in CONCURRENT_PLACEMENTS:
+        proof_placement(key, control.pk)
+    for leftover in Experiment.objects.filter(placement_id__in=[track, autoplay],
+                                              status__in=[Experiment.Status.RUNNING, Experiment.Status.PAUSED]):
+        experiment_stop(experiment=leftover)  # an earlier run's, interrupted: frees its buckets
+
+    def create(label: str, share: float, variants: list[VariantSpec], hypothesis: str) -> Experiment:
+        return experiment_start(experiment=experiment_create(
+            name=f"proof concurrent {label} {stamp}", placement=track, traffic_fraction=share, variants=variants,
+            hypothesis=hypothesis))
+
+    c, t = control.pk, treatment.pk
+    experiments = {
+        "aa": create("A/A", 0.25, [VariantSpec("control", c, 50, True), VariantSpec("treatment", c, 50)],
+                     "Both arms serve the control model: no lift, clean split."),
+        "ab": create("A/B", 0.25, [VariantSpec("control", c, 50, True), VariantSpec("treatment", t, 50)],
+                     "The treatment model earns more clicks."),
+        "abn": create("A/B/n", 0.40, [VariantSpec("control", c, 34, True), VariantSpec("better", t, 33),
+                                      VariantSpec("same", c, 33)],
+                      "The treatment arm wins; the control copy does not (Holm across arms)."),
+    }
+    experiments["holdout"] = holdout_start(placement=autoplay, share=0.05, name=f"proof concurrent holdout {stamp}")
+    launch = placement_set_default(placement=Placement.objects.get(key=autoplay), model=treatment,
+                                   by="bench/proofs.py")
+    print(f"\n== concurrent: {', '.join(f'{k} {e.pk}' for k, e in experiments.items())}; {treatment} launched on "
+          f"{autoplay} after the holdout started (launch {launch.pk}); waiting {SERVING_CACHE_TTL_S + 1:.0f} s")
+    time.sleep(SERVING_CACHE_TTL_S + 1.0)
+    config = SimulationConfig(users=args.users or PROOF_USERS["concurrent"], rate=args.rate,
+                              duration_s=args.duration, seed=args.seed + 4, workers=args.workers,
+                              user_prefix="proofconc", placements=CONCURRENT_PLACEMENTS)
+    bar = tqdm(total=int(args.rate * args.duration), unit="req", desc="concurrent players", smoothing=0.1)
+    lock = threading.Lock()
+
+    def on_request(_summary) -> None:
+        with lock:
+            bar.update(1)
+
+    summary = run_simulation(config, client, on_request=on_request)
+    bar.close()
+    print(summary.format())
+    rows = {}
+    for experiment in experiments.values():
+        arms = {key: counts for key, counts in summary.arms.items() if key.startswith(f"{experiment.pk}/")}
+        wait_until_landed(experiment, sum(a.impressions for a in arms.values()), sum(a.clicks for a in arms.values()),
+                          args.land_timeout)
+    for experiment in experiments.values():
+        experiment_stop(experiment=experiment)
+    for label, experiment in experiments.items():
+        results = results_client.experiment_results(experiment.pk)
+        srm = results.get("srm") or {}
+        users = {v.get("key"): v.get("users") for v in results.get("variants") or []}
+        rows[label] = {"experiment": experiment.pk, "share": float(experiment.traffic_fraction), "users": users,
+                       "srm_p": _number(srm.get("p_value")), "srm_flagged": bool(srm.get("flagged")),
+                       "verdict": results.get("verdict"),
+                       "arms": {key: _comparison(results, key) for key in users if key != "control"
+                                and key != "holdout"}}
+    aa, ab, abn, holdout = (rows[k] for k in ("aa", "ab", "abn", "holdout"))
+    held = summary.arm_models.get(f"{experiments['holdout'].pk}/holdout", set())
+    launched = summary.arm_models.get(f"{experiments['holdout'].pk}/launched", set())
+    checks = {
+        "A/A: no significant lift": not aa["arms"]["treatment"]["significant"],
+        "A/B: the treatment wins": ab["arms"]["treatment"]["outcome"] == "win",
+        "A/B/n: the treatment arm wins": abn["arms"]["better"]["outcome"] == "win",
+        "A/B/n: the control copy does not": not abn["arms"]["same"]["significant"],
+        "holdout: held users saw only the held model": held == {str(model_label(control))},
+        "holdout: its measured share saw only the launched model": launched == {str(model_label(treatment))},
+        "every SRM clean": not any(row["srm_flagged"] for row in rows.values()),
+        "no user in two experiments of a placement (SQL over the pages)":
+            users_in_two_experiments([e.pk for e in experiments.values()]) == 0,
+    }
+    return {"stamp": stamp, "rows": rows, "checks": checks, "passed": all(checks.values()),
+            "simulation": summary.to_dict(), "launch": launch.pk,
+            "holdout_models": {"holdout": sorted(held), "launched": sorted(launched)}}
+
+
+def model_label(model) -> str:
+    """The model as the API names it ('name vN')."""
+    return f"{model.name} v{model.version}"
+
+
+def print_concurrent(report: dict) -> None:
+    print(f"\nconcurrent proof {report['stamp']} UTC")
+    print("experiment   share  users per arm                 arm: lift, always-valid p, outcome           SRM p")
+    for label, row in report["rows"].items():
+        users = "/".join(f"{k} {v}" for k, v in row["users"].items())
+        arms = "; ".join(f"{k}: {fmt_pct(a['lift'])}, {a['sequential_p']:.3g}, {a['outcome']}"
+                         for k, a in row["arms"].items())
+        print(f"{label:<12} {row['share']:<6.0%} {users:<29} {arms:<45} {row['srm_p']:.3g}")
+    for check, ok in report["checks"].items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {check}")
+
+
 def offline_metrics(model) -> str:
     """The offline retrieval figures the A/B lift should echo (style P@10, cross-instrument style P@10, ...)."""
     test = (model.metrics or {}).get("test", {})
@@ -282,10 +430,11 @@ def fmt_pct(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proofs", default="aa,ab,srm,interleaving",
-                        help="comma list of aa, ab, srm, srm_after, interleaving")
+    parser.add_argument("--proofs", default="aa,ab,srm,interleaving,concurrent",
+                        help="comma list of aa, ab, srm, srm_after, interleaving, concurrent")
     parser.add_argument("--users", type=int, default=None,
-                        help="users per proof (default: aa 3000, ab 6000, srm 3000, interleaving 1200)")
+                        help="users per proof (default: aa 3000, ab 6000, srm 3000, interleaving 1200, "
+                             "concurrent 8000)")
     parser.add_argument("--rate", type=float, default=100.0, help="recommendation requests per second")
     parser.add_argument("--duration", type=float, default=900.0, help="upper bound per proof, seconds")
     parser.add_argument("--workers", type=int, default=16)
@@ -326,23 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     if background.exists() and _alive(background.read_text().strip()):
         print(f"! background players are running (pid {background.read_text().strip()}, from `make run`): their "
               "traffic will join the proof experiments; stop them first for clean figures")
-    running = list(Experiment.objects.filter(status=Experiment.Status.RUNNING))
-    for experiment in running:
-        print(f"pausing running experiment {experiment.name!r} for the proofs")
-        experiment_pause(experiment=experiment)
-    outcomes = []
-    try:
-        with PlatformClient(args.base_url, key, max_connections=args.workers + 2) as client, \
-                PlatformClient(args.base_url, results_key, max_connections=2) as results_client:
-            for proof in proofs:
+    outcomes, concurrent = [], None
+    with PlatformClient(args.base_url, key, max_connections=args.workers + 2) as client, \
+            PlatformClient(args.base_url, results_key, max_connections=2) as results_client:
+        for proof in proofs:
+            if proof == "concurrent":
+                concurrent = run_concurrent(args, client, control, treatment, stamp, results_client)
+            else:
                 outcomes.append(run_proof(proof, args, client, control.pk, treatment.pk, stamp, results_client))
-    finally:
-        for experiment in running:
-            print(f"resuming {experiment.name!r}")
-            experiment_start(experiment=experiment)
 
-    print("\nproof        experiment  users(c/t)       CTR lift [95% CI]              sequential CS"
-          "        SRM p    result")
+    if outcomes:
+        print("\nproof        experiment  users(c/t)       CTR lift [95% CI]              sequential CS"
+              "        SRM p    result")
     for outcome in outcomes:
         v = outcome.verdict
         variants = outcome.simulation["variants"]
@@ -352,11 +496,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt_pct(v['lift']):>7} [{fmt_pct(v['ci'][0])}, {fmt_pct(v['ci'][1])}]   "
               f"[{fmt_pct(v['sequential_ci'][0])}, {fmt_pct(v['sequential_ci'][1])}]   "
               f"{v['srm_p_value']:<8.2g} {'PASS' if outcome.passed else 'FAIL' if outcome.passed is False else '?'}")
+    if concurrent is not None:
+        print_concurrent(concurrent)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"proofs-{stamp.replace(' ', 'T').replace(':', '')}.json"
-    path.write_text(json.dumps([outcome.__dict__ for outcome in outcomes], indent=2, default=str))
+    path.write_text(json.dumps({"proofs": [outcome.__dict__ for outcome in outcomes], "concurrent": concurrent},
+                               indent=2, default=str))
     print(f"written {path}")
-    return 0 if all(outcome.passed for outcome in outcomes) else 1
+    passed = all(outcome.passed for outcome in outcomes) and (concurrent is None or concurrent["passed"])
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ What it does, in its own database (``bench_serving``):
    ``wrk`` closed loop (max throughput) and ``bench/loadgen.py`` open loop at fixed rates;
    each request is a random user (of 100k) and a random seed track, k=10.
 4. Waits for the event pipeline to land every impression and prints the counts.
-5. The same-minute ceiling (``--no-ceiling`` skips it): the bare KNN under the same gunicorn
+5. Several experiments at once (``--compare-experiments 1,3,1,3``): the first open-loop rate again, with
+   one experiment holding the whole track_page layer, then three side by side (30 % + 30 % + 40 %, the last
+   with three arms), alternating, so each figure sits beside the other's run-to-run spread. Every request
+   is recorded in both, so the only difference is the assignment (which stays in-process: no SQL).
+6. The same-minute ceiling (``--no-ceiling`` skips it): the bare KNN under the same gunicorn
    (``bench/ceiling_app.py``: no key, no assignment, no recording, no worker), wrk and the
    first open-loop rate, and ours as a fraction of it. This VM's speed swings by a third
    between runs, so a figure of ours only means something beside the ceiling of its minutes.
@@ -118,18 +122,80 @@ def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
     return models, {models[0].pk: vectors["baseline"], models[1].pk: vectors["crossmusim"]}
 
 
-def fresh_experiment(models, kind: str = "ab") -> tuple[int, str]:
-    from abplatform.apikeys.services import api_key_create
+# Shares of the track_page layer for N experiments side by side (all of it: every request is recorded).
+SHARES = {1: (1.0,), 3: (0.3, 0.3, 0.4)}
+
+
+def set_experiments(models, count: int, kind: str = "ab") -> list[int]:
+    """Stop what runs, then start ``count`` experiments covering the whole track_page layer (the last of three
+    has three arms: A/B/n; ``kind`` "interleaving" runs one interleaving experiment, two arms)."""
     from experiments.models import Experiment
     from experiments.services import VariantSpec, experiment_create, experiment_start, experiment_stop
 
     for running in Experiment.objects.filter(status__in=["running", "paused"]):
         experiment_stop(experiment=running)
-    experiment = experiment_create(name=f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}", kind=kind, variants=[
-        VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)])
-    experiment_start(experiment=experiment)
+    started = []
+    for index, share in enumerate(SHARES[count]):
+        arms = [VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)]
+        if count > 1 and index == count - 1 and kind == "ab":
+            arms.append(VariantSpec("control-copy", models[0].pk, 50))
+        experiment = experiment_create(name=f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}-{count}-{index}",
+                                       traffic_fraction=share, variants=arms, kind=kind)
+        started.append(experiment_start(experiment=experiment).pk)
+    return started
+
+
+def fresh_experiment(models, kind: str = "ab") -> tuple[int, str]:
+    from abplatform.apikeys.services import api_key_create
+
+    experiment_id = set_experiments(models, 1, kind)[0]
     _, key = api_key_create(name="bench-serving")
-    return experiment.pk, key
+    return experiment_id, key
+
+
+def assignment_cost_us(count: int, users: int = 20_000) -> float:
+    """Microseconds per assignment in this process (layer hash + experiment's variant hash + lookups), read from
+    the serving configuration as the web workers read it: no SQL, whatever the number of experiments."""
+    from experiments.selectors import clear_serving_cache, serving_config
+
+    clear_serving_cache()
+    layer = serving_config().placements["track_page"]
+    assert len(layer.experiments) == count, (len(layer.experiments), count)
+    ids = [f"user-{i}" for i in range(users)]
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for user in ids:
+            layer.assign(user)
+        best = min(best, (time.perf_counter() - started) / users * 1e6)
+    return best
+
+
+def compare_experiments(args, models, paths: list[str], headers: dict, rounds: list[int]) -> list[dict]:
+    """The first open-loop rate with 1 and 3 experiments running, alternating; a line per round."""
+    from loadgen import run_open_loop
+
+    from experiments.selectors import SERVING_CACHE_TTL_S
+
+    rate = float(args.rates.split(",")[0])
+    figures = []
+    for count in rounds:
+        set_experiments(models, count)
+        time.sleep(SERVING_CACHE_TTL_S + 1.0)  # every web worker's serving cache has the new layer
+        summary = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration).summary()
+        drain_backlog()
+        assign_us = assignment_cost_us(count)
+        figures.append({"experiments": count, "assignment_us": assign_us,
+                        **{k: summary[k] for k in ("achieved_rps", "p50", "p99", "errors")}})
+        print(f"  {count} experiment{'s' if count > 1 else ' '} running: {rate:.0f} req/s offered, achieved "
+              f"{summary['achieved_rps']:.0f}, p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms, "
+              f"errors {summary['errors']}; assignment {assign_us:.1f} us in-process", flush=True)
+    for count in sorted(set(rounds)):
+        mine = [f for f in figures if f["experiments"] == count]
+        achieved = ", ".join(f"{f['achieved_rps']:.0f}" for f in mine)
+        p99 = ", ".join(f"{f['p99']:.2f}" for f in mine)
+        print(f"  {count} running: achieved {achieved} req/s; p99 {p99} ms", flush=True)
+    return figures
 
 
 def measure_recall(models, vectors: dict, queries: int, ef_values: list[int], k: int = 10) -> dict[int, float]:
@@ -467,6 +533,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--recall-queries", type=int, default=400)
     parser.add_argument("--skip-wrk", action="store_true")
+    parser.add_argument("--compare-experiments", default="1,3,1,3",
+                        help="experiments running per extra round at the first rate, alternating ('' skips)")
     parser.add_argument("--users", type=int, default=USERS,
                         help="user population the requests draw from (fewer: more returning users, whose pages "
                              "update their aggregate rows instead of adding rows and index entries)")
@@ -553,6 +621,11 @@ def main() -> None:
                       f"{row['relation']} {row['bytes_per_request']} ({row['full_page_images_per_request']} FPI)"
                       for row in summary["wal_by_relation"]), flush=True)
             time.sleep(2)
+        if args.compare_experiments:
+            print(f"several experiments at once, open loop {args.rates.split(',')[0]} req/s for {args.duration}s "
+                  "per round:", flush=True)
+            results["experiments_compared"] = compare_experiments(
+                args, models, paths, headers, [int(n) for n in args.compare_experiments.split(",")])
         wait_for_pipeline()
         outbox, impressions = pipeline_counts()
         store = impression_store_bytes()

@@ -1,4 +1,5 @@
-"""Staff admin: experiments with inline variants and start/pause/stop/archive actions, and API keys.
+"""Staff admin: placements (default model, layer, holdout), experiments with inline variants, their share of the
+placement's layer and start/pause/stop/archive/ship actions, and the launches record.
 
 A started experiment's variants, weights, salt and traffic fraction are read-only here,
 and the services refuse the change too (``services.ensure_unlocked``). Only a draft that
@@ -15,20 +16,29 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from experiments import services
-from experiments.models import Experiment, Variant
+from experiments import lifecycle, services
+from experiments.layers import BUCKETS, buckets_for_share
+from experiments.models import Experiment, Launch, Placement, Variant
 from experiments.plan import PlanError, plan_of, planned_users_from_power
 from experiments.stats.metrics import METRICS
 
 PLAN_FIELDS = ("primary_metric", "secondary_metrics", "guardrails", "planned_users_per_arm", "winsor_percentile",
                "pre_period_days")
-LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction", *PLAN_FIELDS)
+LOCKED_EXPERIMENT_FIELDS = ("kind", "salt", "traffic_fraction", "placement", *PLAN_FIELDS)
+
+
+def _share(buckets: int) -> str:
+    return f"{buckets / BUCKETS:.2%} ({buckets} buckets)"
 
 
 class ExperimentForm(forms.ModelForm):
-    """The plan's fields validated against the metric registry (experiments/plan.py), each error on its field; and
-    the power planner: a baseline CTR and a relative MDE fill an empty planned size."""
+    """The plan's fields validated against the metric registry (experiments/plan.py), each error on its field; the
+    power planner (a baseline CTR and a relative MDE fill an empty planned size); and a draft whose share exceeds the
+    free buckets of its placement's layer is refused (start refuses it too)."""
 
     plan_baseline_rate = forms.FloatField(
         required=False, min_value=0.0001, max_value=0.9999, label="Power planner: baseline CTR",
@@ -73,6 +83,20 @@ class ExperimentForm(forms.ModelForm):
                     self.add_error(field, message)
                 else:
                     raise ValidationError(f"{field}: {message}") from error
+        stored_kind = Experiment.objects.filter(pk=self.instance.pk).values_list("kind", flat=True).first()
+        if cleaned.get("kind") == Experiment.Kind.HOLDOUT and stored_kind != Experiment.Kind.HOLDOUT:
+            self.add_error("kind", "a holdout is started from the placements list (action 'Start a holdout'), "
+                                   "which gives it its held and launched arms")
+        placement, share = cleaned.get("placement"), cleaned.get("traffic_fraction")
+        if placement is None or share is None or (self.instance.pk and self.instance.is_locked):
+            return cleaned
+        wanted, free = buckets_for_share(share), services.layer_free_buckets(placement.key)
+        if wanted == 0:
+            self.add_error("traffic_fraction", "a share of 0 reaches nobody")
+        elif wanted > free:
+            self.add_error("traffic_fraction", (
+                f"placement {placement.key!r} has {_share(free)} free; this experiment asks for {_share(wanted)}. "
+                "Lower its traffic share, or stop or shrink another experiment of this placement first."))
         return cleaned
 
 
@@ -139,15 +163,16 @@ class ExperimentStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "status", "traffic_fraction", "started_at", "stopped_at", "created_at")
-    list_filter = (ExperimentStatusFilter,)
+    form = ExperimentForm
+    list_display = ("name", "placement", "kind", "status", "share", "buckets", "scheduled_start_at",
+                    "scheduled_stop_at", "started_at", "stopped_at")
+    list_filter = (ExperimentStatusFilter, "placement", "kind")
     search_fields = ("name", "hypothesis")
     inlines = [VariantInline]
-    actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments"]
-    form = ExperimentForm
+    actions = ["start_experiments", "pause_experiments", "stop_experiments", "archive_experiments", "ship_winner"]
     fieldsets = (
-        (None, {"fields": ("name", "kind", "hypothesis", "status", "traffic_fraction", "salt", "started_at",
-                           "stopped_at")}),
+        (None, {"fields": ("name", "hypothesis", "placement", "layer", "kind", "status", "traffic_fraction", "buckets",
+                           "scheduled_start_at", "scheduled_stop_at", "salt", "started_at", "stopped_at")}),
         ("Metric plan (locked once started)", {"fields": (*PLAN_FIELDS, "plan_baseline_rate", "plan_mde")}),
     )
 
@@ -158,10 +183,26 @@ class ExperimentAdmin(admin.ModelAdmin):
         return self.fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["status", "started_at", "stopped_at"]
+        readonly = ["status", "started_at", "stopped_at", "layer", "buckets"]
         if obj is not None and obj.is_locked:
             readonly += LOCKED_EXPERIMENT_FIELDS
+        elif obj is not None and obj.kind == Experiment.Kind.HOLDOUT:  # its arms come from the holdout action
+            readonly.append("kind")
         return readonly
+
+    @admin.display(description="traffic share")
+    def share(self, obj: Experiment) -> str:
+        return _share(buckets_for_share(float(obj.traffic_fraction)))
+
+    @admin.display(description="buckets held")
+    def buckets(self, obj: Experiment) -> str:
+        return services.describe_buckets(obj) if obj.pk else "none (taken at start)"
+
+    @admin.display(description="placement's layer")
+    def layer(self, obj: Experiment) -> str:
+        """The free buckets of every placement (the form's placement may change before saving)."""
+        return "; ".join(f"{p.key}: {_share(services.layer_free_buckets(p.key))} free"
+                         for p in Placement.objects.all())
 
     def save_model(self, request, obj, form, change) -> None:
         if change and obj.pk:
@@ -222,6 +263,127 @@ class ExperimentAdmin(admin.ModelAdmin):
     @admin.action(description="Archive the selected experiments (stopped ones only)")
     def archive_experiments(self, request, queryset) -> None:
         self._transition(request, queryset, services.experiment_archive, "archived")
+
+    @admin.action(description="Ship a variant: its model becomes the placement's default (stopped ones only)")
+    def ship_winner(self, request, queryset):
+        """An intermediate page: the verdict and a choice of variant (the winner preselected), then ship."""
+        from experiments.analysis import experiment_results
+
+        if queryset.count() != 1:
+            self.message_user(request, "ship one experiment at a time", level=messages.ERROR)
+            return None
+        experiment = queryset.get()
+        if experiment.status not in (Experiment.Status.STOPPED, Experiment.Status.ARCHIVED):
+            self.message_user(request, f"{experiment.name}: only a stopped experiment ships; it is "
+                                       f"{experiment.status}", level=messages.ERROR)
+            return None
+        results = experiment_results(experiment)
+        winners = [c.key for c in results.comparisons if c.outcome == "win"]
+        if request.POST.get("variant"):
+            try:
+                launch = lifecycle.experiment_ship(experiment=experiment, variant_key=request.POST["variant"],
+                                                  by=request.user.get_username(), verdict=results.verdict)
+            except services.ExperimentError as error:
+                self.message_user(request, f"{experiment.name}: {error}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{experiment.name}: {launch.model} now serves {launch.placement_id} "
+                                           f"(was {launch.previous_model or 'nothing'})", level=messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/experiments/ship_winner.html", {
+            **self.admin_site.each_context(request), "title": f"Ship a variant of {experiment.name}",
+            "experiment": experiment, "verdict": results.verdict, "winner": winners[0] if len(winners) == 1 else "",
+            "variants": list(experiment.variants.select_related("embedding_model").order_by("-is_control", "id")),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta,
+        })
+
+
+class PlacementForm(forms.ModelForm):
+    class Meta:
+        model = Placement
+        fields = ("key", "name", "default_model")
+
+
+@admin.register(Placement)
+class PlacementAdmin(admin.ModelAdmin):
+    """A changed default model is recorded as a launch (by hand); the layer salt never changes."""
+
+    form = PlacementForm
+    list_display = ("key", "name", "default_model", "free", "running")
+    actions = ["start_holdout"]
+    readonly_fields = ("layer_salt", "free", "running")
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "key") if obj is not None else self.readonly_fields
+
+    @admin.display(description="free buckets")
+    def free(self, obj: Placement) -> str:
+        return _share(services.layer_free_buckets(obj.key))
+
+    @admin.display(description="running experiments (share)")
+    def running(self, obj: Placement) -> str:
+        live = obj.experiments.filter(status__in=[Experiment.Status.RUNNING, Experiment.Status.PAUSED])
+        return ", ".join(f"{e.name} ({e.kind}, {e.status}, {e.traffic_fraction:.0%})" for e in live) or "none"
+
+    @admin.action(description="Start a holdout: keep a share of users on today's default model")
+    def start_holdout(self, request, queryset):
+        """An intermediate page asks for the share (default 5 %), then ``lifecycle.holdout_start`` per placement."""
+        share = request.POST.get("share")
+        if share is None:
+            return TemplateResponse(request, "admin/experiments/start_holdout.html", {
+                **self.admin_site.each_context(request), "title": "Start a holdout", "placements": list(queryset),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta})
+        try:
+            fraction = float(share) / 100
+        except ValueError:
+            self.message_user(request, f"the share must be a number of percent, got {share!r}", level=messages.ERROR)
+            return None
+        for placement in queryset:
+            try:
+                holdout = lifecycle.holdout_start(placement=placement.key, share=fraction)
+            except services.ExperimentError as error:
+                self.message_user(request, f"{placement.key}: {error}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{placement.key}: holdout {holdout.name!r} running ({fraction:.1%} held, "
+                                           f"{fraction:.1%} measured)", level=messages.SUCCESS)
+        return None
+
+    def save_model(self, request, obj, form, change) -> None:
+        model = form.cleaned_data.get("default_model")
+        if change and "default_model" in form.changed_data and model is not None:
+            obj.default_model = Placement.objects.get(pk=obj.pk).default_model  # the service records the change
+            super().save_model(request, obj, form, change)
+            try:
+                lifecycle.placement_set_default(placement=obj, model=model, by=request.user.get_username())
+            except services.ExperimentError as error:
+                self.message_user(request, str(error), level=messages.ERROR)
+            return
+        super().save_model(request, obj, form, change)
+        services.clear_serving_cache()
+
+
+@admin.register(Launch)
+class LaunchAdmin(admin.ModelAdmin):
+    """The record of every default-model change: read-only."""
+
+    list_display = ("launched_at", "placement", "model", "previous_model", "experiment_link", "variant_key",
+                    "launched_by", "verdict")
+    list_filter = ("placement",)
+
+    @admin.display(description="experiment")
+    def experiment_link(self, obj: Launch):
+        if obj.experiment_id is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("experiment-detail", args=[obj.experiment_id]),
+                           obj.experiment.name)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 from experiments import admin_events  # noqa: E402,F401 - registers the event pipeline's admin

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import secrets
 
-from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import ArrayField, RangeOperators
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q
 
 from recommender.models import EmbeddingModel, Track
 
@@ -52,12 +53,41 @@ def default_guardrails() -> list[dict]:
     return [{"metric": "skip_rate", "margin": 0.05}, {"metric": "seconds_per_click", "margin": 0.05}]
 
 
+DEFAULT_PLACEMENT = "track_page"
+
+
+class Placement(models.Model):
+    """Where a player shows recommendations (``track_page``, ``autoplay``, ...): a default model and a layer.
+
+    The default model serves every request of the placement that no experiment claims; with none set, the
+    model active for the baseline arm does. The layer salt hashes users into the placement's 10,000 buckets
+    (``experiments.layers``); changing it would move every user, so it is fixed once created.
+    """
+
+    key = models.SlugField(max_length=50, unique=True, help_text="The API's placement parameter")
+    name = models.CharField(max_length=200, blank=True)
+    default_model = models.ForeignKey(
+        EmbeddingModel, on_delete=models.PROTECT, null=True, blank=True, related_name="default_for_placements",
+        help_text="Serves every request no experiment claims; empty: the model active for the baseline arm")
+    layer_salt = models.CharField(max_length=64, default=new_salt, help_text="Hash salt of the layer; fixed")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class Experiment(models.Model):
     class Kind(models.TextChoices):
         AB = "ab", "A/B test"
         # Every user in the experiment sees one page merged from both variants' rankers by team draft
         # (experiments.team_draft); clicks credit the team of the item. Exactly two variants.
         INTERLEAVING = "interleaving", "interleaving (team draft)"
+        # Users of the placement kept on the model it had when the holdout started ("holdout" arm, the control),
+        # against an equal measured share served whatever the placement ships ("launched" arm).
+        HOLDOUT = "holdout", "holdout"
 
     class Status(models.TextChoices):
         DRAFT = "draft"
@@ -69,9 +99,12 @@ class Experiment(models.Model):
         ARCHIVED = "archived"
 
     name = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AB,
-                            help_text="A/B: each user sees one variant; interleaving: each user sees both, merged")
     hypothesis = models.TextField(blank=True)
+    placement = models.ForeignKey(Placement, to_field="key", db_column="placement", on_delete=models.PROTECT,
+                                  default=DEFAULT_PLACEMENT, related_name="experiments")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AB,
+                            help_text="A/B: each user sees one variant; interleaving: each user sees both, merged; "
+                            "holdout: users kept on the model of its start")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -79,9 +112,14 @@ class Experiment(models.Model):
     salt = models.CharField(max_length=64, default=new_salt, help_text="Hash salt of the assignment; locked on start")
     traffic_fraction = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of users in the experiment; the rest get the control arm and stay out of the analysis",
+        help_text="Share of the placement's users (its layer's buckets) the experiment takes when it starts; "
+                  "the others get the placement's default model or another experiment",
     )
     primary_metric = models.CharField(max_length=20, default="ctr")
+    scheduled_start_at = models.DateTimeField(null=True, blank=True,
+                                              help_text="Started by the worker's schedule clock at this time")
+    scheduled_stop_at = models.DateTimeField(null=True, blank=True,
+                                             help_text="Stopped by the worker's schedule clock at this time")
     pre_period_days = models.PositiveSmallIntegerField(
         default=14, db_default=14, validators=[MaxValueValidator(90)],
         help_text="CUPED lookback: days of a user's traffic before their first exposure, summed when the user "
@@ -119,6 +157,55 @@ class Experiment(models.Model):
     def is_locked(self) -> bool:
         """Variants, weights, salt and traffic fraction are fixed once the experiment has started."""
         return self.status != self.Status.DRAFT or self.started_at is not None
+
+
+class BucketAllocation(models.Model):
+    """Buckets [start, end) of a placement's layer held by an experiment from its start until it stops.
+
+    Released rows stay (``released_at``) as the record of who held what; the exclusion constraint keeps two
+    held ranges of one placement from overlapping, so no user is ever in two experiments of a layer.
+    """
+
+    placement = models.ForeignKey(Placement, to_field="key", db_column="placement", on_delete=models.PROTECT,
+                                  related_name="allocations")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="allocations")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    allocated_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["placement", "start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(start__gte=0) & Q(end__lte=10_000) & Q(start__lt=F("end")),
+                                   name="allocation_within_layer"),
+            ExclusionConstraint(
+                name="no_shared_buckets_in_a_layer",
+                expressions=[(F("placement"), RangeOperators.EQUAL),
+                             (Func(F("start"), F("end"), function="int4range"), RangeOperators.OVERLAPS)],
+                condition=Q(released_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.placement_id} {self.start}-{self.end - 1}"
+
+
+class Launch(models.Model):
+    """A model made a placement's default: who, when, from which experiment, variant and verdict."""
+
+    placement = models.ForeignKey(Placement, to_field="key", db_column="placement", on_delete=models.PROTECT,
+                                  related_name="launches")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="+")
+    previous_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, null=True, related_name="launches")
+    variant_key = models.CharField(max_length=50, blank=True)
+    verdict = models.TextField(blank=True, help_text="The experiment's verdict when it shipped")
+    launched_by = models.CharField(max_length=150, blank=True)
+    launched_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-launched_at"]
 
 
 class Variant(models.Model):

@@ -1,17 +1,17 @@
-"""Serving a recommendation: the user's variant -> the one KNN (``recommender.vector_search``) -> the answer.
+"""Serving a recommendation: the placement's layer -> the user's variant -> the one KNN (``recommender.vector_search``).
 
 Every page shown gets the KNN and the outbox row of the page in ONE statement
 (``RECORD_RECOMMENDATION_CTE`` between the KNN's CTEs and its final SELECT): one round trip,
 one transaction, and the HTTP answer goes out after the impressions are durable; the relay
-and the worker (``experiments.events``) do the rest. A page served outside any experiment (none
-running, or the user outside its traffic fraction) is recorded without experiment and variant: it
+and the worker (``experiments.events``) do the rest. A page served outside any experiment (no
+experiment of the placement holds the user's bucket) is recorded without experiment and variant: it
 counts in the user's all-traffic rollup (CUPED's pre-period) and its clicks and plays are accepted,
 but no experiment's analysis sees it. A HEAD request records nothing.
 
-A user in an *interleaving* experiment gets both variants' KNNs (same seed, same exclusions),
+A user whose layer bucket an *interleaving* experiment holds gets both variants' KNNs (same seed, same exclusions),
 their team-draft merge (the SQL function ``experiments_team_draft``, with coins drawn in Python
 from the request id by ``experiments.team_draft.coin_flips``) and the page with each item's team
-(``RECORD_INTERLEAVED_CTE``: ``Page`` and its outbox row), still in one statement.
+(``RECORD_INTERLEAVED_CTE``: ``Page`` with its placement, and its outbox row), still in one statement.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from experiments.assignment import assign_variant, in_traffic, user_key
+from experiments.assignment import user_key
 from experiments.events.ids import new_request_id
 from experiments.events.outbox import RECORD_INTERLEAVED_CTE, RECORD_RECOMMENDATION_CTE
+from experiments.models import DEFAULT_PLACEMENT
 from experiments.selectors import ServingArm, ServingExperiment, serving_config
 from experiments.team_draft import coin_flips, rounds_for
 from recommender.vector_search import (
@@ -43,66 +44,70 @@ INTERLEAVED = "interleaved"  # the "variant" an interleaving experiment's user i
 
 
 class NoArmAvailableError(LookupError):
-    """Nothing to serve: no experiment runs and no model is active for the baseline arm."""
+    """Nothing to serve: no experiment holds the user and the placement has no default model (nor a baseline)."""
+
+
+class UnknownPlacementError(ValueError):
+    """The request names a placement the platform does not have (the API's 400)."""
 
 
 @dataclass(frozen=True)
 class Recommendation:
     request_id: uuid.UUID
-    experiment_id: int | None  # None: no experiment runs, or the user is outside its traffic fraction
+    experiment_id: int | None  # None: no experiment of the placement holds the user's bucket
     experiment_name: str | None
     variant: str | None
     model_id: int
     model: str
     items: list[Neighbour]
     recorded: bool  # the page went to the outbox (every GET; in the analysis only when experiment_id is set)
+    placement: str = DEFAULT_PLACEMENT
     teams: tuple[int, ...] | None = None  # interleaving: the team that drafted each item (1 = control's ranker)
 
 
 def recommend(*, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int] = (),
-              record: bool = True) -> Recommendation:
-    """The user's arm -> KNN around the seed -> the page shown, recorded (in the experiment or not).
+              record: bool = True, placement: str = DEFAULT_PLACEMENT) -> Recommendation:
+    """The user's arm on the placement -> KNN around the seed -> the page shown, recorded (in an experiment or not).
 
     ``record=False`` (an HTTP HEAD: nothing is shown to anybody) computes the same answer and writes nothing."""
     config = serving_config()
-    experiment = config.experiment
-    variant = None
-    if experiment is not None and experiment.interleaved and in_traffic(experiment.salt, user_id,
-                                                                        experiment.traffic_fraction):
-        return _interleaved(experiment, user_id, seed_track_id, k, exclude, record)
-    if experiment is not None:
-        assigned = assign_variant(experiment.salt, user_id, experiment.arms, experiment.traffic_fraction)
-        serving_variant = experiment.variants[assigned.variant_key]
-        arm: ServingArm = serving_variant.arm
-        if assigned.in_experiment and record:
-            variant = serving_variant
-    elif config.fallback is not None:
-        arm = config.fallback
-    else:
-        raise NoArmAvailableError("no experiment is running and no embedding model is active for the baseline arm")
+    layer = config.placements.get(placement)
+    if layer is None:
+        raise UnknownPlacementError(
+            f"unknown placement {placement!r}; choose one of {', '.join(sorted(config.placements)) or '(none)'}")
+    assigned = layer.assign(user_id)
+    arm: ServingArm | None = assigned.arm
+    if arm is None:
+        raise NoArmAvailableError(f"placement {placement!r} has no default model, no embedding model is active for "
+                                  "the baseline arm, and no experiment holds this user")
+    experiment = assigned.experiment
+    if experiment is not None and experiment.interleaved:
+        return _interleaved(experiment, user_id, seed_track_id, k, exclude, record, placement)
+    variant = assigned.variant if record else None
     request_id = new_request_id()
     if not record:
         items = nearest_to_track(arm, seed_track_id, k, exclude)
     else:
         items = _nearest_recorded(arm, seed_track_id, k, exclude, request_id,
                                   experiment.experiment_id if variant is not None else None,
-                                  variant.variant_id if variant is not None else None, user_id)
+                                  variant.variant_id if variant is not None else None, user_id, placement)
     return Recommendation(
         request_id=request_id,
         experiment_id=experiment.experiment_id if variant is not None else None,
         experiment_name=experiment.name if variant is not None else None,
         variant=variant.key if variant is not None else None,
-        model_id=arm.model_id, model=arm.label, items=items, recorded=record,
+        model_id=arm.model_id, model=arm.label, items=items, recorded=record, placement=placement,
     )
 
 
 def _nearest_recorded(arm: ServingArm, seed_track_id: int, k: int, exclude: Sequence[int], request_id: uuid.UUID,
-                      experiment_id: int | None, variant_id: int | None, user_id: str) -> list[Neighbour]:
+                      experiment_id: int | None, variant_id: int | None, user_id: str,
+                      placement: str) -> list[Neighbour]:
     """The KNN and the outbox row of what was shown, in ONE statement (one round trip, its own transaction)."""
     params = knn_params(seed_track_id, exclude)
     params.update({
         "request": request_id, "experiment": experiment_id, "variant": variant_id, "user_key": user_key(user_id),
-        "user_id": user_id, "now": timezone.now(),
+        "user_id": user_id, "placement": placement, "now": timezone.now(),
     })
     with server_bound_cursor() as cursor:
         cursor.execute(knn_ctes(arm, k) + RECORD_RECOMMENDATION_CTE + NEIGHBOURS_SELECT, params)
@@ -131,7 +136,7 @@ def interleaving_sql(a: ServingArm, b: ServingArm, k: int, record: bool) -> str:
 
 
 def _interleaved(experiment: ServingExperiment, user_id: str, seed_track_id: int, k: int, exclude: Sequence[int],
-                 record: bool) -> Recommendation:
+                 record: bool, placement: str) -> Recommendation:
     """Team draft of the two variants' top-k; the page is recorded with the control variant and each item's team."""
     team_a, team_b = experiment.teams()
     request_id = new_request_id()
@@ -140,7 +145,8 @@ def _interleaved(experiment: ServingExperiment, user_id: str, seed_track_id: int
     params["coins"] = "{" + ",".join("t" if a_first else "f" for a_first in coin_flips(request_id, rounds_for(k))) + "}"
     if record:
         params.update({"request": request_id, "experiment": experiment.experiment_id, "variant": team_a.variant_id,
-                       "user_key": user_key(user_id), "user_id": user_id, "now": timezone.now()})
+                       "user_key": user_key(user_id), "user_id": user_id, "placement": placement,
+                       "now": timezone.now()})
     with server_bound_cursor() as cursor:
         cursor.execute(interleaving_sql(team_a.arm, team_b.arm, k, record), params)
         rows = cursor.fetchall()
@@ -152,5 +158,5 @@ def _interleaved(experiment: ServingExperiment, user_id: str, seed_track_id: int
         request_id=request_id, experiment_id=experiment.experiment_id if record else None,
         experiment_name=experiment.name if record else None, variant=INTERLEAVED if record else None,
         model_id=team_a.arm.model_id, model=f"{team_a.arm.label} + {team_b.arm.label}", items=items,
-        recorded=record, teams=tuple(int(team) for _, _, team in rows),
+        recorded=record, placement=placement, teams=tuple(int(team) for _, _, team in rows),
     )

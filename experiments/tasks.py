@@ -9,6 +9,11 @@ worker that only ingests. Tunables: ``EXPERIMENTS_RELAY_BATCH`` (outbox rows per
 2000; a recommendation row carries k impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send
 unconfirmed batches after, default 30 s), ``EXPERIMENTS_RELAY_POLL_S`` (after a partial batch,
 wait this long for more rows, default 0.5 s).
+
+The same workers run the schedule clock: every ``EXPERIMENTS_SCHEDULE_POLL_S`` seconds (default 30, 0 turns
+it off) a thread applies the experiments' scheduled start and stop times
+(``lifecycle.experiment_schedules_apply``); ``experiments.apply_schedules`` is the same as a task, for a
+Celery beat or an operator.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ def ingest_outbox_batch(copy_text: str, count: int = 0) -> dict:
     result = ingest_or_quarantine(copy_text)
     return {"received": result.received, "impressions": result.impressions, "clicks": result.clicks,
             "quarantined": result.quarantined}
+
+
+SCHEDULES_TASK = "experiments.apply_schedules"
+
+
+@shared_task(name=SCHEDULES_TASK, ignore_result=True)
+def apply_schedules() -> list[str]:
+    from experiments.lifecycle import experiment_schedules_apply
+
+    return experiment_schedules_apply()
 
 
 def send_batch(copy_text: str, count: int) -> None:
@@ -100,3 +115,48 @@ def stop_outbox_relay(**_kwargs) -> None:
     if _relay_thread is not None:
         _relay_thread.join(timeout=5)
         _relay_thread = None
+
+
+_clock_stop = threading.Event()
+_clock_thread: threading.Thread | None = None
+
+
+def _schedule_clock(stop: threading.Event, interval_s: float) -> None:
+    from django.db import close_old_connections, connection
+
+    from experiments.lifecycle import experiment_schedules_apply
+
+    while not stop.wait(interval_s):
+        try:
+            close_old_connections()
+            for line in experiment_schedules_apply():
+                logger.info("schedule clock: %s", line)
+        except Exception:  # a database outage must not kill the clock; the next tick tries again
+            logger.exception("schedule clock: applying schedules failed")
+        finally:
+            connection.close()
+
+
+@worker_ready.connect
+def start_schedule_clock(sender=None, **_kwargs) -> None:
+    global _clock_thread
+    interval = float(settings.EXPERIMENTS_SCHEDULE_POLL_S)
+    if interval <= 0 or _clock_thread is not None:
+        return
+    consumed = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
+    if events_queue() not in consumed:
+        return
+    _clock_stop.clear()
+    _clock_thread = threading.Thread(target=_schedule_clock, args=(_clock_stop, interval), name="schedule-clock",
+                                     daemon=True)
+    _clock_thread.start()
+    logger.info("schedule clock started (every %.1f s)", interval)
+
+
+@worker_shutdown.connect
+def stop_schedule_clock(**_kwargs) -> None:
+    global _clock_thread
+    _clock_stop.set()
+    if _clock_thread is not None:
+        _clock_thread.join(timeout=5)
+        _clock_thread = None

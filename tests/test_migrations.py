@@ -150,6 +150,55 @@ def test_pages_waiting_in_the_outbox_or_the_quarantine_move_to_page_and_land_onc
     _migrate(executor.loader.graph.leaf_nodes())
 
 
+BEFORE_PLACEMENTS = [("experiments", "0012_metric_plan"), ("recommender", "0002_descriptions_fetch_log")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_running_experiment_keeps_running_with_every_users_assignment_after_placements_arrive():
+    """Migration 0013_placements on a one-experiment database: the running experiment lands on track_page, still
+    running, and serving puts every user in or out of it, and on its variant, exactly as the old traffic-fraction hash
+    did; the active baseline becomes track_page's default; a paused one holds no buckets until resumed."""
+    from experiments.assignment import ArmSpec, assign_variant
+    from experiments.models import BucketAllocation, Placement
+    from experiments.selectors import clear_serving_cache, serving_config
+
+    executor = _migrate(BEFORE_PLACEMENTS)
+    old = executor.loader.project_state(BEFORE_PLACEMENTS).apps
+    model = old.get_model("recommender", "EmbeddingModel")
+    baseline = model.objects.create(name="old-baseline", kind="baseline", dim=8, indexed_at=timezone.now(),
+                                    active_for_arm="baseline")
+    text = model.objects.create(name="old-text", kind="crossmusim", dim=8, indexed_at=timezone.now())
+    experiments = old.get_model("experiments", "Experiment")
+    paused = experiments.objects.create(name="paused before", status="paused", salt="paused-salt",
+                                        traffic_fraction=0.5, started_at=timezone.now())
+    running = experiments.objects.create(name="one at a time", status="running", salt="old-salt",
+                                         traffic_fraction=0.37, started_at=timezone.now())
+    variants = old.get_model("experiments", "Variant")
+    for experiment in (paused, running):
+        variants.objects.create(experiment=experiment, key="control", embedding_model=baseline, weight=40,
+                                is_control=True)
+        variants.objects.create(experiment=experiment, key="treatment", embedding_model=text, weight=60)
+    arms = [ArmSpec("control", 40, True), ArmSpec("treatment", 60)]
+    users = [f"listener-{i}" for i in range(5000)]
+    before = [assign_variant("old-salt", u, arms, 0.37) for u in users]
+
+    _migrate(executor.loader.graph.leaf_nodes())
+    clear_serving_cache()
+    placement = Placement.objects.get(key="track_page")
+    assert placement.default_model_id == baseline.pk and placement.layer_salt == "old-salt"
+    assert list(BucketAllocation.objects.values_list("experiment_id", "start", "end")) == [(running.pk, 0, 3700)]
+    layer = serving_config().placements["track_page"]
+    after = [layer.assign(u) for u in users]
+    assert [a.experiment.experiment_id if a.experiment else None for a in after] == [
+        running.pk if b.in_experiment else None for b in before]
+    assert [a.variant.key for a in after if a.variant] == [b.variant_key for b in before if b.in_experiment]
+    assert 0.33 < sum(b.in_experiment for b in before) / len(users) < 0.41
+    from experiments.models import Experiment
+
+    assert Experiment.objects.get(pk=running.pk).status == "running"
+    assert Experiment.objects.get(pk=paused.pk).placement_id == "track_page"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_plays_migration_backfills_all_traffic_and_pre_periods_and_old_outbox_rows_still_land():
     """Migration 0009 on a database of the clicks-only layout (0008 moves the waiting page to Page first): the

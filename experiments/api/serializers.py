@@ -19,6 +19,8 @@ EXCLUDE_ID_DIGITS = 18  # an excluded id never overflows a bigint, whatever its 
 MAX_EXCLUDE_ID = 10**EXCLUDE_ID_DIGITS - 1
 
 
+MAX_PLACEMENT_LEN = 50
+PLACEMENT_INVALID = "placement must be a placement key: letters, digits, '_' or '-', at most 50 characters"
 EXCLUDE_INVALID = "exclude must be a comma-separated list of track ids"
 EXCLUDE_TOO_MANY = f"exclude takes at most {MAX_EXCLUDE} ids"
 
@@ -29,6 +31,7 @@ class RecommendationQuery:
     seed_track: int
     k: int
     exclude: list[int]
+    placement: str = "track_page"
 
 
 def _positive_int(text: str, name: str, errors: dict, maximum: int = MAX_INT) -> int:
@@ -43,7 +46,8 @@ def _positive_int(text: str, name: str, errors: dict, maximum: int = MAX_INT) ->
 
 
 def parse_recommendation_query(query: Mapping[str, str]) -> RecommendationQuery | dict[str, list[str]]:
-    """Validate ``user``, ``seed_track``, ``k`` (default 10) and ``exclude``; the query, or errors by field.
+    """Validate ``user``, ``seed_track``, ``k`` (default 10), ``exclude`` and ``placement`` (its form; whether it
+    exists is the serving configuration's answer); the query, or errors by field.
 
     Hand-written rather than a DRF serializer: this runs on every recommendation, and a
     serializer's per-field machinery costs more than the assignment and the KNN round trip's
@@ -75,9 +79,13 @@ def parse_recommendation_query(query: Mapping[str, str]) -> RecommendationQuery 
             errors["exclude"] = [EXCLUDE_INVALID]
         else:
             exclude = [int(part) for part in parts]
+    placement = query.get("placement") or "track_page"
+    if len(placement) > MAX_PLACEMENT_LEN or not placement.isascii() or not placement.replace("_", "").replace(
+            "-", "").isalnum():
+        errors["placement"] = [PLACEMENT_INVALID]
     if errors:
         return errors
-    return RecommendationQuery(user=user, seed_track=seed_track, k=k, exclude=exclude)
+    return RecommendationQuery(user=user, seed_track=seed_track, k=k, exclude=exclude, placement=placement)
 
 
 class RecommendationItemSerializer(serializers.Serializer):
@@ -93,6 +101,7 @@ class RecommendationResponseSerializer(serializers.Serializer):
     experiment = serializers.IntegerField(allow_null=True, help_text="null: no experiment, or user outside its traffic")
     experiment_name = serializers.CharField(allow_null=True)
     variant = serializers.CharField(allow_null=True)
+    placement = serializers.CharField(help_text="The placement served (the request's, default track_page)")
     model = serializers.CharField(help_text="Embedding model that served, 'name vN'")
     model_id = serializers.IntegerField()
     items = RecommendationItemSerializer(many=True)

@@ -29,6 +29,7 @@ from experiments.api.serializers import (
     MAX_EXCLUDE_ID,
     MAX_INT,
     MAX_K,
+    MAX_PLACEMENT_LEN,
     MAX_USER_LEN,
     EventBatchResponseSerializer,
     EventBatchSerializer,
@@ -37,7 +38,7 @@ from experiments.api.serializers import (
 )
 from experiments.events.clicks import ClickEvent
 from experiments.events.plays import PlayEvent, events_record
-from experiments.serving import NoArmAvailableError, recommend
+from experiments.serving import NoArmAvailableError, UnknownPlacementError, recommend
 from recommender.vector_search import SeedNotIndexedError
 
 
@@ -103,7 +104,9 @@ def serve_recommendations(request: HttpRequest) -> HttpResponse:
         return _json(_bad_request_body(query), status.HTTP_400_BAD_REQUEST)
     try:
         result = recommend(user_id=query.user, seed_track_id=query.seed_track, k=query.k, exclude=query.exclude,
-                           record=request.method == "GET")
+                           record=request.method == "GET", placement=query.placement)
+    except UnknownPlacementError as error:
+        return _json(_bad_request_body({"placement": [str(error)]}), status.HTTP_400_BAD_REQUEST)
     except SeedNotIndexedError as error:
         return _json({"detail": str(error)}, status.HTTP_404_NOT_FOUND)
     except NoArmAvailableError as error:
@@ -113,6 +116,7 @@ def serve_recommendations(request: HttpRequest) -> HttpResponse:
         "experiment": result.experiment_id,
         "experiment_name": result.experiment_name,
         "variant": result.variant,
+        "placement": result.placement,
         "model": result.model,
         "model_id": result.model_id,
         "items": [
@@ -142,8 +146,9 @@ USER_PATTERN = (
 
 @extend_schema(
     summary="Recommendations for a user around a seed track",
-    description="Assigns the user to a variant of the running experiment (or serves the active baseline arm), "
-                "returns the k nearest tracks of that arm's embedding model and records one impression per item. "
+    description="Hashes the user into the placement's layer: the experiment holding that bucket assigns a variant, "
+                "else the placement's default model serves; returns the k nearest tracks of that arm's embedding "
+                "model and records the page shown (users in an experiment). "
                 "HEAD answers the same without recording anything.",
     parameters=[
         OpenApiParameter(
@@ -157,6 +162,11 @@ USER_PATTERN = (
                          required=True, description="Track to recommend around; 404 when the arm has not indexed it"),
         OpenApiParameter("k", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
                          description=f"Number of tracks, 1-{MAX_K}"),
+        OpenApiParameter("placement", {"type": "string", "maxLength": MAX_PLACEMENT_LEN,
+                                       "pattern": r"^[A-Za-z0-9_-]+$", "default": "track_page"},
+                         description="Where the player shows the list (e.g. track_page, autoplay); each placement "
+                                     "has its own default model and experiments. 400 for a placement that does not "
+                                     "exist."),
         OpenApiParameter(
             "exclude", {"type": "array", "maxItems": MAX_EXCLUDE,
                         "items": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_EXCLUDE_ID}},

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, render
 from experiments.analysis import experiment_results, experiment_summaries
 from experiments.dashboard import formatting as fmt
 from experiments.models import Experiment
+from experiments.selectors import placement_layers
 from experiments.stats.interleaving_report import InterleavingResults
 from experiments.stats.results import ExperimentResults
 from experiments.stats.srm import SRM_P_THRESHOLD
@@ -110,10 +111,21 @@ def _decision_cells(results: ExperimentResults) -> list[dict]:
 
 @staff_member_required
 def experiment_list(request):
-    summaries = [{"id": s.experiment_id, "name": s.name, "status": s.status,
-                  "age": "not started" if s.age_days is None else f"{s.age_days:.1f} days", "users": fmt.count(s.users),
-                  "verdict": s.verdict} for s in experiment_summaries()]
-    return render(request, "experiments/list.html", {"experiments": summaries})
+    """Every experiment, grouped by placement: each placement's default, free share and the shares held now."""
+    layers = placement_layers()
+    share_of = {e: share for layer in layers for e, (_, share) in layer.experiments.items()}
+    placement_of = dict(Experiment.objects.values_list("pk", "placement_id"))
+    rows: dict[str, list[dict]] = {layer.key: [] for layer in layers}
+    for s in experiment_summaries():
+        rows.setdefault(placement_of.get(s.experiment_id, ""), []).append({
+            "id": s.experiment_id, "name": s.name, "status": s.status,
+            "age": "not started" if s.age_days is None else f"{s.age_days:.1f} days", "users": fmt.count(s.users),
+            "share": f"{share_of[s.experiment_id]:.2%}" if s.experiment_id in share_of else "",
+            "verdict": s.verdict})
+    placements = [{"key": layer.key, "default": layer.default_model, "free": f"{layer.free_share:.2%}",
+                   "running": len(layer.experiments), "experiments": rows.get(layer.key, [])} for layer in layers]
+    return render(request, "experiments/list.html", {"placements": placements,
+                                                      "experiments": [r for v in rows.values() for r in v]})
 
 
 def _interleaving_page(request, results: InterleavingResults):

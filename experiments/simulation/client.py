@@ -86,6 +86,7 @@ class Recommendation:
     variant: str | None
     model: str | int | None
     items: tuple[RecommendedItem, ...]
+    placement: str = "track_page"
 
     @classmethod
     def from_json(cls, body: dict) -> Recommendation:
@@ -100,6 +101,7 @@ class Recommendation:
                 variant=None if body.get("variant") is None else str(body["variant"]),
                 model=body.get("model"),
                 items=items,
+                placement=str(body.get("placement") or "track_page"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiError(f"malformed recommendation response: {exc!r}") from exc
@@ -198,13 +200,17 @@ class PlatformClient:
             else:
                 url = None
 
-    def recommend(self, user: str, seed_track: int, k: int, exclude: Sequence[int] = ()) -> Recommendation:
+    def recommend(self, user: str, seed_track: int, k: int, exclude: Sequence[int] = (),
+                  placement: str | None = None) -> Recommendation:
         params: dict = {"user": user, "seed_track": seed_track, "k": k}
+        if placement:
+            params["placement"] = placement
         if exclude:
             params["exclude"] = ",".join(str(track) for track in exclude)
         body = self._send("GET", "/api/v1/recommendations", params=params).json()
         rec = Recommendation.from_json(body)
-        return Recommendation(rec.request_id, rec.experiment, _variant_label(body.get("variant")), rec.model, rec.items)
+        return Recommendation(rec.request_id, rec.experiment, _variant_label(body.get("variant")), rec.model, rec.items,
+                              rec.placement)
 
     def post_events(self, events: Sequence[dict]) -> EventsResult:
         body = self._send("POST", "/api/v1/events", json={"events": list(events)}).json()

@@ -41,6 +41,7 @@ from .taste import (
 )
 
 _SCHEDULE_STREAM = 2
+_PLACEMENT_STREAM = 3
 
 DROP_AFTER_FIRST_REQUEST = "after_first_request"
 DROP_BEFORE_FIRST_REQUEST = "before_first_request"
@@ -101,8 +102,13 @@ class SimulationConfig:
     user_prefix: str = "sim"
     drop: DropPolicy = field(default_factory=DropPolicy)
     taste: TasteModel = field(default_factory=TasteModel)
+    # (placement, weight) pairs: each session plays on one placement drawn by weight. One placement: the
+    # requests name none (the platform's default, track_page).
+    placements: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if any(weight <= 0 for _, weight in self.placements):
+            raise ValueError("placement weights must be positive")
         if self.users < 1:
             raise ValueError("need at least one user")
         if self.rate <= 0 or self.duration_s <= 0:
@@ -163,6 +169,11 @@ class SimulationSummary:
     errors: Counter = field(default_factory=Counter)
     rejected_reasons: Counter = field(default_factory=Counter)
     variants: dict[str, VariantCounts] = field(default_factory=dict)
+    # "<experiment id>/<variant>" (or "none"), per placement played: where experiments run side by side, the
+    # variant keys alone mix them up.
+    arms: dict[str, VariantCounts] = field(default_factory=dict)
+    placements: Counter = field(default_factory=Counter)  # requests per placement
+    arm_models: dict[str, set] = field(default_factory=dict)  # arms' key -> the models that served them
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -182,6 +193,9 @@ class SimulationSummary:
         data["rejected_reasons"] = dict(self.rejected_reasons)
         data["variants"] = {key: {**asdict(counts), "ctr": counts.ctr, "skip_rate": counts.skip_rate}
                             for key, counts in self.variants.items()}
+        data["arms"] = {key: {**asdict(counts), "ctr": counts.ctr} for key, counts in self.arms.items()}
+        data["placements"] = dict(self.placements)
+        data["arm_models"] = {key: sorted(map(str, models)) for key, models in self.arm_models.items()}
         data["achieved_rate"] = self.achieved_rate
         data["latency_ms"] = self.latency_percentiles()
         return data
@@ -209,11 +223,23 @@ class SimulationSummary:
                 f" clicks {counts.clicks}, CTR {counts.ctr:.4f}, plays {counts.plays}, skip rate "
                 f"{counts.skip_rate:.3f}, vanished {counts.vanished}"
             )
+        if len(self.placements) > 1:
+            lines.append("  placements: " + ", ".join(f"{p} {n} requests" for p, n in sorted(self.placements.items())))
         if self.errors:
             lines.append("  errors: " + ", ".join(f"{kind} x{n}" for kind, n in self.errors.most_common()))
         if self.rejected_reasons:
             lines.append("  rejected: " + ", ".join(f"{why} x{n}" for why, n in self.rejected_reasons.most_common(5)))
         return "\n".join(lines)
+
+
+def draw_placement(placements: tuple[tuple[str, float], ...], seed: int, user: UserProfile,
+                   session: int) -> str | None:
+    """The session's placement, by weight, from its own stream (the session's clicks draw the same as before)."""
+    if len(placements) < 2:
+        return placements[0][0] if placements else None
+    weights = np.array([weight for _, weight in placements], dtype=float)
+    index = rng_for(seed, _PLACEMENT_STREAM, user.index, session).choice(len(placements), p=weights / weights.sum())
+    return placements[int(index)][0]
 
 
 CLICK_ID_NAMESPACE = uuid.UUID("5d0f6c1e-3b8a-4f57-9a51-2c7e0b9d4e10")
@@ -373,6 +399,7 @@ class _UserState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
     vanished: bool = False
+    arms_seen: set = field(default_factory=set)
 
 
 class Simulation:
@@ -423,6 +450,7 @@ class Simulation:
         rng = session_rng(config.seed, user, session)
         listening = listen_rng(config.seed, user, session)
         seed_track = draw_seed_track(user, self.catalog, rng)
+        placement = draw_placement(config.placements, config.seed, user, session)
         shown_in_session: list[int] = []
         for _ in range(model.max_requests_per_session):
             if state.vanished:
@@ -440,7 +468,8 @@ class Simulation:
                 return
             started = time.perf_counter()
             try:
-                rec = self.client.recommend(user.user_id, seed_track.id, config.k, exclude=shown_in_session[-50:])
+                rec = self.client.recommend(user.user_id, seed_track.id, config.k, exclude=shown_in_session[-50:],
+                                            placement=placement)
             except ApiError as exc:
                 with self._lock:
                     self.summary.request_errors += 1
@@ -456,7 +485,7 @@ class Simulation:
             )
             by_position = {item.position: item.track for item in rec.items}
             listens = choose_listens(user, [self.catalog.by_id.get(by_position[p]) for p in clicked], listening, model)
-            self._record(rec, elapsed_ms, first, vanish, len(clicked), listens)
+            self._record(rec, elapsed_ms, first, vanish, len(clicked), listens, state)
             if self.on_request:
                 self.on_request(self.summary)
             if vanish:
@@ -471,10 +500,20 @@ class Simulation:
                 return
 
     def _record(self, rec: Recommendation, elapsed_ms: float, first: bool, vanish: bool, clicks: int,
-                listens: list[float]) -> None:
+                listens: list[float], state: _UserState | None = None) -> None:
         long_listens = sum(s >= self.config.taste.long_listen_s for s in listens)
         with self._lock:
             summary, counts = self.summary, self._variant(rec.variant)
+            arm_key = f"{rec.experiment}/{rec.variant}" if rec.experiment is not None else f"none/{rec.placement}"
+            arm = summary.arms.setdefault(arm_key, VariantCounts())
+            arm.requests += 1
+            arm.impressions += len(rec.items)
+            arm.clicks += clicks
+            if state is not None and arm_key not in state.arms_seen:
+                state.arms_seen.add(arm_key)
+                arm.users += 1
+            summary.placements[rec.placement] += 1
+            summary.arm_models.setdefault(arm_key, set()).add(rec.model)
             summary.requests += 1
             summary.impressions += len(rec.items)
             summary.clicks += clicks

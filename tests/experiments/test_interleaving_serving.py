@@ -24,7 +24,14 @@ from experiments.models import (
     UserAggregate,
 )
 from experiments.selectors import clear_serving_cache, serving_config
-from experiments.services import ExperimentError, VariantSpec, experiment_create, experiment_start, variants_set
+from experiments.services import (
+    ExperimentError,
+    VariantSpec,
+    experiment_create,
+    experiment_start,
+    placement_create,
+    variants_set,
+)
 from experiments.serving import INTERLEAVED, recommend
 from experiments.team_draft import TEAM_A, TEAM_B, interleave, team_draft
 from recommender.vector_search import VectorSpace, nearest_to_track
@@ -156,18 +163,46 @@ def test_plays_carry_their_items_team_and_long_listens_credit_it(world):
     assert (aggregate.plays, aggregate.long_listens) == (len(picks), len(long_teams))
 
 
-def test_users_outside_the_traffic_fraction_get_the_control_unrecorded(db):
+def test_users_outside_the_experiments_buckets_get_the_placements_default_unrecorded(db):
+    """An interleaving experiment holds buckets of the placement's layer like any other: a user outside them gets
+    the placement's default (the baseline here), one ranker, recorded outside any experiment."""
     world = build_world(start_experiment=False)
-    experiment_start(experiment=experiment_create(
-        name="il-traffic", kind=Experiment.Kind.INTERLEAVING, traffic_fraction=0.0,
+    experiment = experiment_start(experiment=experiment_create(
+        name="il-traffic", kind=Experiment.Kind.INTERLEAVING, traffic_fraction=0.5,
         variants=[VariantSpec("control", world.baseline.pk, 50, True), VariantSpec("treatment", world.treatment.pk)]))
     clear_serving_cache()
-    result = recommend(user_id="carol", seed_track_id=world.tracks[2].pk, k=5)
+    layer = serving_config().placements["track_page"]
+    held = [f"carol-{i}" for i in range(200) if layer.assign(f"carol-{i}").experiment is not None]
+    outside = next(f"carol-{i}" for i in range(200) if layer.assign(f"carol-{i}").experiment is None)
+    assert 60 < len(held) < 140  # about half the users are in its buckets
+    inside = recommend(user_id=held[0], seed_track_id=world.tracks[2].pk, k=5)
+    assert inside.experiment_id == experiment.pk and inside.teams is not None
+    assert Page.objects.get(request_id=inside.request_id).placement == "track_page"
+    result = recommend(user_id=outside, seed_track_id=world.tracks[2].pk, k=5)
     assert result.teams is None and result.model_id == world.baseline.pk
     # recorded like every page served outside an experiment: no experiment, no teams
     assert result.recorded and result.experiment_id is None and result.variant is None
     page = Page.objects.get(request_id=result.request_id)
     assert (page.experiment_id, page.variant_id, page.teams) == (None, None, None)
+
+
+def test_an_interleaving_experiment_runs_on_its_placement_beside_an_ab_test_on_another(db):
+    """Interleaving on ``autoplay`` (all its buckets) while an A/B test holds ``track_page``: each request gets its
+    placement's experiment, and the interleaved page is stored with its placement."""
+    world = build_world()  # the A/B experiment on track_page, all of its traffic
+    placement_create(key="autoplay", default_model=world.baseline)
+    interleaving = experiment_start(experiment=experiment_create(
+        name="il-autoplay", kind=Experiment.Kind.INTERLEAVING, placement="autoplay",
+        variants=[VariantSpec("control", world.baseline.pk, 50, True), VariantSpec("treatment", world.treatment.pk)]))
+    clear_serving_cache()
+    merged = recommend(user_id="dave", seed_track_id=world.tracks[3].pk, k=6, placement="autoplay")
+    assert (merged.experiment_id, merged.variant, merged.placement) == (interleaving.pk, INTERLEAVED, "autoplay")
+    assert merged.teams is not None and len(merged.teams) == 6
+    page = Page.objects.get(request_id=merged.request_id)
+    assert (page.placement, list(page.teams)) == ("autoplay", list(merged.teams))
+    plain = recommend(user_id="dave", seed_track_id=world.tracks[3].pk, k=6)
+    assert plain.experiment_id == world.experiment.pk and plain.teams is None and plain.placement == "track_page"
+    assert Page.objects.get(request_id=plain.request_id).placement == "track_page"
 
 
 def test_an_interleaving_experiment_needs_exactly_two_variants(db):
@@ -189,7 +224,8 @@ def test_admin_refuses_an_interleaving_experiment_without_exactly_two_variants(c
     world = build_world(start_experiment=False)
     client.force_login(django_user_model.objects.create_user("il-boss", password="x" * 12, is_staff=True,
                                                              is_superuser=True))
-    data = {"name": "il-admin", "kind": "interleaving", "hypothesis": "", "traffic_fraction": "1.0", "salt": "s1",
+    data = {"name": "il-admin", "kind": "interleaving", "hypothesis": "", "placement": "track_page",
+            "traffic_fraction": "1.0", "salt": "s1",
             "variants-TOTAL_FORMS": "3", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
             "variants-MAX_NUM_FORMS": "1000"}
     for i, (key, model) in enumerate([("control", world.baseline), ("treatment", world.treatment),

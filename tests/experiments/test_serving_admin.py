@@ -33,8 +33,8 @@ def world(db):
     return build_world(start_experiment=False)
 
 
-def draft(world, name="draft"):
-    return experiment_create(name=name, variants=[VariantSpec("control", world.baseline.pk, 50),
+def draft(world, name="draft", share=0.5):
+    return experiment_create(name=name, traffic_fraction=share, variants=[VariantSpec("control", world.baseline.pk, 50),
                                                   VariantSpec("treatment", world.treatment.pk, 50)])
 
 
@@ -56,8 +56,8 @@ def test_lifecycle_rules(world):
     with pytest.raises(ExperimentLockedError):
         variants_set(experiment=experiment, variants=[VariantSpec("a", world.baseline.pk, 50),
                                                       VariantSpec("b", world.treatment.pk, 50)])
-    other = draft(world, "other")
-    with pytest.raises(ExperimentError, match="is running"):
+    other = draft(world, "other", share=0.6)  # half the layer is taken
+    with pytest.raises(ExperimentError, match="5000 free buckets"):
         experiment_start(experiment=other)
     experiment = experiment_pause(experiment=experiment)
     with pytest.raises(ExperimentLockedError):  # paused is still locked
@@ -109,7 +109,8 @@ def _inline_post(experiment: Experiment, variants: list[Variant], weight_overrid
 
 def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world):
     data = {
-        "name": "from-admin", "kind": "ab", "hypothesis": "text arm wins", "traffic_fraction": "0.5", "salt": "abc",
+        "name": "from-admin", "kind": "ab", "hypothesis": "text arm wins", "placement": "track_page",
+        "traffic_fraction": "0.5", "salt": "abc",
         "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
         "variants-MAX_NUM_FORMS": "1000",
         "variants-0-key": "control", "variants-0-name": "Control", "variants-0-embedding_model": world.baseline.pk,
@@ -117,6 +118,10 @@ def test_admin_creates_with_inline_variants_and_runs_actions(staff_client, world
         "variants-1-key": "treatment", "variants-1-name": "Text", "variants-1-embedding_model": world.treatment.pk,
         "variants-1-weight": "50",
     }
+    # a holdout is not made by hand: its arms come from the placements' "Start a holdout" action
+    refused = staff_client.post(CHANGELIST + "add/", {**data, "kind": "holdout"})
+    assert refused.status_code == 200 and "Start a holdout" in refused.content.decode()
+    assert not Experiment.objects.filter(name="from-admin").exists()
     response = staff_client.post(CHANGELIST + "add/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     experiment = Experiment.objects.get(name="from-admin")
@@ -183,7 +188,7 @@ def test_create_experiment_command(world):
 
 
 def in_every_state(world) -> dict[str, Experiment]:
-    """One experiment per status (only one can run at a time, so the running one is started last)."""
+    """One experiment per status (each takes half the layer: the paused one keeps its half)."""
     experiments = {"draft": draft(world, "d")}
     paused = experiment_start(experiment=draft(world, "p"))
     experiments["paused"] = experiment_pause(experiment=paused)

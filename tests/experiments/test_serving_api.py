@@ -21,6 +21,7 @@ from experiments.models import (
     UserAggregate,
     UserDailyTraffic,
 )
+from experiments.selectors import serving_config
 from experiments.services import experiment_pause
 from tests.experiments.serving_fixtures import build_world, exact_neighbours
 
@@ -198,12 +199,15 @@ def test_paused_experiment_falls_back_to_the_baseline(client, world):
     assert_recorded_outside_any_experiment(1)
 
 
-def test_users_outside_the_traffic_fraction_get_the_control_outside_the_analysis(client, db):
-    world = build_world(traffic_fraction=0.0)
-    for i in range(20):
-        body = get(client, world, user=f"out{i}", seed_track=world.tracks[0].pk, k=3).json()
+def test_users_outside_the_experiments_buckets_get_the_default_outside_the_analysis(client, db):
+    world = build_world(traffic_fraction=0.01)
+    placement = serving_config().placements["track_page"]
+    outside = [f"out{i}" for i in range(400) if placement.assign(f"out{i}").experiment is None][:20]
+    assert len(outside) == 20
+    for user in outside:
+        body = get(client, world, user=user, seed_track=world.tracks[0].pk, k=3).json()
         assert body["experiment"] is None and body["variant"] is None
-        assert body["model_id"] == world.baseline.pk  # the control arm
+        assert body["model_id"] == world.baseline.pk  # the placement's default (here: the active baseline arm)
     assert_recorded_outside_any_experiment(20)
 
 

@@ -111,3 +111,53 @@ def test_users_lost_before_their_first_request_never_reach_the_platform(live_ser
     assert summary["variants"]["treatment"]["requests"] == 0  # only the vanished count lives under treatment
     assert set(Assignment.objects.filter(experiment=experiment).values_list("variant__key", flat=True)) == {"control"}
     assert Assignment.objects.filter(experiment=experiment).count() == summary["users_active"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sessions_spread_over_placements_land_in_each_experiment_with_no_shared_user(live_server, events_worker):
+    """Two experiments side by side on track_page and one on autoplay, players spread 2:1 over the placements:
+    every experiment's aggregates equal what its players saw and clicked, every page names its placement, and
+    no user is in two experiments of one placement."""
+    from django.db import connection
+
+    from experiments.lifecycle import placement_set_default
+    from experiments.models import Page, Placement
+    from experiments.services import (
+        VariantSpec,
+        experiment_create,
+        experiment_start,
+        placement_create,
+    )
+
+    tracks = label_catalog(prefix="placements")
+    timbre, style = arm_models(tracks, seed=5)
+    placement_set_default(placement=Placement.objects.get(key="track_page"), model=timbre, by="test")
+    placement_create(key="autoplay", default_model=timbre)
+    arms = [VariantSpec("control", timbre.pk, 50, True), VariantSpec("treatment", style.pk, 50)]
+    experiments = [experiment_start(experiment=experiment_create(name=name, traffic_fraction=share, placement=where,
+                                                                 variants=arms))
+                   for name, share, where in (("left", 0.4, "track_page"), ("right", 0.4, "track_page"),
+                                              ("auto", 0.5, "autoplay"))]
+    _, key = api_key_create(name="simulator placements test")
+    config = SimulationConfig(users=60, rate=100.0, duration_s=20.0, max_requests=240, seed=11, workers=4,
+                              event_batch_size=50, event_flush_s=0.3,
+                              placements=(("track_page", 2.0), ("autoplay", 1.0)))
+    with PlatformClient(live_server.url, key) as client:
+        summary = run_simulation(config, client)
+    expected = {e.pk: {v: summary.arms.get(f"{e.pk}/{v}") for v in ("control", "treatment")} for e in experiments}
+    for experiment in experiments:
+        seen = [c for c in expected[experiment.pk].values() if c is not None]
+        landed = wait_for_aggregates(experiment, sum(c.impressions for c in seen), sum(c.clicks for c in seen))
+        for variant, counts in expected[experiment.pk].items():
+            assert counts is not None, (experiment.name, variant)  # every arm was reached
+            assert (landed[variant]["impressions"], landed[variant]["clicks"], landed[variant]["users"]) == (
+                counts.impressions, counts.clicks, counts.users), (experiment.name, variant)
+
+    assert summary.request_errors == 0 and set(summary.placements) == {"track_page", "autoplay"}
+    assert summary.placements["track_page"] > summary.placements["autoplay"] > 0  # sessions drawn 2:1
+    assert set(Page.objects.filter(experiment_id=experiments[2].pk).values_list("placement", flat=True)) == {
+        "autoplay"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT placement, user_key FROM experiments_page GROUP BY 1, 2 "
+                       "HAVING count(DISTINCT experiment_id) > 1")
+        assert cursor.fetchall() == []

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--variant", action="append", required=True, metavar="KEY=MODEL",
                             help="variant key = embedding model id, arm name (baseline/crossmusim) or model name")
         parser.add_argument("--weights", default="", help="comma-separated integer weights, e.g. 50,50")
-        parser.add_argument("--traffic-fraction", type=float, default=1.0)
+        parser.add_argument("--traffic-fraction", type=float, default=1.0,
+                            help="share of the placement's users (its free layer buckets) taken at start")
+        parser.add_argument("--placement", default="track_page", help="placement key (default track_page)")
         parser.add_argument("--hypothesis", default="")
         parser.add_argument("--kind", default="ab", choices=["ab", "interleaving"],
                             help="ab (each user sees one variant) or interleaving (both rankers merged by team "
@@ -39,7 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--winsor-percentile", help="cap per-user numerators at this percentile (default 99.9; "
                                                         "'off': no capping)")
 
-    def handle(self, *args, name, variant, weights, traffic_fraction, hypothesis, start, kind="ab", **options):
+    def handle(self, *args, name, variant, weights, traffic_fraction, placement, hypothesis, start, kind="ab",
+               **options):
         plan = _plan_fields(options)
         pairs = []
         for item in variant:
@@ -61,14 +64,15 @@ class Command(BaseCommand):
                     for index, ((key, ref), weight) in enumerate(zip(pairs, weight_list, strict=True))
                 ]
                 experiment = experiment_create(name=name, variants=specs, hypothesis=hypothesis, kind=kind,
-                                               traffic_fraction=traffic_fraction)
+                                               traffic_fraction=traffic_fraction, placement=placement)
                 if plan:
                     experiment = experiment_plan_set(experiment=experiment, **plan)
                 if start:
                     experiment = experiment_start(experiment=experiment)
         except (ExperimentError, PlanError) as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} ({experiment.status}): "
+        self.stdout.write(f"experiment {experiment.pk} {experiment.name!r} on {experiment.placement_id} "
+                          f"({experiment.status}, {experiment.traffic_fraction:.2%} of traffic): "
                           + ", ".join(f"{s.key}=model {s.embedding_model_id} w{s.weight}" for s in specs))
 
 

@@ -24,14 +24,15 @@ from experiments.simulation.runner import DROP_AFTER_FIRST_REQUEST, DROP_BEFORE_
 
 
 def arm_oracle(experiment_id: int | None):
-    """``user_id -> variant key`` for the running experiment, from its salt (harness knowledge).
+    """``user_id -> variant key`` for the running experiment, from the serving configuration (harness knowledge).
 
     Only the ``before_first_request`` drop needs it: a player cannot learn its arm without a
     request, and every request is logged, so losing users *before* the platform sees them (the
-    SRM a broken redirect causes) needs the assignment computed on this side.
+    SRM a broken redirect causes) needs the assignment computed on this side. Users outside the
+    experiment (another experiment's or the default's) map to ``None``.
     """
-    from experiments.assignment import ArmSpec, assign_variant
     from experiments.models import Experiment
+    from experiments.selectors import clear_serving_cache, serving_config
 
     experiments = Experiment.objects.filter(status=Experiment.Status.RUNNING)
     if experiment_id is not None:
@@ -39,13 +40,27 @@ def arm_oracle(experiment_id: int | None):
     experiment = experiments.order_by("-started_at", "-pk").first()
     if experiment is None:
         raise CommandError("no running experiment to drop users from (pass --experiment ID)")
-    arms = [ArmSpec(v.key, v.weight, v.is_control) for v in experiment.variants.order_by("pk")]
-    salt, fraction = experiment.salt, experiment.traffic_fraction
+    clear_serving_cache()
+    layer = serving_config().placements[experiment.placement_id]
 
-    def arm_of(user_id: str) -> str:
-        return assign_variant(salt, user_id, arms, fraction).variant_key
+    def arm_of(user_id: str) -> str | None:
+        assigned = layer.assign(user_id)
+        return assigned.variant.key if assigned.experiment and assigned.experiment.experiment_id == experiment.pk \
+            else None
 
     return arm_of
+
+
+def parse_placements(text: str) -> tuple[tuple[str, float], ...]:
+    """``track_page=3,autoplay=1`` -> ((track_page, 3.0), (autoplay, 1.0)); a name alone weighs 1."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        try:
+            pairs.append((name.strip(), float(weight) if weight else 1.0))
+        except ValueError as error:
+            raise ValueError(f"--placements expects NAME=WEIGHT items, got {item!r}") from error
+    return tuple(pairs)
 
 
 class Command(BaseCommand):
@@ -68,6 +83,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Seed of users, tastes, sessions and clicks")
         parser.add_argument("--k", type=int, default=10, help="Recommendations per request")
         parser.add_argument("--workers", type=int, default=16, help="Concurrent player threads / connections")
+        parser.add_argument("--placements", default="",
+                            help="Spread sessions over placements by weight, e.g. track_page=3,autoplay=1 "
+                                 "(default: every request on the default placement)")
         parser.add_argument("--user-prefix", default="sim", help="Prefix of the user ids (sim-<seed>-<n>)")
         parser.add_argument("--drop-arm", default=None, help="SRM proof: variant key whose users vanish")
         parser.add_argument("--drop-fraction", type=float, default=0.0, help="Share of --drop-arm users who vanish")
@@ -100,6 +118,7 @@ class Command(BaseCommand):
                 users=options["users"], rate=options["rate"], duration_s=options["duration"],
                 max_requests=options["max_requests"], seed=options["seed"], k=options["k"],
                 workers=options["workers"], user_prefix=options["user_prefix"], drop=drop,
+                placements=parse_placements(options["placements"]),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
