@@ -22,7 +22,8 @@ def world(db):
 
 
 def _post(world, **plan) -> dict:
-    data = {"name": "planned", "kind": "ab", "hypothesis": "h", "traffic_fraction": "1.0", "salt": "abc",
+    data = {"name": "planned", "kind": "ab", "hypothesis": "h", "placement": "track_page", "traffic_fraction": "1.0",
+            "salt": "abc",
             "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
             "variants-MAX_NUM_FORMS": "1000",
             "variants-0-key": "control", "variants-0-embedding_model": world.baseline.pk, "variants-0-weight": "50",
