@@ -20,3 +20,28 @@ def setup_django_on(db_name: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def reset_synthetic_tracks(n_tracks: int, checksum_prefix: str) -> list[int]:
+    """Empty the catalog, experiments and models of this bench database and COPY ``n_tracks`` synthetic tracks in;
+    returns their ids in order."""
+    import io
+
+    from django.db import connection
+
+    from recommender.models import Track
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE recommender_track, recommender_trackembedding CASCADE")
+        cursor.execute("DELETE FROM experiments_variant")
+        cursor.execute("DELETE FROM experiments_experiment")
+        cursor.execute("DELETE FROM recommender_embeddingmodel")
+        buffer = io.StringIO()
+        for i in range(n_tracks):
+            buffer.write(f"tune {i}\tcomposer {i % 997}\tcollection {i % 101}\t25\t16000\t1\t{checksum_prefix}{i:08d}\t"
+                         "none\t{}\t{}\t\t2026-01-01T00:00:00Z\n")
+        columns = ("title, artist, album, duration_s, sample_rate, channels, checksum, audio_path, metadata, labels, "
+                   "document_text, created_at")
+        with cursor.cursor.copy(f"COPY recommender_track ({columns}) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+    return list(Track.objects.order_by("id").values_list("id", flat=True))

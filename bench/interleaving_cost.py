@@ -35,16 +35,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
 DB_NAME = os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_interleaving")
 
-from benchdb import setup_django_on  # noqa: E402
+from benchdb import reset_synthetic_tracks, setup_django_on  # noqa: E402
 
 MODEL_NAMES = ("bench-il-baseline", "bench-il-crossmusim")
 
 
 def ensure_models(n_tracks: int, dim: int) -> list:
-    import io
 
     import numpy as np
-    from django.db import connection
 
     from recommender.models import EmbeddingModel, Track
     from recommender.services.embeddings import track_embeddings_write
@@ -53,20 +51,7 @@ def ensure_models(n_tracks: int, dim: int) -> list:
     if all(m is not None and m.indexed_at and m.dim == dim for m in models) and Track.objects.count() == n_tracks:
         return models
     print(f"building {n_tracks:,} tracks x 2 models of {dim}-d vectors (kept for later runs)...", flush=True)
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE recommender_track, recommender_trackembedding CASCADE")
-        cursor.execute("DELETE FROM experiments_variant")
-        cursor.execute("DELETE FROM experiments_experiment")
-        cursor.execute("DELETE FROM recommender_embeddingmodel")
-        buffer = io.StringIO()
-        for i in range(n_tracks):
-            buffer.write(f"tune {i}\tcomposer {i % 997}\tcollection {i % 101}\t25\t16000\t1\tbench-il-{i:08d}\tnone\t"
-                         "{}\t{}\t\t2026-01-01T00:00:00Z\n")
-        columns = ("title, artist, album, duration_s, sample_rate, channels, checksum, audio_path, metadata, labels, "
-                   "document_text, created_at")
-        with cursor.cursor.copy(f"COPY recommender_track ({columns}) FROM STDIN") as copy:
-            copy.write(buffer.getvalue())
-    track_ids = list(Track.objects.order_by("id").values_list("id", flat=True))
+    track_ids = reset_synthetic_tracks(n_tracks, "bench-il-")
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(1000, dim)).astype(np.float32)
     for name, kind in zip(MODEL_NAMES, ("baseline", "crossmusim"), strict=True):

@@ -53,7 +53,7 @@ os.environ["DJANGO_DB_NAME"] = os.environ.get("BENCH_DB_NAME", "bench_serving")
 QUEUE = f"bench-serving-{uuid.uuid4().hex[:6]}"
 os.environ["CELERY_QUEUE"] = os.environ["EXPERIMENTS_EVENTS_QUEUE"] = QUEUE
 
-from benchdb import setup_django_on  # noqa: E402
+from benchdb import reset_synthetic_tracks, setup_django_on  # noqa: E402
 
 DB_NAME = os.environ["DJANGO_DB_NAME"]
 MODEL_NAMES = ("bench-serving-baseline", "bench-serving-crossmusim")
@@ -75,10 +75,8 @@ def synthetic_vectors(n: int, dim: int, seed: int):
 
 def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
     """Tracks + two indexed arms (built once and kept); returns (models, vectors by model id)."""
-    import io
 
     import numpy as np
-    from django.db import connection
 
     from recommender.models import EmbeddingModel, Track
     from recommender.services.embeddings import embedding_model_activate, track_embeddings_write
@@ -92,20 +90,7 @@ def ensure_world(n_tracks: int, dim: int, rebuild: bool) -> tuple[list, dict]:
         return models, {models[0].pk: data["baseline"], models[1].pk: data["crossmusim"]}
     print(f"building {n_tracks:,} tracks x 2 models of {dim}-d vectors (kept for later runs)...", flush=True)
     started = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE recommender_track, recommender_trackembedding CASCADE")
-        cursor.execute("DELETE FROM experiments_variant")
-        cursor.execute("DELETE FROM experiments_experiment")
-        cursor.execute("DELETE FROM recommender_embeddingmodel")
-        buffer = io.StringIO()
-        for i in range(n_tracks):
-            buffer.write(f"tune {i}\tcomposer {i % 997}\tcollection {i % 101}\t25\t16000\t1\tbench-{i:08d}\tnone\t"
-                         "{}\t{}\t\t2026-01-01T00:00:00Z\n")
-        columns = ("title, artist, album, duration_s, sample_rate, channels, checksum, audio_path, metadata, labels, "
-                   "document_text, created_at")
-        with cursor.cursor.copy(f"COPY recommender_track ({columns}) FROM STDIN") as copy:
-            copy.write(buffer.getvalue())
-    track_ids = list(Track.objects.order_by("id").values_list("id", flat=True))
+    track_ids = reset_synthetic_tracks(n_tracks, "bench-")
     vectors = {}
     for index, (name, arm) in enumerate(zip(MODEL_NAMES, ("baseline", "crossmusim"), strict=True)):
         model = EmbeddingModel.objects.create(name=name, kind=arm, dim=dim)

@@ -66,6 +66,19 @@ def item_team(page: tuple, position: int) -> int | None:
     return int(teams[position - 1]) if teams else None
 
 
+def item_event_params(fresh: Sequence[tuple[uuid.UUID, ClickEvent, tuple]]) -> dict:
+    """The outbox insert's column arrays for new item events (clicks, plays): (counted id, event, (experiment,
+    variant, user key, team)) each; the events carry request, track, position and client time."""
+    return {
+        "now": timezone.now(),
+        "events": [counted for counted, _, _ in fresh], "requests": [e.request_id for _, e, _ in fresh],
+        "experiments": [shown[0] for _, _, shown in fresh], "variants": [shown[1] for _, _, shown in fresh],
+        "users": [shown[2] for _, _, shown in fresh], "tracks": [e.track_id for _, e, _ in fresh],
+        "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
+        "teams": [shown[3] for _, _, shown in fresh],
+    }
+
+
 def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
     """Validate clicks against the impressions shown and append the valid new ones to the outbox.
 
@@ -98,17 +111,10 @@ def clicks_record(events: Sequence[ClickEvent]) -> EventBatchResult:
             result.rejected.append((str(event.event_id), reason))
             continue
         seen.add(counted_id)
-        fresh.append((counted_id, event, (event.track_id, *page[1:4], item_team(page, event.position))))
+        fresh.append((counted_id, event, (*page[1:4], item_team(page, event.position))))
     if fresh:
         with connection.cursor() as cursor:
-            cursor.execute(INSERT_CLICKS_SQL, {
-                "now": timezone.now(),
-                "events": [c for c, _, _ in fresh], "requests": [e.request_id for _, e, _ in fresh],
-                "experiments": [imp[1] for _, _, imp in fresh], "variants": [imp[2] for _, _, imp in fresh],
-                "users": [imp[3] for _, _, imp in fresh], "tracks": [e.track_id for _, e, _ in fresh],
-                "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
-                "teams": [imp[4] for _, _, imp in fresh],
-            })
+            cursor.execute(INSERT_CLICKS_SQL, item_event_params(fresh))
             inserted = len(cursor.fetchall())
         result.accepted += inserted
         result.duplicates += len(fresh) - inserted  # raced with a concurrent click on the same impression

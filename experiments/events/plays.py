@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from experiments.events.clicks import (
     ClickEvent,
     EventBatchResult,
     RejectReason,
     clicks_record,
+    item_event_params,
     item_team,
     shown_track,
 )
@@ -79,13 +79,8 @@ def plays_record(events: Sequence[PlayEvent]) -> EventBatchResult:
     if fresh:
         with connection.cursor() as cursor:
             cursor.execute(INSERT_PLAYS_SQL, {
-                "now": timezone.now(),
-                "events": [p for p, _, _ in fresh], "requests": [e.request_id for _, e, _ in fresh],
-                "experiments": [page[0] for _, _, page in fresh], "variants": [page[1] for _, _, page in fresh],
-                "users": [page[2] for _, _, page in fresh], "tracks": [e.track_id for _, e, _ in fresh],
-                "positions": [e.position for _, e, _ in fresh], "client_times": [e.client_time for _, e, _ in fresh],
+                **item_event_params(fresh),
                 "seconds": [e.listened_seconds for _, e, _ in fresh], "skipped": [e.skipped for _, e, _ in fresh],
-                "teams": [page[3] for _, _, page in fresh],
             })
             inserted = len(cursor.fetchall())
         result.accepted += inserted
