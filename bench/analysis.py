@@ -52,7 +52,14 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
     """Create the experiment and fill its aggregate tables; returns the experiment id."""
     from django.db import connection, transaction
 
-    from experiments.models import Experiment, PositionRollup, UserAggregate, Variant, VariantDailyMoments
+    from experiments.models import (
+        Experiment,
+        PositionRollup,
+        UserAggregate,
+        Variant,
+        VariantDailyMoments,
+        VariantMoments,
+    )
     from recommender.models import EmbeddingModel
 
     Experiment.objects.filter(name=EXPERIMENT_NAME).delete()
@@ -70,7 +77,7 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
                                            weight=50)
         ua, vdm, pr = (m._meta.db_table for m in (UserAggregate, VariantDailyMoments, PositionRollup))
         with connection.cursor() as cursor:
-            for table in (ua, vdm, pr):  # event tables carry no FK constraint: clear a previous load's rows
+            for table in (ua, vdm, pr, VariantMoments._meta.db_table):  # no FK constraint: clear old loads' rows
                 cursor.execute(f"DELETE FROM {table} WHERE experiment_id NOT IN "
                                f"(SELECT id FROM {Experiment._meta.db_table})")
             # Per user: arm by parity, arrival day, impressions 1 + geometric-like (mean ~ mean_impressions),
@@ -129,7 +136,18 @@ def load(users: int, mean_impressions: float, lift: float) -> int:
         cursor.execute(f"VACUUM ANALYZE {ua}")
         cursor.execute(f"VACUUM ANALYZE {vdm}")
     print(f"loaded {users:,} users in {time.perf_counter() - start:.1f} s")
+    rebuild_moments(experiment.pk)
     return experiment.pk
+
+
+def rebuild_moments(experiment_id: int) -> None:
+    """The worker's per-arm moments (VariantMoments), as the worker would have kept them: one scan."""
+    from experiments import variant_moments
+
+    started = time.perf_counter()
+    variant_moments.rebuild(experiment_id)
+    print(f"VariantMoments rebuilt from UserAggregate (a one-off scan; the worker keeps them from then on) in "
+          f"{time.perf_counter() - started:.1f} s")
 
 
 def backend_cpu_seconds() -> float:
@@ -183,14 +201,15 @@ def print_scan_costs(experiment_id: int, specs, users: int) -> None:
 
             count = cpu(lambda c: (c.execute(f"SELECT variant_id, count(*) FROM {metric_scan.TABLE} u WHERE "
                                              f"{metric_scan.WHERE} GROUP BY 1", [experiment_id]), c.fetchall()))
-            caps_ms = cpu(lambda c: metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users))
+            caps_ms = cpu(lambda c: metric_scan.caps_and_tail(experiment_id, columns, 99.9, users))
             caps = {c: w.cap for c, w in metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users).items()}
             sums = cpu(lambda c: (c.execute(metric_scan.moments_sql(query, caps), [experiment_id]), c.fetchall()))
         finally:
             cursor.execute("RESET max_parallel_workers_per_gather")
     aggregates = 1 + len(query.variables) + len(query.products)
-    print(f"  PostgreSQL CPU, serial: bare count scan {count:.0f} ms; caps (sample + tail) {caps_ms:.0f} ms; moments "
-          f"scan {sums:.0f} ms for {aggregates} aggregates per user ({len(query.variables)} variables, "
+    print(f"  PostgreSQL CPU, serial: bare count scan {count:.0f} ms; caps and tail users (sample + filtered pass, "
+          f"what the stored path reads) {caps_ms:.0f} ms; for contrast, the moments scan {sums:.0f} ms for "
+          f"{aggregates} aggregates per user ({len(query.variables)} variables, "
           f"{len(query.products)} products): {(sums - count) / aggregates / users * 1e6:.0f} ns per aggregate "
           f"per user above the bare scan")
 
@@ -291,12 +310,14 @@ def main() -> None:
     import django
 
     django.setup()
+    import numpy as np
     from django.core.management import call_command
     from django.db.models import Count, Sum
 
+    from experiments import variant_moments
     from experiments.analysis import experiment_results, user_counts, user_metric_rows
-    from experiments.metric_scan import metric_moments
-    from experiments.models import Experiment, UserAggregate
+    from experiments.metric_scan import metric_moments, scanned_metric_moments
+    from experiments.models import Experiment, UserAggregate, VariantMoments
     from experiments.stats.metrics import METRICS
 
     call_command("migrate", verbosity=0)
@@ -304,6 +325,8 @@ def main() -> None:
     loaded = experiment and UserAggregate.objects.filter(experiment=experiment).count() == args.users
     experiment_id = experiment.pk if loaded and not args.reload else load(args.users, args.mean_impressions,
                                                                            args.lift)
+    if not VariantMoments.objects.filter(experiment_id=experiment_id).exists():  # loaded before the table existed
+        rebuild_moments(experiment_id)
     totals = UserAggregate.objects.filter(experiment_id=experiment_id).aggregate(
         users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks"))
     print(f"experiment {experiment_id}: {totals['users']:,} users, {totals['impressions']:,} impressions, "
@@ -327,21 +350,28 @@ def main() -> None:
     ms = [t * 1000 for t in timings]
     print(f"full analysis ({args.runs} runs): min {min(ms):.0f} ms, median {statistics.median(ms):.0f} ms, "
           f"max {max(ms):.0f} ms (first {ms[0]:.0f} ms)")
-    scan = []
-    for _ in range(args.runs):
-        started = time.perf_counter()
-        user_counts(experiment_id)
-        scan.append(time.perf_counter() - started)
-    print(f"  of which the UserAggregate scan: median {statistics.median(scan) * 1000:.0f} ms")
     specs = list(METRICS.values())
-    for label, percentile in (("with the winsorisation caps", 99.9), ("no caps", None)):
+    parts = {"stored moments read (VariantMoments)": lambda: variant_moments.read(experiment_id),
+             "4 metrics, stored moments + caps (sample + tail pass)": lambda: metric_moments(
+                 experiment_id, specs, 99.9),
+             "4 metrics, stored moments, no caps": lambda: metric_moments(experiment_id, specs, None),
+             "for contrast: the per-user frequency table scan the CTR report read before": lambda: user_counts(
+                 experiment_id),
+             "for contrast: 4 metrics by one moments scan of every user, with caps": lambda: scanned_metric_moments(
+                 experiment_id, specs, 99.9)}
+    for label, run in parts.items():
         spent = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            metric_moments(experiment_id, specs, percentile)
+            run()
             spent.append(time.perf_counter() - started)
-        print(f"  of which the moments statement of 4 metrics, {label}: "
-              f"{', '.join(f'{t * 1000:.0f}' for t in spent)} ms (median {statistics.median(spent) * 1000:.0f})")
+        print(f"  {label}: {', '.join(f'{t * 1000:.0f}' for t in spent)} ms "
+              f"(median {statistics.median(spent) * 1000:.0f})")
+    stored, scanned = metric_moments(experiment_id, specs, 99.9), scanned_metric_moments(experiment_id, specs, 99.9)
+    worst = max(abs(a - b) / max(abs(b), 1e-300) for spec in specs for arm in stored[spec.key].statistics
+                for a, b in zip(np.ravel(stored[spec.key].statistics[arm].products),
+                                np.ravel(scanned[spec.key].statistics[arm].products), strict=True))
+    print(f"  stored path vs the scan: largest relative difference of any sum of products {worst:.1e}")
     print_scan_costs(experiment_id, specs, args.users)
     rows_scan = []
     for _ in range(min(args.runs, 2)):  # the array path, for contrast (slow: every user crosses to Python)

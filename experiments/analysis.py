@@ -1,21 +1,20 @@
 """Experiment results: read the aggregate tables the worker keeps and hand their rows to the statistics core.
 
 Never reads raw events (but a young experiment's hourly charts), and holds no statistics: ``report.analyse`` turns the
-rows into the whole report. Per experiment it runs four queries:
+rows into the whole report. Per experiment it reads
 
-1. one pass over UserAggregate: per variant, the number of users with each (impressions,
-   clicks) pair. The delta-method sufficient statistics and the per-user CTR histogram are
-   exact functions of that table.
+1. VariantMoments (one array per variant, kept by the worker: experiments/variant_moments.py): users, every sum
+   and product of the per-user sums any metric needs, and the per-user CTR histogram;
 2. VariantDailyMoments (one row per variant and day): the cumulative time series.
 3. PositionRollup (one row per variant and position): CTR by position (and, for an experiment younger than three
    days, its pages and clicks by hour: ``hourly_moments``).
-4. the metric plan's moments (metric_scan.py): one scan of UserAggregate (after a sampled, then a filtered pass
-   for the winsorisation caps) that returns, per arm, the sums and cross-products of every metric's post and
-   pre-period numerators and denominators, winsorised: CUPED, the group-sequential test and the ship decision
-   of the experiment's plan (plan.py) need nothing else.
+4. for the metric plan's winsorisation, a 1 % sample and ONE filtered pass over UserAggregate that returns the
+   users at the top (metric_scan.py): the caps and the correction of the stored sums from raw to capped. CUPED,
+   the group-sequential test and the ship decision of the experiment's plan (plan.py) need nothing else.
 
-``user_metric_rows`` (every user's sums as arrays) and ``daily_metric_moments`` (every day's cumulative moments
-of all the ratio metrics) serve tests and benches.
+``user_counts`` (the per-user frequency table the CTR report once read), ``user_metric_rows`` (every user's sums as
+arrays) and ``daily_metric_moments`` (every day's cumulative moments of all the ratio metrics) serve tests and
+benches.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from datetime import date, datetime
 from django.db import connection
 from django.utils import timezone
 
+from experiments import variant_moments
 from experiments.metric_scan import metric_moments
 from experiments.models import (
     Click,
@@ -190,16 +190,16 @@ def experiment_results(experiment: Experiment | int,
     arms = _arms(list(Variant.objects.filter(experiment=experiment).order_by("-is_control", "id")))
     pk = experiment.pk
     plan = experiment_plan(experiment, arms=len(arms))
-    counts = user_counts(pk)
-    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile,
-                             users=sum(row[3] for row in counts))
+    stored = variant_moments.read(pk)
+    moments = metric_moments(pk, [metric(k) for k, _, _ in plan.roles()], plan.winsor_percentile, stored=stored)
     hourly = hourly_until = None
     if _young(experiment, now):
         hourly = hourly_moments(pk, experiment.started_at)
         last = now if experiment.status == Experiment.Status.RUNNING else experiment.stopped_at or now
         hourly_until = last.replace(minute=0, second=0, microsecond=0)
-    rows = AggregateRows(counts, daily_moments(pk), position_rows(pk), until=_until(experiment, now),
-                         metric_moments=moments or None, hourly=hourly, hourly_until=hourly_until)
+    rows = AggregateRows((), daily_moments(pk), position_rows(pk), until=_until(experiment, now),
+                         metric_moments=moments or None, hourly=hourly, hourly_until=hourly_until,
+                         stored_moments=stored)
     results = analyse(_info(experiment, now), arms, rows, config, plan=plan)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 

@@ -425,6 +425,23 @@ class VariantDailyMoments(models.Model):
         ]
 
 
+class VariantMoments(models.Model):
+    """Every moment a metric plan can ask for, of the raw per-user sums of one arm's users (impressions > 0),
+    and their per-user CTR histogram: one float array in the order of ``stats.metric_moments.MomentLayout``.
+
+    Kept by the worker from each user's old and new sums, batch by batch (experiments/variant_moments.py), so
+    that a full analysis reads two short arrays instead of scanning every user; winsorisation is a correction
+    over the users at the top (a filtered pass), CUPED and the ship decision need nothing else.
+    """
+
+    experiment = _event_fk(Experiment)
+    variant = _event_fk(Variant)
+    moments = ArrayField(models.FloatField())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "variant"], name="one_moments_per_variant")]
+
+
 class InterleavingUserDay(models.Model):
     """Per user and day of an interleaving experiment: pages, first picks of team A, each team's credits (clicks)
     and each team's long listens (plays of >= 30 s of the team's items).

@@ -346,3 +346,39 @@ def test_interleaving_migration_applies_on_top_of_the_dropped_rollup_and_reverse
         assert cursor.fetchone()[0] is None
     _migrate(executor.loader.graph.leaf_nodes())
     assert _team_draft_exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_variant_moments_migration_fills_every_arm_from_the_user_aggregates_and_the_worker_goes_on():
+    """0014 fills VariantMoments from the per-user sums already there (what the analysis then reads instead of
+    scanning), and later batches add to them: after a new page lands, they equal a scan of the per-user sums."""
+    import numpy as np
+
+    from experiments import variant_moments
+    from experiments.events.ingest import drain_outbox
+    from experiments.models import Page, UserAggregate, VariantMoments
+
+    before = [("experiments", "0013_placements")]
+    executor = _migrate(before)
+    old = executor.loader.project_state(before).apps
+    experiment = old.get_model("experiments", "Experiment").objects.create(name="before moments", status="running")
+    now = timezone.now()
+    for user, (imps, clicks, pre) in enumerate([(10, 2, 0), (4, 4, 8), (0, 0, 3), (7, 1, 5)]):
+        old.get_model("experiments", "UserAggregate").objects.create(
+            experiment_id=experiment.pk, variant_id=5 + user % 2, user_key=user, impressions=imps, clicks=clicks,
+            pre_impressions=pre, first_seen=now, last_seen=now)
+
+    _migrate(executor.loader.graph.leaf_nodes())
+    stored = variant_moments.read(experiment.pk)
+    assert sorted(stored) == [5, 6] and stored[5][0] == 1 and stored[6][0] == 2  # the user without impressions: out
+    request = uuid.uuid4()
+    Page.objects.create(request_id=request, experiment_id=experiment.pk, variant_id=6, user_key=3, created_at=now,
+                        track_ids=[11, 12], scores=[0.9, 0.8])
+    EventOutbox.objects.create(kind=3, event_id=request, request_id=request, experiment_id=experiment.pk,
+                               variant_id=6, user_key=3, user_id="u3", track_id=0, position=0, created_at=now)
+    assert drain_outbox() == 1
+    assert UserAggregate.objects.get(experiment_id=experiment.pk, user_key=3).impressions == 9
+    kept = {row.variant_id: np.array(row.moments) for row in VariantMoments.objects.filter(experiment_id=experiment.pk)}
+    variant_moments.rebuild(experiment.pk)
+    for arm, values in variant_moments.read(experiment.pk).items():
+        np.testing.assert_allclose(kept[arm], values, rtol=1e-12)

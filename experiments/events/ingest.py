@@ -12,7 +12,8 @@ and in ONE transaction it is
    and one to each of its positions, a play one play, a long listen or a short play, and its
    seconds), so a batch sent twice (a broker redelivery, a relay resend) never counts twice:
    every row into ``UserDailyTraffic`` (all traffic per user and day), rows of an experiment
-   also into its per-user, per-day, per-position and daily-moment aggregates, and interleaved pages
+   also into its per-user, per-day, per-position and daily-moment aggregates and its per-arm moments
+   (VariantMoments: what the analysis reads instead of scanning the users), and interleaved pages
    with the clicks and plays on them into the interleaving aggregates (each team's credits and long
    listens per user and day, per position),
 4. confirmed by deleting its rows from the outbox.
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
+from experiments import variant_moments
 from experiments.events.outbox import (
     CLICK,
     COLUMNS_SQL,
@@ -257,7 +259,9 @@ _STEPS = (
         SET {", ".join(f"{col} = {_T['user']}.{col} + EXCLUDED.{col}" for col, _ in _SUMS)},
             first_seen = LEAST({_T['user']}.first_seen, EXCLUDED.first_seen),
             last_seen = GREATEST({_T['user']}.last_seen, EXCLUDED.last_seen)
-        RETURNING experiment_id, user_key, {_COLS}),
+        RETURNING experiment_id, variant_id, user_key, {_COLS}, {", ".join(f"pre_{col}" for col, _ in _SUMS)},
+                  (xmax = 0) AS inserted),
+    {variant_moments.worker_ctes("upserted", "batch", _SUMS)},
     walked AS (
         SELECT d.experiment_id, d.variant_id, d.user_key, d.day, {", ".join(f"d.{short}" for _, short in _SUMS)},
                {", ".join(f"u.{col} - b.{short} + sum(d.{short}) OVER w - d.{short} AS o_{short}"

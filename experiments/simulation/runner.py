@@ -521,7 +521,7 @@ class Simulation:
             counts.requests += 1
             counts.impressions += len(rec.items)
             counts.clicks += clicks
-            for totals in (summary, counts):
+            for totals in (summary, counts, arm):
                 totals.plays += len(listens)
                 totals.long_listens += long_listens
                 totals.listened_seconds += sum(listens)

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
+from experiments.stats.metric_moments import MomentLayout, Variable
 from experiments.stats.metrics import MetricData, UserColumns
 from experiments.stats.statistics import RatioStatistic
 
@@ -71,6 +72,9 @@ class AggregateRows:
     # The same metrics already summed per arm by the database (metric key -> metrics.MetricData, from
     # metric_moments.py): what the platform passes, so that no per-user array reaches Python.
     metric_moments: Mapping[str, MetricData] | None = None
+    # Per arm id, the worker's stored moments (metric_moments.MomentLayout with HISTOGRAM_BINS): given, the CTR
+    # totals and the histogram come from them and ``user_counts`` is not read.
+    stored_moments: Mapping[int, np.ndarray] | None = None
 
 
 def user_statistics(user_counts: Sequence[Sequence[int]], arm_ids: Sequence[int]
@@ -88,6 +92,26 @@ def user_statistics(user_counts: Sequence[Sequence[int]], arm_ids: Sequence[int]
             sum_d2=float(w @ (d * d)), sum_md=float(w @ (m * d)))
         buckets = np.minimum(m * HISTOGRAM_BINS // np.maximum(d, 1), HISTOGRAM_BINS - 1)
         hist[arm_id] = np.bincount(buckets, weights=w, minlength=HISTOGRAM_BINS).astype(int).tolist()
+    return stats, hist
+
+
+def user_statistics_from_stored(stored: Mapping[int, np.ndarray], arm_ids: Sequence[int]
+                                ) -> tuple[dict[int, RatioStatistic], dict[int, list[int]]]:
+    """``user_statistics`` from the worker's stored moments: the same sums (exact: integer sums in float64 below
+    2**53) and the same histogram, with no per-user row read."""
+    layout = MomentLayout(HISTOGRAM_BINS)
+    d, m = Variable("impressions"), Variable("clicks")
+    stats, hist = {}, {}
+    for arm_id in arm_ids:
+        values = stored.get(arm_id)
+        if values is None:
+            stats[arm_id], hist[arm_id] = EMPTY, [0] * HISTOGRAM_BINS
+            continue
+        stats[arm_id] = RatioStatistic(
+            n=float(values[0]), sum_m=float(values[layout.sum_index(m)]), sum_d=float(values[layout.sum_index(d)]),
+            sum_m2=float(values[layout.product_index(m, m)]), sum_d2=float(values[layout.product_index(d, d)]),
+            sum_md=float(values[layout.product_index(d, m)]))
+        hist[arm_id] = [int(round(x)) for x in values[layout.histogram_slice]]
     return stats, hist
 
 

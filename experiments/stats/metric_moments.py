@@ -163,3 +163,96 @@ def percentile_from_tail(n: int, percentile: float, values: np.ndarray, counts: 
     a, b = values[np.searchsorted(ends, low, side="right")], values[np.searchsorted(ends, high, side="right")]
     t = position - low
     return float(a + (b - a) * t) if t < 0.5 else float(b - (b - a) * (1 - t))  # numpy's lerp, bit for bit
+
+
+# --- moments kept by the worker ----------------------------------------------------------------------------------
+# The worker keeps, per arm, every moment any metric plan could ask for, of the raw (uncapped) per-user sums of the
+# users with impressions > 0, plus the per-user CTR histogram (experiments/events/ingest.py, VariantMoments): one
+# float array per arm in the order of ``STORED_MOMENTS``. The analysis then reads a few hundred numbers instead of
+# scanning every user, and winsorisation becomes a correction over the users at the top (``moments_with_caps``).
+
+SOURCE_COLUMNS = ("impressions", "clicks", "plays", "long_listens", "short_plays", "listened_seconds")
+STORED_VARIABLES: tuple[Variable, ...] = (*(Variable(c) for c in SOURCE_COLUMNS),
+                                          *(Variable(c, pre=True) for c in SOURCE_COLUMNS), HAS_PRE)
+STORED_PRODUCTS: tuple[tuple[Variable, Variable], ...] = tuple(
+    source for i, a in enumerate(STORED_VARIABLES) for b in STORED_VARIABLES[i:]
+    if isinstance(source := _product_source(a, b), tuple))
+
+
+@dataclass(frozen=True)
+class MomentLayout:
+    """Where each stored moment sits in an arm's array: [users, sums..., products..., histogram...]."""
+
+    histogram_bins: int
+
+    @property
+    def size(self) -> int:
+        return 1 + len(STORED_VARIABLES) + len(STORED_PRODUCTS) + self.histogram_bins
+
+    def sum_index(self, v: Variable) -> int:
+        return 1 + [s.name for s in STORED_VARIABLES].index(_raw(v).name)
+
+    def product_index(self, a: Variable, b: Variable) -> int:
+        pair = _product_source(_raw(a), _raw(b))
+        if isinstance(pair, Variable):
+            return self.sum_index(pair)
+        names = [(x.name, y.name) for x, y in STORED_PRODUCTS]
+        return 1 + len(STORED_VARIABLES) + names.index((pair[0].name, pair[1].name))
+
+    @property
+    def histogram_slice(self) -> slice:
+        return slice(self.size - self.histogram_bins, self.size)
+
+
+def _raw(v: Variable) -> Variable:
+    return v if v.indicator else Variable(v.column, pre=v.pre)
+
+
+def stored_moments_from_columns(cols: UserColumns, layout: MomentLayout) -> np.ndarray:
+    """An arm's stored array computed from its per-user arrays: the reference the worker's SQL is tested against."""
+    histogram_bins = layout.histogram_bins
+    out = np.zeros(layout.size)
+    values = {v.name: _values(cols, v, {}) for v in STORED_VARIABLES}
+    out[0] = cols.users
+    for v in STORED_VARIABLES:
+        out[layout.sum_index(v)] = values[v.name].sum()
+    for a, b in STORED_PRODUCTS:
+        out[layout.product_index(a, b)] = values[a.name] @ values[b.name]
+    m, d = cols.clicks.astype(np.int64), cols.impressions.astype(np.int64)
+    buckets = np.minimum(m * histogram_bins // np.maximum(d, 1), histogram_bins - 1)
+    out[layout.histogram_slice] = np.bincount(buckets, minlength=histogram_bins)
+    return out
+
+
+@dataclass(frozen=True)
+class TailUsers:
+    """The users of one arm that a cap may touch (every user above some column's threshold), as arrays by source
+    column name (``clicks``, ``pre_clicks``...): what the filtered pass returns."""
+
+    columns: Mapping[str, np.ndarray]
+
+    def values(self, v: Variable, caps: Mapping[str, float | None]) -> np.ndarray:
+        if v.indicator:
+            return (self.columns["pre_impressions"] > 0).astype(float)
+        raw = self.columns[v.source]
+        cap = caps.get(v.source) if v.capped else None
+        return raw if cap is None else np.minimum(raw, cap)
+
+
+def moments_with_caps(query: MomentQuery, stored: np.ndarray, tail: TailUsers, caps: Mapping[str, float | None],
+                      layout: MomentLayout) -> ArmMoments:
+    """An arm's ``ArmMoments`` for ``query`` from its stored raw moments, winsorised: each capped sum and product is
+    the raw one plus, over the tail users, (capped - raw). Users below every cap add nothing to that correction, so
+    the tail may hold more users than the caps touch; it must hold every user above a cap."""
+    raw_values = {v.name: tail.values(_raw(v), {}) for v in query.variables}
+    values = {v.name: tail.values(v, caps) for v in query.variables}
+    sums = {v.name: float(stored[layout.sum_index(v)] + (values[v.name] - raw_values[v.name]).sum())
+            for v in query.variables}
+    products = {(a.name, b.name): float(stored[layout.product_index(a, b)]
+                                        + values[a.name] @ values[b.name] - raw_values[a.name] @ raw_values[b.name])
+                for a, b in query.products}
+    above = {}
+    for raw in query.capped:
+        cap = caps.get(raw.name)
+        above[raw.name] = 0 if cap is None else int(np.count_nonzero(tail.columns[raw.name] > cap))
+    return ArmMoments(float(stored[0]), sums, products, above)

@@ -26,6 +26,7 @@ from experiments.stats.aggregates import (
     new_users_per_day,
     position_series,
     user_statistics,
+    user_statistics_from_stored,
 )
 from experiments.stats.comparisons import (
     DEFAULT_CONFIG,
@@ -177,7 +178,8 @@ def analyse(info: ExperimentInfo, arms: Sequence[ArmSpec], rows: AggregateRows,
     """
     specs = _ordered(arms, info.experiment_id)
     ids = [s.id for s in specs]
-    totals, histograms = user_statistics(rows.user_counts, ids)
+    totals, histograms = (user_statistics_from_stored(rows.stored_moments, ids) if rows.stored_moments is not None
+                          else user_statistics(rows.user_counts, ids))
     days, daily = daily_statistics(rows.daily, ids, until=rows.until)
     decision = _decide(specs, totals, daily, config)
     series, lift_series = _series(days, daily, specs, decision, config.alpha)

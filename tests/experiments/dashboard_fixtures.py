@@ -17,6 +17,7 @@ import numpy as np
 from django.db import connection
 from django.utils import timezone
 
+from experiments import variant_moments
 from experiments.events.ingest import drain_outbox
 from experiments.models import (
     EventOutbox,
@@ -103,6 +104,7 @@ def seed_experiment(name: str = "crossmusim-vs-baseline", users: int | dict[str,
     UserAggregate.objects.bulk_create(aggregates, batch_size=5000)
     VariantDailyMoments.objects.bulk_create(moments)
     PositionRollup.objects.bulk_create(positions)
+    variant_moments.rebuild(experiment.pk)  # what the worker would have kept
     return SeededExperiment(experiment, variants, clicks_out, imps_out)
 
 
@@ -135,6 +137,7 @@ def add_listening(experiment_id: int, seed: float = 0.3) -> None:
                    pre_short_plays = pre_clicks - floor(pre_clicks * 0.6),
                    pre_listened_seconds = floor(pre_clicks * 0.6) * (30 + random() * 170)
             WHERE experiment_id = %s""", [experiment_id])
+    variant_moments.rebuild(experiment_id)
 
 
 def seed_young_experiment(hours: int = 6, name: str = "young") -> tuple[Experiment, datetime]:

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 from django.db import connection
 
+from experiments import variant_moments
 from experiments.events.relay import RELAY_LOCK
 from experiments.models import EventOutbox, Page, UserAggregate
 
@@ -268,6 +270,14 @@ def assert_aggregates_match_raw_events() -> None:
             truth = sorted(tuple(_plain(v) for v in row) for row in cursor.fetchall())
             assert len(stored) == len(truth) and all(map(_same, stored, truth)), (
                 f"{name} differ from the raw events:\nstored {stored[:5]}\ntruth  {truth[:5]}")
+        # the worker's per-arm moments equal those of the per-user sums just checked against the raw events
+        cursor.execute(f"SELECT experiment_id, variant_id, moments FROM {variant_moments.TABLE}")
+        kept = {(e, v): np.array(m) for e, v, m in cursor.fetchall() if any(m)}  # all zero: users not shown yet
+        cursor.execute(variant_moments.scan_sql(False))
+        truth = {(e, v): np.array(m) for e, v, m in cursor.fetchall()}
+        assert kept.keys() == truth.keys(), f"moments kept for {sorted(kept)}, users in {sorted(truth)}"
+        for key, values in truth.items():
+            np.testing.assert_allclose(kept[key], values, rtol=1e-9, atol=1e-6, err_msg=f"moments of {key}")
 
 
 def _plain(value):

@@ -49,7 +49,7 @@ def test_players_on_an_interleaving_experiment(live_server, events_worker):
                               event_batch_size=50, event_flush_s=0.3)
     with PlatformClient(live_server.url, key) as client:
         summary = run_simulation(config, client)
-    pages, credits_a, credits_b = _wait_for_credits(experiment, summary.impressions, summary.events_accepted)
+    pages, credits_a, credits_b = _wait_for_credits(experiment, summary.impressions, summary.clicks)
     assert summary.request_errors == 0 and summary.event_post_errors == 0, summary.format()
     assert set(summary.variants) == {INTERLEAVED}
     # a page whose every candidate the player had excluded (48 tracks, long sessions) shows nothing and is not logged

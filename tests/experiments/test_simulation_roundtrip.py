@@ -147,11 +147,13 @@ def test_sessions_spread_over_placements_land_in_each_experiment_with_no_shared_
     expected = {e.pk: {v: summary.arms.get(f"{e.pk}/{v}") for v in ("control", "treatment")} for e in experiments}
     for experiment in experiments:
         seen = [c for c in expected[experiment.pk].values() if c is not None]
-        landed = wait_for_aggregates(experiment, sum(c.impressions for c in seen), sum(c.clicks for c in seen))
+        landed = wait_for_aggregates(experiment, sum(c.impressions for c in seen), sum(c.clicks for c in seen),
+                                     sum(c.plays for c in seen))
         for variant, counts in expected[experiment.pk].items():
             assert counts is not None, (experiment.name, variant)  # every arm was reached
-            assert (landed[variant]["impressions"], landed[variant]["clicks"], landed[variant]["users"]) == (
-                counts.impressions, counts.clicks, counts.users), (experiment.name, variant)
+            assert (landed[variant]["impressions"], landed[variant]["clicks"], landed[variant]["plays"],
+                    landed[variant]["users"]) == (counts.impressions, counts.clicks, counts.plays, counts.users), (
+                experiment.name, variant)
 
     assert summary.request_errors == 0 and set(summary.placements) == {"track_page", "autoplay"}
     assert summary.placements["track_page"] > summary.placements["autoplay"] > 0  # sessions drawn 2:1

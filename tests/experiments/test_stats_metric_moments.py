@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from experiments.stats.aggregates import EMPTY, HISTOGRAM_BINS, user_statistics, user_statistics_from_stored
 from experiments.stats.cuped import CupedRatioTest
 from experiments.stats.frequentist import DifferenceType, FrequentistConfig
 from experiments.stats.metric_moments import (
+    SOURCE_COLUMNS,
+    MomentLayout,
+    TailUsers,
     arm_moments_from_columns,
     metric_data_from_moments,
     moment_query,
+    moments_with_caps,
     percentile_from_tail,
+    stored_moments_from_columns,
 )
 from experiments.stats.metrics import METRICS, UserColumns, Winsorisation, metric_data, percentile_cap
 
@@ -77,3 +83,42 @@ def test_percentile_from_the_upper_tail_equals_numpy():
             assert percentile_from_tail(values.size, percentile, tail, counts) == expected
         short, counts = np.unique(values[values > np.percentile(values, 99.95)], return_counts=True)
         assert values.max() == 0 or percentile_from_tail(values.size, 99.0, short, counts) is None
+
+
+@pytest.mark.parametrize("percentile", [99.0, 95.0, None])
+def test_stored_raw_moments_corrected_over_the_tail_equal_the_capped_arrays(percentile):
+    """What the worker stores (raw moments) plus the tail correction gives every capped sum and product, with a tail
+    that holds more users than the caps touch (as the sample's lower thresholds return)."""
+    rng = np.random.default_rng(11)
+    arms = {1: _arm(rng, 3000, 0.0), 2: _arm(rng, 2500, 0.1)}
+    query = moment_query(METRICS.values())
+    layout = MomentLayout(HISTOGRAM_BINS)
+    caps = {raw.name: percentile_cap([c.column(raw.column, pre=raw.pre) for c in arms.values()], percentile).cap
+            for raw in query.capped}
+    for cols in arms.values():
+        expected = arm_moments_from_columns(query, cols, caps)
+        everything = {f"{p}{c}": cols.column(c, pre=bool(p)) for p in ("", "pre_") for c in SOURCE_COLUMNS}
+        above = np.zeros(cols.users, dtype=bool)
+        for column, cap in caps.items():  # every user a bit below a cap or above it, and some others at random
+            if cap is not None:
+                above |= everything[column] >= 0.8 * cap
+        above |= rng.random(cols.users) < 0.01
+        tail = TailUsers({c: everything[c][above] for c in everything})
+        got = moments_with_caps(query, stored_moments_from_columns(cols, layout), tail, caps, layout)
+        assert got.n == expected.n
+        assert got.above_cap == expected.above_cap
+        for name, value in expected.sums.items():
+            assert got.sums[name] == pytest.approx(value, rel=1e-12)
+        for pair, value in expected.products.items():
+            assert got.products[pair] == pytest.approx(value, rel=1e-12)
+
+
+def test_stored_histogram_and_ctr_sums_equal_the_frequency_table():
+    rng = np.random.default_rng(3)
+    cols = _arm(rng, 2000, 0.0)
+    stored = stored_moments_from_columns(cols, MomentLayout(HISTOGRAM_BINS))
+    d, m = cols.impressions.astype(int), cols.clicks.astype(int)
+    pairs, counts = np.unique(np.stack([d, m], axis=1), axis=0, return_counts=True)
+    table = [(5, int(i), int(c), int(k)) for (i, c), k in zip(pairs, counts, strict=True)]
+    assert user_statistics_from_stored({5: stored}, [5, 6]) == (
+        {**user_statistics(table, [5])[0], 6: EMPTY}, {**user_statistics(table, [5])[1], 6: [0] * HISTOGRAM_BINS})
