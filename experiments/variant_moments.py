@@ -23,29 +23,44 @@ USERS = UserAggregate._meta.db_table
 LAYOUT = MomentLayout(HISTOGRAM_BINS)
 
 
-def _value(v: Variable, prefix: str) -> str:
-    if v.indicator:
-        return f"({prefix}pre_impressions > 0)::int::float8"
-    return f"{prefix}{v.source}::float8"
+COLUMNS = tuple(v.source for v in STORED_VARIABLES if not v.indicator)
 
 
-def aggregates(prefix: str) -> list[str]:
-    """The aggregate expressions of the layout over rows whose columns are named ``{prefix}{column}`` (NULL in every
-    column: a user that adds nothing), in layout order."""
-    out = [f"count({prefix}impressions)::float8"]
-    out += [f"coalesce(sum({_value(v, prefix)}), 0)" for v in STORED_VARIABLES]
-    out += [f"coalesce(sum({_value(a, prefix)} * {_value(b, prefix)}), 0)" for a, b in STORED_PRODUCTS]
-    # integer division as numpy's //: the worker's old sums are numeric (a sum() of bigints), hence the casts
-    bucket = (f"least({prefix}clicks::bigint * {HISTOGRAM_BINS} / greatest({prefix}impressions::bigint, 1), "
-              f"{HISTOGRAM_BINS - 1})")
-    # least() skips NULLs: a user who adds nothing must be left out explicitly
-    out += [f"(count(*) FILTER (WHERE {prefix}impressions IS NOT NULL AND {bucket} = {i}))::float8"
-            for i in range(HISTOGRAM_BINS)]
+def _name(v: Variable, prefix: str) -> str:
+    return f"{prefix}{v.name}"
+
+
+def per_user(prefix: str, values: dict[str, str], counted: str) -> str:
+    """The select list of one user's row for the aggregates below: every stored variable as float8, 0 when the
+    user is not ``counted`` (so that products need no NULL handling), ``{prefix}users`` 1 or 0, and the CTR
+    histogram bucket (NULL when not counted). ``values``: the SQL of each column's value."""
+    out = [f"CASE WHEN {counted} THEN 1.0::float8 ELSE 0.0 END AS {prefix}users"]
+    out += [f"CASE WHEN {counted} THEN ({values[c]})::float8 ELSE 0.0 END AS {prefix}{c}" for c in COLUMNS]
+    out.append(f"CASE WHEN {counted} AND {values['pre_impressions']} > 0 THEN 1.0::float8 ELSE 0.0 END "
+               f"AS {prefix}has_pre")
+    # integer division as numpy's //, on bigints (the worker's old sums are numeric: a sum() of bigints)
+    out.append(f"CASE WHEN {counted} THEN least(({values['clicks']})::bigint * {HISTOGRAM_BINS} / "
+               f"greatest(({values['impressions']})::bigint, 1), {HISTOGRAM_BINS - 1}) END AS {prefix}bucket")
+    return ", ".join(out)
+
+
+def aggregates(new: str, old: str | None = None) -> list[str]:
+    """The aggregate expressions of the layout, in layout order, over rows of ``per_user`` columns: the moments of
+    the ``new`` values, less those of the ``old`` ones when given (a worker batch's change)."""
+    def term(expression) -> str:
+        return expression(new) if old is None else f"{expression(new)} - {expression(old)}"
+
+    out = [f"sum({term(lambda p: f'{p}users')})"]
+    out += [f"sum({term(lambda p, v=v: _name(v, p))})" for v in STORED_VARIABLES]
+    out += [f"sum({term(lambda p, a=a, b=b: f'{_name(a, p)} * {_name(b, p)}')})" for a, b in STORED_PRODUCTS]
+    for i in range(HISTOGRAM_BINS):
+        count = f"count(*) FILTER (WHERE {new}bucket = {i})"
+        out.append(f"({count})::float8" if old is None
+                   else f"({count} - count(*) FILTER (WHERE {old}bucket = {i}))::float8")
     assert len(out) == LAYOUT.size
     return out
 
 
-COLUMNS = tuple(v.source for v in STORED_VARIABLES if not v.indicator)
 ADD_ARRAYS = (f"(SELECT array_agg(x + y ORDER BY i) FROM unnest({TABLE}.moments, EXCLUDED.moments) "
               "WITH ORDINALITY AS t(x, y, i))")
 
@@ -53,19 +68,18 @@ ADD_ARRAYS = (f"(SELECT array_agg(x + y ORDER BY i) FROM unnest({TABLE}.moments,
 def worker_ctes(upserted: str, batch: str, sums: tuple[tuple[str, str], ...]) -> str:
     """Two CTEs for the worker's per-user statement: ``upserted`` returns each touched user's new row (variant_id,
     the sums, the pre sums and ``inserted``), ``batch`` this batch's sums per user (short names of ``sums``). They
-    add the batch's change of every moment to each arm's array."""
+    add the batch's change of every moment to each arm's array. Each value is cast to float8 once per user."""
     short = dict(sums)
-    new = ", ".join(f"CASE WHEN u.impressions > 0 THEN u.{c} END AS n_{c}" for c in COLUMNS)
-    old_has = f"NOT u.inserted AND u.impressions - b.{short['impressions']} > 0"
-    old = ", ".join(f"CASE WHEN {old_has} THEN u.{c}{'' if c.startswith('pre_') else f' - b.{short[c]}'} END AS o_{c}"
-                    for c in COLUMNS)
-    delta = ", ".join(f"{n} - {o}" for n, o in zip(aggregates("n_"), aggregates("o_"), strict=True))
+    new = per_user("n_", {c: f"u.{c}" for c in COLUMNS}, "u.impressions > 0")
+    old_values = {c: f"u.{c}" if c.startswith("pre_") else f"u.{c} - b.{short[c]}" for c in COLUMNS}
+    old = per_user("o_", old_values, f"NOT u.inserted AND u.impressions - b.{short['impressions']} > 0")
     return f"""moment_steps AS (
         SELECT u.experiment_id, u.variant_id, {new}, {old}
         FROM {upserted} u JOIN {batch} b USING (experiment_id, user_key)),
     kept_moments AS (
         INSERT INTO {TABLE} (experiment_id, variant_id, moments)
-        SELECT experiment_id, variant_id, ARRAY[{delta}] FROM moment_steps GROUP BY 1, 2 ORDER BY 1, 2
+        SELECT experiment_id, variant_id, ARRAY[{", ".join(aggregates("n_", "o_"))}] FROM moment_steps
+        GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (experiment_id, variant_id) DO UPDATE SET moments = {ADD_ARRAYS})"""
 
 
@@ -73,8 +87,9 @@ def scan_sql(one_experiment: bool) -> str:
     """The arrays computed from UserAggregate: (experiment_id, variant_id, moments) per arm; with
     ``one_experiment`` one parameter, the experiment id."""
     where = "AND u.experiment_id = %s" if one_experiment else ""
-    return (f"SELECT u.experiment_id, u.variant_id, ARRAY[{', '.join(aggregates('u.'))}] FROM {USERS} u "
-            f"WHERE u.impressions > 0 {where} GROUP BY 1, 2")
+    rows = per_user("", {c: f"u.{c}" for c in COLUMNS}, "true")
+    return (f"SELECT experiment_id, variant_id, ARRAY[{', '.join(aggregates(''))}] FROM (SELECT u.experiment_id, "
+            f"u.variant_id, {rows} FROM {USERS} u WHERE u.impressions > 0 {where} OFFSET 0) s GROUP BY 1, 2")
 
 
 def rebuild(experiment_id: int | None = None, cursor=None) -> None:

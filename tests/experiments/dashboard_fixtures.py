@@ -128,7 +128,8 @@ def add_listening(experiment_id: int, seed: float = 0.3) -> None:
             WHERE experiment_id = %s""", [experiment_id])
         cursor.execute(f"""
             UPDATE {UserAggregate._meta.db_table} SET long_listens = least(long_listens, clicks),
-                   pre_clicks = floor(pre_impressions * 0.12 + random() * (pre_impressions > 0)::int)
+                   pre_clicks = floor(pre_impressions * (0.5 * clicks::float8 / impressions + 0.06)
+                                      + random() * (pre_impressions > 0)::int)
             WHERE experiment_id = %s""", [experiment_id])
         cursor.execute(f"""
             UPDATE {UserAggregate._meta.db_table} SET short_plays = plays - long_listens,
