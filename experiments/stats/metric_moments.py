@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.stats.cuped import PrePostRatioStatistic
-from experiments.stats.metrics import MetricData, MetricSpec, UserColumns, Winsorisation
+from experiments.stats.metrics import METRICS, MetricData, MetricSpec, UserColumns, Winsorisation
 
 
 @dataclass(frozen=True)
@@ -166,17 +166,40 @@ def percentile_from_tail(n: int, percentile: float, values: np.ndarray, counts: 
 
 
 # --- moments kept by the worker ----------------------------------------------------------------------------------
-# The worker keeps, per arm, every moment any metric plan could ask for, of the raw (uncapped) per-user sums of the
-# users with impressions > 0, plus the per-user CTR histogram (experiments/events/ingest.py, VariantMoments): one
-# float array per arm in the order of ``STORED_MOMENTS``. The analysis then reads a few hundred numbers instead of
-# scanning every user, and winsorisation becomes a correction over the users at the top (``moments_with_caps``).
+# The worker keeps, per arm, every moment a metric plan over the registry can ask for, of the raw (uncapped)
+# per-user sums of the users with impressions > 0, plus the per-user CTR histogram (experiments/events/ingest.py,
+# VariantMoments): one float array per arm in the order of ``MomentLayout``. The analysis then reads a few hundred
+# numbers instead of scanning every user, and winsorisation becomes a correction over the users at the top
+# (``moments_with_caps``).
 
 SOURCE_COLUMNS = ("impressions", "clicks", "plays", "long_listens", "short_plays", "listened_seconds")
 STORED_VARIABLES: tuple[Variable, ...] = (*(Variable(c) for c in SOURCE_COLUMNS),
                                           *(Variable(c, pre=True) for c in SOURCE_COLUMNS), HAS_PRE)
+
+
+def _raw(v: Variable) -> Variable:
+    return v if v.indicator else Variable(v.column, pre=v.pre)
+
+
+def _needed_raw_products(specs: Iterable[MetricSpec]) -> set[tuple[str, str]]:
+    """The raw (uncapped) products the metrics' queries need: a capped variable's product is corrected from its
+    raw one."""
+    needed = set()
+    for a, b in moment_query(specs).products:
+        pair = _product_source(_raw(a), _raw(b))
+        if isinstance(pair, tuple):
+            needed.add((pair[0].name, pair[1].name))
+    return needed
+
+
+_NEEDED = _needed_raw_products(METRICS.values())
+# Only the products some registered metric needs (40 of the 84 pairs): each one costs the worker an aggregate per
+# touched user and batch. A metric added to the registry that needs another product changes this layout: its
+# migration must rebuild the arrays (variant_moments.rebuild), as 0014 built them.
 STORED_PRODUCTS: tuple[tuple[Variable, Variable], ...] = tuple(
     source for i, a in enumerate(STORED_VARIABLES) for b in STORED_VARIABLES[i:]
-    if isinstance(source := _product_source(a, b), tuple))
+    if isinstance(source := _product_source(a, b), tuple)
+    and (source[0].name, source[1].name) in _NEEDED)
 
 
 @dataclass(frozen=True)
@@ -202,10 +225,6 @@ class MomentLayout:
     @property
     def histogram_slice(self) -> slice:
         return slice(self.size - self.histogram_bins, self.size)
-
-
-def _raw(v: Variable) -> Variable:
-    return v if v.indicator else Variable(v.column, pre=v.pre)
 
 
 def stored_moments_from_columns(cols: UserColumns, layout: MomentLayout) -> np.ndarray:
