@@ -325,7 +325,9 @@ def main() -> None:
     loaded = experiment and UserAggregate.objects.filter(experiment=experiment).count() == args.users
     experiment_id = experiment.pk if loaded and not args.reload else load(args.users, args.mean_impressions,
                                                                            args.lift)
-    if not VariantMoments.objects.filter(experiment_id=experiment_id).exists():  # loaded before the table existed
+    kept = [len(m) for m in VariantMoments.objects.filter(experiment_id=experiment_id).values_list("moments",
+                                                                                                flat=True)]
+    if not kept or set(kept) != {variant_moments.LAYOUT.size}:  # loaded before the table (or this layout) existed
         rebuild_moments(experiment_id)
     totals = UserAggregate.objects.filter(experiment_id=experiment_id).aggregate(
         users=Count("id"), impressions=Sum("impressions"), clicks=Sum("clicks"))
