@@ -44,19 +44,21 @@ def per_user(prefix: str, values: dict[str, str], counted: str) -> str:
     return ", ".join(out)
 
 
-def aggregates(new: str, old: str | None = None) -> list[str]:
-    """The aggregate expressions of the layout, in layout order, over rows of ``per_user`` columns: the moments of
-    the ``new`` values, less those of the ``old`` ones when given (a worker batch's change)."""
-    def term(expression) -> str:
-        return expression(new) if old is None else f"{expression(new)} - {expression(old)}"
+def _moment_terms() -> list[tuple[str, object]]:
+    """The layout's moments but the histogram, in order: (kind, a function of a column prefix giving the per-user
+    term). Kind ``post``: changes whenever a user's post sums do; ``arrival``: a function of the pre sums and of being
+    counted only, so it changes only in the batch in which a user is first counted."""
+    terms: list[tuple[str, object]] = [("arrival", lambda p: f"{p}users")]
+    terms += [("arrival" if v.pre or v.indicator else "post", lambda p, v=v: _name(v, p)) for v in STORED_VARIABLES]
+    terms += [("arrival" if (a.pre or a.indicator) and (b.pre or b.indicator) else "post",
+               lambda p, a=a, b=b: f"{_name(a, p)} * {_name(b, p)}") for a, b in STORED_PRODUCTS]
+    return terms
 
-    out = [f"sum({term(lambda p: f'{p}users')})"]
-    out += [f"sum({term(lambda p, v=v: _name(v, p))})" for v in STORED_VARIABLES]
-    out += [f"sum({term(lambda p, a=a, b=b: f'{_name(a, p)} * {_name(b, p)}')})" for a, b in STORED_PRODUCTS]
-    for i in range(HISTOGRAM_BINS):
-        count = f"count(*) FILTER (WHERE {new}bucket = {i})"
-        out.append(f"({count})::float8" if old is None
-                   else f"({count} - count(*) FILTER (WHERE {old}bucket = {i}))::float8")
+
+def aggregates(prefix: str) -> list[str]:
+    """The aggregate expressions of the whole layout, in order, over rows of ``per_user`` columns."""
+    out = [f"sum({term(prefix)})" for _, term in _moment_terms()]
+    out += [f"(count(*) FILTER (WHERE {prefix}bucket = {i}))::float8" for i in range(HISTOGRAM_BINS)]
     assert len(out) == LAYOUT.size
     return out
 
@@ -66,20 +68,46 @@ ADD_ARRAYS = (f"(SELECT array_agg(x + y ORDER BY i) FROM unnest({TABLE}.moments,
 
 
 def worker_ctes(upserted: str, batch: str, sums: tuple[tuple[str, str], ...]) -> str:
-    """Two CTEs for the worker's per-user statement: ``upserted`` returns each touched user's new row (variant_id,
-    the sums, the pre sums and ``inserted``), ``batch`` this batch's sums per user (short names of ``sums``). They
-    add the batch's change of every moment to each arm's array. Each value is cast to float8 once per user."""
+    """CTEs for the worker's per-user statement: ``upserted`` returns each touched user's new row (variant_id, the
+    sums, the pre sums and ``inserted``), ``batch`` this batch's sums per user (short names of ``sums``). They add
+    the batch's change of every moment to each arm's array: (new user values) - (old user values). Each value is
+    cast to float8 once per user; the moments that depend on post sums are summed over every touched user, those of
+    the pre sums only over the users counted for the first time, and the histogram only over users whose bucket
+    moved (a grouped count): per returning user ~half of the layout's aggregates."""
     short = dict(sums)
     new = per_user("n_", {c: f"u.{c}" for c in COLUMNS}, "u.impressions > 0")
     old_values = {c: f"u.{c}" if c.startswith("pre_") else f"u.{c} - b.{short[c]}" for c in COLUMNS}
     old = per_user("o_", old_values, f"NOT u.inserted AND u.impressions - b.{short['impressions']} > 0")
+    terms = _moment_terms()
+    post = ", ".join(f"sum({term('n_')} - {term('o_')}) AS e{k}" for k, (kind, term) in enumerate(terms)
+                     if kind == "post")
+    arrival = ", ".join(f"sum({term('n_')} - {term('o_')}) AS e{k}" for k, (kind, term) in enumerate(terms)
+                        if kind == "arrival")
+    layout = ", ".join(f"c.e{k}" if kind == "post" else f"coalesce(a.e{k}, 0)" for k, (kind, _) in enumerate(terms))
     return f"""moment_steps AS (
         SELECT u.experiment_id, u.variant_id, {new}, {old}
         FROM {upserted} u JOIN {batch} b USING (experiment_id, user_key)),
+    moment_changes AS (
+        SELECT experiment_id, variant_id, {post} FROM moment_steps GROUP BY 1, 2),
+    moment_arrivals AS (
+        SELECT experiment_id, variant_id, {arrival} FROM moment_steps WHERE n_users <> o_users GROUP BY 1, 2),
+    bucket_moves AS (
+        SELECT experiment_id, variant_id, bucket, sum(w) AS w FROM (
+            SELECT experiment_id, variant_id, n_bucket AS bucket, 1 AS w FROM moment_steps
+            WHERE n_bucket IS DISTINCT FROM o_bucket AND n_bucket IS NOT NULL
+            UNION ALL
+            SELECT experiment_id, variant_id, o_bucket, -1 FROM moment_steps
+            WHERE n_bucket IS DISTINCT FROM o_bucket AND o_bucket IS NOT NULL) m
+        GROUP BY 1, 2, 3),
     kept_moments AS (
         INSERT INTO {TABLE} (experiment_id, variant_id, moments)
-        SELECT experiment_id, variant_id, ARRAY[{", ".join(aggregates("n_", "o_"))}] FROM moment_steps
-        GROUP BY 1, 2 ORDER BY 1, 2
+        SELECT c.experiment_id, c.variant_id, ARRAY[{layout}] || ARRAY(
+            SELECT coalesce(sum(h.w), 0)::float8 FROM generate_series(0, {HISTOGRAM_BINS - 1}) g
+            LEFT JOIN bucket_moves h ON h.experiment_id = c.experiment_id AND h.variant_id = c.variant_id
+                                     AND h.bucket = g
+            GROUP BY g ORDER BY g)
+        FROM moment_changes c LEFT JOIN moment_arrivals a USING (experiment_id, variant_id)
+        ORDER BY 1, 2
         ON CONFLICT (experiment_id, variant_id) DO UPDATE SET moments = {ADD_ARRAYS})"""
 
 
