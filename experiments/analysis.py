@@ -219,6 +219,16 @@ def interleaving_user_counts(experiment_id: int) -> list[tuple]:
         return cursor.fetchall()
 
 
+def interleaving_listen_counts(experiment_id: int) -> list[tuple]:
+    """The same pass for the long listens: how many users have each (listens of A's items, of B's items)."""
+    sql = f"""WITH u AS (SELECT user_key, sum(listens_a) AS a, sum(listens_b) AS b FROM {_IL_USER}
+                        WHERE experiment_id = %s GROUP BY user_key)
+              SELECT a, b, count(*) FROM u GROUP BY a, b"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [experiment_id])
+        return cursor.fetchall()
+
+
 def interleaving_daily_counts(experiment_id: int) -> list[tuple]:
     """Per day, the same table over each user's cumulative totals at the end of that day.
 
@@ -248,7 +258,8 @@ def interleaving_results(experiment: Experiment) -> InterleavingResults:
     if len(arms) != 2:
         raise ValueError(f"interleaving experiment {experiment.pk} has {len(arms)} variants; it needs exactly two")
     pk = experiment.pk
-    rows = InterleavingRows(interleaving_user_counts(pk), interleaving_daily_counts(pk), interleaving_position_rows(pk))
+    rows = InterleavingRows(interleaving_user_counts(pk), interleaving_daily_counts(pk), interleaving_position_rows(pk),
+                            interleaving_listen_counts(pk))
     results = analyse_interleaving(_info(experiment, now), arms[0], arms[1], rows)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 

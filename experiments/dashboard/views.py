@@ -138,7 +138,10 @@ def _interleaving_page(request, results: InterleavingResults):
             ("share_b_sequential", "Share of B credits (always-valid; the verdict)", results.share_b_sequential,
              fmt.probability),
             ("share_b", "Share of B credits (fixed horizon)", results.share_b, fmt.probability),
-            ("preference", "Preference for B (per user)", results.preference, fmt.lift)):
+            ("preference", "Preference for B (per user)", results.preference, fmt.lift),
+            ("listen_share_b", f"Share of B long listens ({fmt.count(results.listens_b)} of "
+                               f"{fmt.count(results.listens_a + results.listens_b)}; shown, not decided on)",
+             results.listen_share_b, fmt.probability)):
         tests.append({"key": key, "label": label, "effect": show(est.effect),
                       "interval": fmt.interval(est.ci_lower, est.ci_upper, show), "p_value": fmt.p_value(est.p_value)})
     return render(request, "experiments/interleaving.html", {

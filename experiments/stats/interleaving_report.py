@@ -43,6 +43,9 @@ class InterleavingRows:
     daily: Sequence[Sequence] = ()
     # (position, pages, slots held by B, clicks credited to A, clicks credited to B), ordered by position
     positions: Sequence[Sequence[int]] = ()
+    # (long listens of A's items, of B's items, users with exactly these totals): listens credit the team of the
+    # item like clicks; the listening preference is shown beside the click one, the verdict stays on clicks
+    listens: Sequence[Sequence[int]] = ()
 
 
 def statistic_of(rows: Sequence[Sequence]) -> InterleavingStatistic:
@@ -93,6 +96,9 @@ class InterleavingResults:
     share_b: Estimate  # share of B credits, delta method, fixed horizon; p of H0: 0.5
     share_b_sequential: Estimate  # the same with the confidence sequence; p = always-valid (running minimum)
     preference: Estimate  # mean per-user (b - a) / (a + b), t-interval
+    listens_a: int  # long listens (plays >= 30 s) of items team A drafted
+    listens_b: int
+    listen_share_b: Estimate  # B's share of the long listens, delta method with the user as unit; p of 0.5
     first_pick: Balance  # team A picked first in half the pages? (binomial)
     position_balance: Balance  # clicks split as slots at each position? (chi-square; read under A/A)
     verdict: str
@@ -119,7 +125,7 @@ class InterleavingResults:
         rows.append([])
         rows.append(["test", "effect", "ci_lower", "ci_upper", "p_value"])
         for name, est in (("share_b", self.share_b), ("share_b_always_valid", self.share_b_sequential),
-                          ("preference_b", self.preference)):
+                          ("preference_b", self.preference), ("listen_share_b", self.listen_share_b)):
             rows.append([name, *("" if v is None else v for v in (est.effect, est.ci_lower, est.ci_upper,
                                                                   est.p_value))])
         rows.append(["first_pick_a", self.first_pick.share, "", "", self.first_pick.p_value])
@@ -188,9 +194,12 @@ def analyse_interleaving(info: ExperimentInfo, team_a: ArmSpec, team_b: ArmSpec,
                          config: InterleavingConfig = DEFAULT_INTERLEAVING_CONFIG) -> InterleavingResults:
     """The whole report of one interleaving experiment (team A = the control variant's ranker)."""
     stat = statistic_of(rows.users)
+    listens = statistic_of([(a, b, users, 0, 0) for a, b, users in rows.listens])
     with np.errstate(all="ignore"):
         fixed, seq, pref = share_test(stat, config.alpha), sequential_share_test(stat, config), preference_test(
             stat, config.alpha)
+    listen_share = (Estimate.of(share_test(listens, config.alpha)) if listens.credits_a + listens.credits_b > 0
+                    else Estimate(None, None, None, None, None, "no long listens yet"))
     series, running_p, (cs_lower, cs_upper) = _series(rows.daily, config)
     if running_p is not None and stat.users >= config.min_users:  # today's look folded into the running ones
         p_now = min(running_p, float(seq.p_value))
@@ -213,6 +222,7 @@ def analyse_interleaving(info: ExperimentInfo, team_a: ArmSpec, team_b: ArmSpec,
         teams=[Team(team_a.key, team_a.name or team_a.key, 1), Team(team_b.key, team_b.name or team_b.key, 2)],
         users=int(stat.users), pages=int(stat.pages), credits_a=int(stat.credits_a), credits_b=int(stat.credits_b),
         share_b=Estimate.of(fixed), share_b_sequential=sequential, preference=Estimate.of(pref),
+        listens_a=int(listens.credits_a), listens_b=int(listens.credits_b), listen_share_b=listen_share,
         first_pick=_balance(first), position_balance=_balance(by_position), verdict=text, outcome=outcome.value,
         significant=outcome.value in ("win", "loss"), series=series, positions=positions,
         config={"alpha": config.alpha, "n_star": config.n_star, "min_users": config.min_users},

@@ -97,3 +97,20 @@ def test_verdicts_in_words():
     assert biased.outcome == "srm" and "not fair" in biased.verdict
     even = analyse_interleaving(info, a, b, InterleavingRows([(1, 1, 300, 600, 300), (2, 1, 10, 20, 10)]))
     assert even.outcome == "not_enough_data" and even.verdict.startswith("no clear preference yet")
+
+
+def test_long_listens_credit_their_team_and_get_a_share_with_an_interval():
+    info = ExperimentInfo(1, "x", "", "running", None, None, "2026-12-05T00:00:00+00:00")
+    a, b = ArmSpec(1, "a", "Baseline", 50, True), ArmSpec(2, "b", "CrossMuSim", 50, False)
+    listens = [(1, 2, 200), (0, 1, 100), (2, 0, 50), (0, 0, 250)]  # (A's, B's, users)
+    report = analyse_interleaving(info, a, b, InterleavingRows([(1, 1, 600, 1200, 600)], listens=listens))
+    assert (report.listens_a, report.listens_b) == (300, 500)
+    assert report.listen_share_b.effect == 500 / 800
+    assert report.listen_share_b.ci_lower < 500 / 800 < report.listen_share_b.ci_upper
+    assert report.listen_share_b.p_value < 0.05  # 62.5 % of 800 listens from 600 users: not a coin
+    assert report.outcome == "not_enough_data" or not report.significant  # the verdict stays on clicks (1:1 here)
+    rows = report.to_rows()
+    assert ["listen_share_b", *map(str, (500 / 800,))] == [str(x) for x in rows[[r[:1] for r in rows].index(
+        ["listen_share_b"])][:2]]
+    assert analyse_interleaving(info, a, b, InterleavingRows([])).listen_share_b.effect is None
+

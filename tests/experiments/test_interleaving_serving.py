@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.db import connection
 
+from experiments.analysis import experiment_results
 from experiments.assignment import user_key
 from experiments.events.clicks import ClickEvent, clicks_record
 from experiments.events.ingest import LONG_LISTEN_SECONDS, drain_outbox
@@ -158,6 +159,11 @@ def test_plays_carry_their_items_team_and_long_listens_credit_it(world):
     row = InterleavingUserDay.objects.get(experiment_id=world.experiment.pk, user_key=user_key("listener"))
     assert (row.listens_a, row.listens_b) == (long_teams.count(TEAM_A), long_teams.count(TEAM_B))
     assert (row.credits_a + row.credits_b, row.pages) == (len(picks), 2)
+    # the report counts them per team and gives B's share of the long listens
+    report = experiment_results(world.experiment)
+    assert (report.listens_a, report.listens_b) == (long_teams.count(TEAM_A), long_teams.count(TEAM_B))
+    assert report.listen_share_b.effect == long_teams.count(TEAM_B) / len(long_teams)
+    assert report.to_dict()["listen_share_b"]["effect"] == report.listen_share_b.effect
     # the A/B aggregates count the same plays
     aggregate = UserAggregate.objects.get(experiment_id=world.experiment.pk, user_key=user_key("listener"))
     assert (aggregate.plays, aggregate.long_listens) == (len(picks), len(long_teams))
