@@ -21,7 +21,8 @@ per-user aggregates, stops the experiment, and reads the verdict from
        still counted, so the split stays clean; their click-less page only dents that arm's CTR.)
 - interleaving  the same two models in an interleaving experiment (team draft, every user sees both)
        -> a significant preference for the treatment's picks (always-valid test of its share of credited
-       clicks) with ``PROOF_USERS["interleaving"]`` users, a fifth of the A/B proof's (docs/interleaving.md).
+       clicks) with ``PROOF_USERS["interleaving"]`` users: 200 sufficed 4 times in 4, an A/B needed
+       5x as many (docs/interleaving.md).
 - concurrent  in ONE run, on placement ``proof_track``: an A/A (25 % of its users), an A/B (25 %)
        and an A/B/n with three arms (40 %: control, the treatment model, the control model again),
        side by side; on ``proof_autoplay`` a 5 % holdout started on the control model, after which
@@ -88,7 +89,7 @@ ALPHA = 0.05
 # Users per proof unless --users says otherwise. The A/B needs the most: per-user CTRs vary a lot
 # (propensity, taste, ~75 impressions each), and the always-valid confidence sequence is about 1.7x
 # the fixed-horizon CI; at ~+9% lift 2,000 users gave CS [-2%, +20%] on the rig, so 6,000.
-PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "interleaving": 1200, "concurrent": 8000}
+PROOF_USERS = {"aa": 3000, "ab": 6000, "srm": 3000, "srm_after": 3000, "interleaving": 300, "concurrent": 8000}
 PROOFS = ("aa", "ab", "srm", "srm_after", "interleaving", "concurrent")
 PROOF_PLACEMENT = "proofs"
 CONCURRENT_PLACEMENTS = (("proof_track", 3.0), ("proof_autoplay", 1.0))
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proofs", default="aa,ab,srm,interleaving,concurrent",
                         help="comma list of aa, ab, srm, srm_after, interleaving, concurrent")
     parser.add_argument("--users", type=int, default=None,
-                        help="users per proof (default: aa 3000, ab 6000, srm 3000, interleaving 1200, "
+                        help="users per proof (default: aa 3000, ab 6000, srm 3000, interleaving 300, "
                              "concurrent 8000)")
     parser.add_argument("--rate", type=float, default=100.0, help="recommendation requests per second")
     parser.add_argument("--duration", type=float, default=900.0, help="upper bound per proof, seconds")
