@@ -64,19 +64,29 @@ def ensure_models(n_tracks: int, dim: int) -> list:
     return [EmbeddingModel.objects.get(name=name) for name in MODEL_NAMES]
 
 
+# Each kind runs on a placement of its own, holding every bucket of its layer: a paused experiment keeps its buckets,
+# so the two could not take turns on one placement.
+PLACEMENTS = {"ab": "bench_ab", "interleaving": "bench_interleaving"}
+
+
 def experiments(models) -> dict:
-    from experiments.models import Experiment
-    from experiments.services import VariantSpec, experiment_create, experiment_stop
+    from experiments.models import Experiment, Placement
+    from experiments.services import VariantSpec, experiment_create, experiment_stop, placement_create
 
     for running in Experiment.objects.filter(status__in=["running", "paused"]):
         experiment_stop(experiment=running)
+    for key in PLACEMENTS.values():
+        if not Placement.objects.filter(key=key).exists():
+            placement_create(key=key, default_model=models[0])
     stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
     variants = [VariantSpec("control", models[0].pk, 50, True), VariantSpec("treatment", models[1].pk, 50)]
-    return {kind: experiment_create(name=f"bench-{kind}-{stamp}", variants=variants, kind=kind)
+    return {kind: experiment_create(name=f"bench-{kind}-{stamp}", variants=variants, kind=kind,
+                                    placement=PLACEMENTS[kind])
             for kind in ("ab", "interleaving")}
 
 
-def run_round(track_ids: list[int], requests: int, rng: random.Random) -> tuple[list[float], float]:
+def run_round(track_ids: list[int], requests: int, rng: random.Random,
+              placement: str) -> tuple[list[float], float]:
     """Wall-clock ms of each call, and this process's CPU ms per call (the Python side, whatever the load)."""
     from experiments.serving import recommend
 
@@ -85,7 +95,7 @@ def run_round(track_ids: list[int], requests: int, rng: random.Random) -> tuple[
     for _ in range(requests):
         user, seed = f"user-{rng.randrange(100_000)}", rng.choice(track_ids)
         started = time.perf_counter()
-        result = recommend(user_id=user, seed_track_id=seed, k=10)
+        result = recommend(user_id=user, seed_track_id=seed, k=10, placement=placement)
         timings.append((time.perf_counter() - started) * 1000)
         assert result.recorded and len(result.items) == 10
     return timings, (time.process_time() - cpu_started) * 1000 / requests
@@ -163,8 +173,8 @@ def main() -> None:
         for kind in ("ab", "interleaving"):
             experiment = experiment_start(experiment=by_kind[kind])
             clear_serving_cache()
-            run_round(track_ids, 50, rng)  # warm: prepared statements, titles cache
-            timings, cpu_ms = run_round(track_ids, args.requests, rng)
+            run_round(track_ids, 50, rng, PLACEMENTS[kind])  # warm: prepared statements, titles cache
+            timings, cpu_ms = run_round(track_ids, args.requests, rng, PLACEMENTS[kind])
             figures = summary(timings)
             experiment_pause(experiment=experiment)
             medians[kind] = figures["median"]
