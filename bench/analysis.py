@@ -202,7 +202,7 @@ def print_scan_costs(experiment_id: int, specs, users: int) -> None:
             count = cpu(lambda c: (c.execute(f"SELECT variant_id, count(*) FROM {metric_scan.TABLE} u WHERE "
                                              f"{metric_scan.WHERE} GROUP BY 1", [experiment_id]), c.fetchall()))
             caps_ms = cpu(lambda c: metric_scan.caps_and_tail(experiment_id, columns, 99.9, users))
-            caps = {c: w.cap for c, w in metric_scan.winsorisation_caps(experiment_id, columns, 99.9, users).items()}
+            caps = {c: w.cap for c, w in metric_scan.caps_and_tail(experiment_id, columns, 99.9, users)[0].items()}
             sums = cpu(lambda c: (c.execute(metric_scan.moments_sql(query, caps), [experiment_id]), c.fetchall()))
         finally:
             cursor.execute("RESET max_parallel_workers_per_gather")

@@ -12,9 +12,9 @@ rows into the whole report. Per experiment it reads
    users at the top (metric_scan.py): the caps and the correction of the stored sums from raw to capped. CUPED,
    the group-sequential test and the ship decision of the experiment's plan (plan.py) need nothing else.
 
-``user_counts`` (the per-user frequency table the CTR report once read), ``user_metric_rows`` (every user's sums as
-arrays) and ``daily_metric_moments`` (every day's cumulative moments of all the ratio metrics) serve tests and
-benches.
+``user_counts`` (the per-user frequency table the CTR report once read: the bench's contrast), ``user_metric_rows``
+(every user's sums as arrays) and ``daily_metric_moments`` (every day's cumulative moments of all the ratio metrics)
+serve tests and benches.
 """
 
 from __future__ import annotations

@@ -6,14 +6,15 @@ stats/metric_moments.py).
    plan needs, of the raw per-user sums, and the number of users;
 2. a 1 % page sample (``TABLESAMPLE SYSTEM``) gives, per capped column (post and pre period), a threshold a
    little below the winsorisation percentile;
-3. ONE filtered pass returns the users above any threshold (a few thousand rows of 1M), from whose values
+3. ONE filtered pass returns the users above any threshold (17k of the bench's 1M), from whose values
    ``percentile_from_tail`` computes each cap exactly as ``np.percentile`` would on every user; the same rows
    correct the stored sums and products from raw to capped (``moments_with_caps``). A threshold the tail shows
    to be too high (the sample was unlucky), or an experiment too small for the sample, falls back to
    ``percentile_cont`` over every user for that column and a second filtered pass: exact either way, only slower.
 
-Without winsorisation only step 1 runs. ``moments_sql`` (one scan summing every product per user) is kept as the
-reference the stored path is tested against. Cost: measured in bench/analysis.py (docs/statistics.md).
+Without winsorisation only step 1 runs. ``scanned_metric_moments`` (one scan summing every product per user,
+``moments_sql``) is what the analysis did before: bench/analysis.py times it beside the stored path and compares
+their sums (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -75,21 +76,6 @@ def _thresholds(experiment_id: int, columns: list[str], percentile: float) -> di
     return None if sampled < MIN_SAMPLE else {c: float(v) for c, v in zip(columns, values, strict=True)}
 
 
-def _tail(experiment_id: int, thresholds: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rows = ", ".join(f"('{c}', u.{c}::float8, {t!r}::float8)" for c, t in thresholds.items())
-    any_above = " OR ".join(f"u.{c} >= {t!r}" for c, t in thresholds.items())
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT t.name, t.value, count(*) FROM {TABLE} u CROSS JOIN LATERAL (VALUES {rows}) "
-                       f"t(name, value, threshold) WHERE {WHERE} AND ({any_above}) AND t.value >= t.threshold "
-                       f"GROUP BY 1, 2", [experiment_id])
-        found = cursor.fetchall()
-    out = {}
-    for column in thresholds:
-        mine = [(v, k) for c, v, k in found if c == column]
-        out[column] = (np.array([v for v, _ in mine], dtype=float), np.array([k for _, k in mine], dtype=np.int64))
-    return out
-
-
 def _sorted_caps(experiment_id: int, columns: list[str], percentile: float) -> dict[str, Winsorisation]:
     """Caps by sorting every user's value (percentile_cont: linear interpolation, as numpy), and the users above."""
     fraction = percentile / 100
@@ -105,26 +91,6 @@ def _sorted_caps(experiment_id: int, columns: list[str], percentile: float) -> d
         return {c: Winsorisation(percentile, None, 0) for c in columns}
     k = len(columns)
     return {c: Winsorisation(percentile, float(row[i]), int(row[k + i])) for i, c in enumerate(columns)}
-
-
-def winsorisation_caps(experiment_id: int, columns: list[str], percentile: float | None,
-                       users: int) -> dict[str, Winsorisation]:
-    """The pooled cap of each column at ``percentile`` over the experiment's ``users`` (impressions > 0)."""
-    if percentile is None or users == 0:
-        return {c: Winsorisation(percentile, None, 0) for c in columns}
-    thresholds = _thresholds(experiment_id, columns, percentile)
-    caps, missing = {}, list(columns)
-    if thresholds is not None:
-        missing = []
-        for column, (values, counts) in _tail(experiment_id, thresholds).items():
-            cap = percentile_from_tail(users, percentile, values, counts)
-            if cap is None:
-                missing.append(column)
-            else:
-                caps[column] = Winsorisation(percentile, cap, int(counts[values > cap].sum()))
-    if missing:
-        caps.update(_sorted_caps(experiment_id, missing, percentile))
-    return caps
 
 
 def _at_least(column: str, threshold: float) -> str:
@@ -206,7 +172,7 @@ def scanned_metric_moments(experiment_id: int, specs: Sequence[MetricSpec],
         users = int(cursor.fetchone()[0])
     if users == 0:
         return {}
-    caps = winsorisation_caps(experiment_id, [v.source for v in query.capped], percentile, users)
+    caps, _ = caps_and_tail(experiment_id, [v.source for v in query.capped], percentile, users)
     with connection.cursor() as cursor:
         cursor.execute(moments_sql(query, {c: w.cap for c, w in caps.items()}), [experiment_id])
         rows = cursor.fetchall()

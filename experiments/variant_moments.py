@@ -11,6 +11,8 @@ UserAggregate directly, and the reference the worker's arrays are tested against
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from django.db import connection
 
@@ -127,13 +129,9 @@ def rebuild(experiment_id: int | None = None, cursor=None) -> None:
         (f"DELETE FROM {TABLE} WHERE {'true' if experiment_id is None else 'experiment_id = %s'}", params),
         (f"INSERT INTO {TABLE} (experiment_id, variant_id, moments) {scan_sql(experiment_id is not None)}", params),
     )
-    if cursor is None:
-        with connection.cursor() as own:
-            for sql, args in statements:
-                own.execute(sql, args)
-        return
-    for sql, args in statements:
-        cursor.execute(sql, args)
+    with connection.cursor() if cursor is None else contextlib.nullcontext(cursor) as c:
+        for sql, args in statements:
+            c.execute(sql, args)
 
 
 def read(experiment_id: int) -> dict[int, np.ndarray]:
