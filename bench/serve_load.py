@@ -491,6 +491,47 @@ def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
     return figures
 
 
+def paused_worker_round(args, worker: subprocess.Popen, meter, paths: list[str], headers: dict, key: str,
+                        track_ids: list[int]) -> dict:
+    """Ours with the Celery worker stopped (SIGSTOP): each request still authenticates, assigns and durably writes
+    its page and outbox row, but nothing is landed beside it; then resumed and drained. Against the ceiling of
+    the same minutes this splits our gap into what serving a recorded page costs and what landing it costs."""
+    from loadgen import group_pids, run_open_loop
+
+    pids = group_pids(worker.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    out: dict = {}
+    try:
+        if not args.skip_wrk:
+            meter.start()
+            before = children_cpu()
+            figures = run_wrk(args.port, key, track_ids, args.duration, 8)
+            cpu = meter.stop()
+            cpu["generator"] = children_cpu() - before
+            figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
+            out["wrk"] = {k: v for k, v in figures.items() if k != "raw"}
+            print(f"worker paused, wrk closed loop, 8 connections: {figures['rps']:.0f} req/s, "
+                  f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}",
+                  flush=True)
+            print_cpu(figures["cpu_ms_per_request"])
+        rate = float(args.rates.split(",")[0])
+        meter.start()
+        result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
+        summary = result.summary()
+        summary["cpu_ms_per_request"] = cpu_report(meter.stop(), result.ok)
+        out["open_loop"] = summary
+        print(f"worker paused, open loop {rate:.0f} req/s: p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms, "
+              f"errors {summary['errors']}", flush=True)
+        print_cpu(summary["cpu_ms_per_request"])
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    out["backlog"] = drain_backlog()
+    print_backlog(out["backlog"])
+    return out
+
+
 def print_against_ceiling(results: dict, ceiling: dict) -> None:
     ours_open, bare_open = results["open_loop"][0], ceiling["open_loop"]
     ours_cpu = ours_open["cpu_ms_per_request"]["server_total"]
@@ -502,6 +543,15 @@ def print_against_ceiling(results: dict, ceiling: dict) -> None:
         line += (f"; wrk {results['wrk'][0]['rps']:.0f} vs {ceiling['wrk']['rps']:.0f} req/s "
                  f"({results['wrk'][0]['rps'] / ceiling['wrk']['rps']:.0%})")
     print(line, flush=True)
+    paused = results.get("paused_worker")
+    if paused:
+        cpu = paused["open_loop"]["cpu_ms_per_request"]["server_total"]
+        line = (f"ours with the worker paused: open loop p99 {paused['open_loop']['p99']:.1f} ms "
+                f"({paused['open_loop']['p99'] / bare_open['p99']:.1f}x the ceiling's); server CPU per request "
+                f"{cpu:.2f} ms ({cpu / bare_cpu:.2f}x)")
+        if "wrk" in paused and "wrk" in ceiling:
+            line += f"; wrk {paused['wrk']['rps']:.0f} req/s ({paused['wrk']['rps'] / ceiling['wrk']['rps']:.0%})"
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -525,6 +575,9 @@ def main() -> None:
                              "update their aggregate rows instead of adding rows and index entries)")
     parser.add_argument("--interleaving", action="store_true",
                         help="run an interleaving experiment over the two models instead of an A/B one")
+    parser.add_argument("--paused-worker", action="store_true",
+                        help="add a round (wrk 8 connections and the first rate) with the Celery worker stopped: "
+                             "serving and its durable page write without the landing beside them")
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                         help="skip the bare-KNN ceiling run (bench/ceiling_app.py) after ours")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "serve_load.json"))
@@ -606,6 +659,8 @@ def main() -> None:
                       f"{row['relation']} {row['bytes_per_request']} ({row['full_page_images_per_request']} FPI)"
                       for row in summary["wal_by_relation"]), flush=True)
             time.sleep(2)
+        if args.paused_worker:
+            results["paused_worker"] = paused_worker_round(args, worker, meter, paths, headers, key, track_ids)
         if args.compare_experiments:
             print(f"several experiments at once, open loop {args.rates.split(',')[0]} req/s for {args.duration}s "
                   "per round:", flush=True)
