@@ -141,6 +141,7 @@ class BenchCatalog:
     encoder: Callable[[list[str]], np.ndarray]
     label_words: set[str] = field(default_factory=set)
     instrument_words: set[str] = field(default_factory=set)
+    patch_views: list[list[np.ndarray]] | None = None  # extra views per row (bench/timbre_views.py, --views)
 
     def instruments(self, row: int) -> set[str]:
         value = self.labels[row].get("instruments") or self.labels[row].get("ensemble", "")
@@ -194,6 +195,8 @@ class BenchSettings:
     timbre_decorrelation: float = PRODUCT.timbre_decorrelation
     timbre_components: int = PRODUCT.timbre_components
     input_clip: float = PRODUCT.model.audio.input_clip
+    audio_views: int = PRODUCT.augment.audio_views  # timbre views per training track (services.timbre_views)
+    view_probability: float = PRODUCT.augment.view_probability  # a training track pooled from one of its views
 
 
 def _product_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
@@ -215,7 +218,8 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
                                     input_clip=s.input_clip)),
         augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
                         sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout,
-                        timbre_transplant=s.timbre_transplant, timbre_clusters=s.timbre_clusters),
+                        timbre_transplant=s.timbre_transplant, timbre_clusters=s.timbre_clusters,
+                        view_probability=s.view_probability),
     )
 
 
@@ -265,8 +269,10 @@ def text_data(cat: BenchCatalog, rows: np.ndarray, kind: str, s: BenchSettings) 
     missing = sorted({t for ts in texts for t in ts} - set(_text_cache))
     if missing:
         _text_cache.update(zip(missing, cat.encoder(missing), strict=True))
+    views = [cat.patch_views[i] for i in rows] if cat.patch_views is not None else None
     return TrainingData.from_texts(texts, scores, encoder=lambda xs: np.stack([_text_cache[x] for x in xs]),
-                                   patches=[cat.patches[i] for i in rows], logmels=[cat.logmels[i] for i in rows])
+                                   patches=[cat.patches[i] for i in rows], logmels=[cat.logmels[i] for i in rows],
+                                   patch_views=views)
 
 
 def text_queries(cat: BenchCatalog, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -355,8 +361,11 @@ def run_split(cat: BenchCatalog, split: str, seed: int, s: BenchSettings, rows_w
                {"best_step": result.best_step, "val_xinst_style_p10": result.best_val_score})
         return result
 
+    # the audio-only trained rows hear the same timbre views as CrossMuSim (SimCLR then pairs a track with its
+    # views): the ablation that would explain a gain of the views away from the text
     audio_train = TrainingData(patches=[cat.patches[i] for i in train], logmels=[cat.logmels[i] for i in train],
-                               labels=np.array([style_index[cat.labels[i].get("style", "")] for i in train]))
+                               labels=np.array([style_index[cat.labels[i].get("style", "")] for i in train]),
+                               patch_views=[cat.patch_views[i] for i in train] if cat.patch_views else None)
     audio_val = TrainingData(patches=[cat.patches[i] for i in val], logmels=[cat.logmels[i] for i in val])
     embedded_logmels = [cat.logmels[i] for i in embedded]
     if want("supervised style classifier (ceiling)"):
@@ -788,6 +797,41 @@ def add_inner_heldout_split(cat: BenchCatalog, styles: list[str], base: str = "h
     return INNER_SPLIT
 
 
+def attach_views(cat: BenchCatalog, kinds: list[str], rows: np.ndarray, audio_views: int, backbone: str) -> None:
+    """Extra training views for ``rows``: ``audio``, the platform's own timbre views
+    (``recommender.services.timbre_views``, computed where not cached, as training the arm does), and
+    ``rendition``, other ensembles playing the same excerpt (bench/timbre_views.py; symbolic catalogs only)."""
+    from tqdm import tqdm
+
+    from recommender.models import Track
+    from recommender.services.embedding_runtime import backbone_extractor
+    from recommender.services.timbre_views import timbre_view_features
+
+    cat.patch_views = [[] for _ in cat.track_ids]
+    tracks = Track.objects.in_bulk([int(cat.track_ids[i]) for i in rows])
+    ordered = [tracks[int(cat.track_ids[i])] for i in rows]
+    if "audio" in kinds:
+        torch.set_num_threads(os.cpu_count() or 1)  # one backbone pass per view: use every core, then back to 1
+        views, report = timbre_view_features(
+            tracks=ordered, views=audio_views, backbone=backbone,
+            extractor_factory=lambda: backbone_extractor(backbone),
+            progress=lambda items: tqdm(items, desc="timbre views", unit="view"))
+        torch.set_num_threads(1)
+        for path, reason in report.failed:
+            print(f"no timbre view of {path}: {reason}")
+        for i, track_views in zip(rows, views, strict=True):
+            cat.patch_views[i].extend(track_views)
+    if "rendition" in kinds:
+        from timbre_views import view_path
+
+        for i, track in zip(rows, ordered, strict=True):
+            path = view_path("rendition", track.checksum, 0)
+            if path.exists():
+                cat.patch_views[i].append(np.load(path))
+    print(f"views ({', '.join(kinds)}): {sum(map(len, cat.patch_views))} for "
+          f"{sum(1 for v in cat.patch_views if v)} training tracks")
+
+
 def write_report(report: dict, out: Path, tag: str, stamped: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=1, default=str)
@@ -815,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"run with --splits {INNER_SPLIT}")
     parser.add_argument("--llm-rows", action="store_true",
                         help="add the rows on LLM text: templates only, LLM only, templates + LLM, LLM label-free")
+    parser.add_argument("--views", metavar="KIND,KIND", default="",
+                        help="training views: audio (the platform's timbre views; the default when the product's "
+                             "config uses them), rendition (bench/timbre_views.py), none; see --set view_probability=P")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -833,6 +880,11 @@ def main(argv: list[str] | None = None) -> int:
         cat = load_file_catalog(Path(args.catalog_dir), args.backbone)
     else:
         cat = load_database_catalog(args.backbone)
+    kinds = [kind for kind in args.views.split(",") if kind and kind != "none"] if args.views else \
+        (["audio"] if settings.audio_views and settings.view_probability else [])
+    if kinds and not args.synthetic and not args.catalog_dir:
+        train_rows = np.unique(np.concatenate([cat.splits[s]["train"] for s in args.splits if s in cat.splits]))
+        attach_views(cat, kinds, train_rows, settings.audio_views, args.backbone)
     if args.inner_heldout:
         add_inner_heldout_split(cat, [x for x in args.inner_heldout.split(",") if x])
     print(f"catalog: {len(cat.track_ids)} tracks, {sum(map(len, cat.descriptions))} kept descriptions, "

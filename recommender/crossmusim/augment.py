@@ -29,6 +29,12 @@ class AugmentConfig:
     timbre_dropout: float = 0.0  # each timbral channel set to its training mean with this probability
     timbre_transplant: float = 0.0  # up to this share of a move to another timbre cluster's mean (timbre.py)
     timbre_clusters: int = 16  # k-means clusters of the training tracks' timbral channels
+    # Timbre views (recommender.crossmusim.audio_augment; the platform computes ``audio_views`` per training track):
+    # each step a track is pooled from one of its views with ``view_probability`` (TrainingData.patch_views).
+    # Chosen on the held-out-instrument validation family (docs/model.md): 2 views at 0.5 beat 1 view, and 0.3,
+    # 0.75 and 1.0; the core itself only pools views it is given, so data without views trains as before.
+    audio_views: int = 2
+    view_probability: float = 0.5
     text_noise: float = 0.0  # std of Gaussian noise on the frozen text embeddings
     sample_by_score: bool = False  # draw descriptions in proportion to their mining score
     # scratch (log-mel) tower

@@ -20,6 +20,9 @@ class TrainingData:
     """Training tracks, aligned lists (one entry per track).
 
     ``patches`` (pretrained tower) or ``logmels`` (scratch tower) carry the audio;
+    ``patch_views`` optionally give each track more patch arrays of the same music heard
+    otherwise (an audio-side timbre augmentation, another rendition), which training may
+    pool instead of ``patches`` (``AugmentConfig.view_probability``);
     ``caption_embeddings`` are the frozen MiniLM embeddings of each track's kept
     descriptions with ``caption_weights`` their mining scores; ``labels`` are integer
     classes for the supervised reference. Use :meth:`from_texts` to embed raw texts.
@@ -31,6 +34,7 @@ class TrainingData:
     caption_weights: list[np.ndarray] | None = None
     labels: np.ndarray | None = None
     track_ids: np.ndarray | None = None
+    patch_views: list[list[np.ndarray]] | None = None
 
     def __len__(self) -> int:
         audio = self.patches if self.patches is not None else self.logmels

@@ -73,12 +73,41 @@ class _Batcher:
         return np.array(batch)
 
 
-def _audio_views(data, model, config, batch, padded, mask, gen, rng, transplant=None):
+class _PatchSource:
+    """The padded patches training pools from: each track's own, then its extra views (``patch_views``).
+
+    ``rows`` picks, per track of a batch, its own patches or (with ``view_probability``) one of its
+    views; with no views or probability 0 it draws nothing, so such a run is the same as before views.
+    """
+
+    def __init__(self, data: TrainingData, view_probability: float):
+        patches = list(data.patches)
+        self.views: list[list[int]] = [[] for _ in patches]
+        if data.patch_views and view_probability > 0:
+            for track, views in enumerate(data.patch_views):
+                for view in views:
+                    self.views[track].append(len(patches))
+                    patches.append(view)
+        self.probability = view_probability if any(self.views) else 0.0
+        self.padded, self.mask = pad_patches(patches)
+
+    def rows(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        rows = np.array(batch)
+        if self.probability > 0:
+            for position, track in enumerate(batch):
+                views = self.views[track]
+                if views and rng.random() < self.probability:
+                    rows[position] = views[rng.integers(len(views))]
+        return rows
+
+
+def _audio_views(data, model, config, batch, source, gen, rng, transplant=None):
     """One augmented audio input for the tracks of ``batch`` (pooled features or log-mel crops)."""
     aug = config.augment
     if config.model.audio.kind == "pretrained":
-        window = sample_patch_windows(mask[batch], aug.patch_window_min_frac, gen)
-        pooled = pool_masked(padded[batch], window)
+        rows = source.rows(batch, rng)
+        window = sample_patch_windows(source.mask[rows], aug.patch_window_min_frac, gen)
+        pooled = pool_masked(source.padded[rows], window)
         if transplant is not None:
             pooled = transplant(pooled, batch, aug.timbre_transplant, gen)
         timbral = timbre_channel_mask(pooled.shape[1])
@@ -101,7 +130,8 @@ def train_crossmusim(data: TrainingData, config: TrainConfig, progress: Progress
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    padded, mask = pad_patches(data.patches) if config.model.audio.kind == "pretrained" else (None, None)
+    source = _PatchSource(data, config.augment.view_probability) if config.model.audio.kind == "pretrained" \
+        else None
     transplant = None
     if config.model.audio.kind == "pretrained" and config.augment.timbre_transplant > 0:
         transplant = TimbreTransplant(pool_many(data.patches), config.augment.timbre_clusters, config.seed)
@@ -140,7 +170,7 @@ def train_crossmusim(data: TrainingData, config: TrainConfig, progress: Progress
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config.steps, config.warmup_steps)
         indices = batcher.next()
-        view = partial(_audio_views, data, model, config, indices, padded, mask, gen, rng, transplant)
+        view = partial(_audio_views, data, model, config, indices, source, gen, rng, transplant)
         loss = objective(model, Batch(indices=indices, audio=view(), another_view=view, rng=rng, generator=gen))
         optimizer.zero_grad()
         loss.backward()

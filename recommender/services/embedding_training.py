@@ -33,6 +33,7 @@ from recommender.services.embeddings import (
     feature_cache,
     no_progress,
 )
+from recommender.services.timbre_views import timbre_view_features
 
 if TYPE_CHECKING:  # torch is imported when a run starts, not with Django
     from recommender.crossmusim.config import TrainConfig
@@ -180,6 +181,7 @@ class CrossMuSimRun:
     losses: list[float]
     resumed_from_step: int
     extraction: FeatureExtractionReport
+    views: FeatureExtractionReport | None = None  # the timbre views' extraction, when training used them
 
 
 def run_checkpoint_path(name: str, seed: int, split: str) -> Path:
@@ -290,13 +292,19 @@ def crossmusim_train(
     validator = None
     if len(data.tracks[VAL]) >= 2:
         validator = retrieval_validator(TrainingData(patches=data.patches[VAL]), data.eval_labels(VAL))
+    augment = crossmusim_train_config(seed=seed, steps=steps, overrides=overrides).augment
+    views, view_report = None, None
+    if augment.view_probability > 0 and augment.audio_views > 0:
+        views, view_report = timbre_view_features(
+            tracks=data.tracks[TRAIN], views=augment.audio_views, backbone=backbone,
+            extractor_factory=extractor_factory, progress=progress)
     runs: dict[str, tuple] = {}
     for mix, candidate in candidates.items():
         captions, scores = _captions(data.tracks[TRAIN], candidate["descriptions"], instrument_words)
         described = sum(1 for c in captions if c)
         if described < 2:
             continue
-        train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN],
+        train_data = TrainingData.from_texts(captions, scores, patches=data.patches[TRAIN], patch_views=views,
                                              track_ids=np.array([t.pk for t in data.tracks[TRAIN]]))
         config = crossmusim_train_config(seed=seed, steps=steps, overrides=overrides)
         single = len(candidates) == 1
@@ -328,6 +336,10 @@ def crossmusim_train(
         "text_mix_val": {mix: run[0].best_val_score for mix, run in runs.items()},
         "text_mix_coverage": {mix: round(c["coverage"], 4) for mix, c in candidates.items()},
     }
+    if views is not None:
+        metrics["timbre_views"] = {"per_track": augment.audio_views, "view_probability": augment.view_probability,
+                                   "tracks_with_views": sum(1 for v in views if v),
+                                   "extracted": view_report.extracted, "seconds": round(view_report.seconds, 1)}
     final_path = Path(settings.MODELS_DIR) / "crossmusim" / f"{name}-{uuid.uuid4().hex[:12]}.pt"
     save_checkpoint(final_path, network, train_config=config)
     with transaction.atomic():
@@ -341,7 +353,7 @@ def crossmusim_train(
             metrics=_jsonable(metrics), checkpoint_path=str(final_path),
         )
     return CrossMuSimRun(model=model, losses=result.losses, resumed_from_step=result.resumed_from_step,
-                         extraction=data.extraction)
+                         extraction=data.extraction, views=view_report)
 
 
 def _jsonable(value):

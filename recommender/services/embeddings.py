@@ -90,8 +90,12 @@ def audio_features_extract(
     cache: FeatureCache,
     progress: Progress = no_progress,
     batch_tracks: int = 8,
+    transform: Callable[[Track, np.ndarray], np.ndarray] | None = None,
 ) -> FeatureExtractionReport:
     """Compute and cache the backbone's patch features of every track not cached yet.
+
+    ``transform(track, wave)``, when given, changes each waveform before the backbone hears it (the timbre
+    views of ``timbre_views``: there ``tracks`` are views, each with its own cache key as ``checksum``).
 
     The extractor (``patch_features(wave16k) -> [n_patches, D]``, optionally
     ``extract_patch_features_batch(waves)``) is built only if some track is missing, and runs
@@ -135,7 +139,7 @@ def audio_features_extract(
         except (AudioReadError, OSError, ValueError) as error:
             report.failed.append((track.audio_path, str(error)))
             continue
-        pending.append((track, wave))
+        pending.append((track, transform(track, wave) if transform is not None else wave))
         if len(pending) >= batch_tracks:
             flush()
     flush()
@@ -263,7 +267,7 @@ def track_embeddings_write(
 
 def cached_features(
     *, tracks: Sequence[Track], cache: FeatureCache, extractor_factory: Callable[[], object] | None = None,
-    progress: Progress = no_progress,
+    progress: Progress = no_progress, transform: Callable[[Track, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[Track], list[np.ndarray], FeatureExtractionReport]:
     """The cached patch features of ``tracks``; missing ones are extracted first when a factory is given.
 
@@ -274,7 +278,7 @@ def cached_features(
     report = FeatureExtractionReport(cached=len(tracks) - len(missing))
     if missing and extractor_factory is not None:
         extracted = audio_features_extract(tracks=missing, extractor_factory=extractor_factory, cache=cache,
-                                           progress=progress)
+                                           progress=progress, transform=transform)
         report.extracted, report.failed, report.seconds = extracted.extracted, extracted.failed, extracted.seconds
     elif missing:
         report.failed = [(t.audio_path, "no cached features; run extract_audio_features") for t in missing]

@@ -58,6 +58,11 @@ class Command(BaseCommand):
                 bar.close()
         for path, reason in run.extraction.failed:
             self.stderr.write(f"skipped {path}: {reason}")
+        failed_views = run.views.failed if run.views else []
+        if failed_views:  # one line, not one per track: a catalog without audio files has no view at all
+            path, reason = failed_views[0]
+            self.stderr.write(f"{len(failed_views)} timbre views not made (trained on the tracks' own features "
+                              f"there); first: {path}: {reason}")
         model = run.model
         resumed = f", resumed from step {run.resumed_from_step}" if run.resumed_from_step else ""
         self.stdout.write(
