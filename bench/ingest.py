@@ -259,8 +259,9 @@ def main() -> None:
     parser.add_argument("--click-rate", type=float, default=0.05)
     parser.add_argument("--play-rate", type=float, default=1.0, help="share of clicks followed by a play")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (0: solo pool)")
-    parser.add_argument("--batch", type=int, default=2000,
-                        help="outbox rows per Celery task (a recommendation row carries 10 impressions)")
+    parser.add_argument("--batch", type=int, default=10_000,
+                        help="outbox rows per Celery task (a recommendation row carries 10 impressions; the "
+                             "platform's EXPERIMENTS_RELAY_BATCH default)")
     parser.add_argument("--resend-s", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip-kill", action="store_true")

@@ -197,6 +197,7 @@ class BenchSettings:
     input_clip: float = PRODUCT.model.audio.input_clip
     audio_views: int = PRODUCT.augment.audio_views  # timbre views per training track (services.timbre_views)
     view_probability: float = PRODUCT.augment.view_probability  # a training track pooled from one of its views
+    view_channels: str = PRODUCT.augment.view_channels  # "all" or "timbral" (only those channels from the view)
 
 
 def _product_config(s: BenchSettings, seed: int, objective: str) -> TrainConfig:
@@ -219,7 +220,7 @@ def _text_config(s: BenchSettings, seed: int, objective: str = "text", steps: in
         augment=replace(config.augment, patch_window_min_frac=s.window_min_frac, feature_noise=s.feature_noise,
                         sample_by_score=s.sample_by_score, timbre_mix=s.timbre_mix, timbre_dropout=s.timbre_dropout,
                         timbre_transplant=s.timbre_transplant, timbre_clusters=s.timbre_clusters,
-                        view_probability=s.view_probability),
+                        view_probability=s.view_probability, view_channels=s.view_channels),
     )
 
 

@@ -6,7 +6,7 @@ plain ``celery worker`` consumes). The relay starts with every worker that consu
 queue (``worker_ready``), so ``celery worker`` is all a deployment runs; a worker on other
 queues only (e.g. a test's private queue) runs no relay. ``EXPERIMENTS_OUTBOX_RELAY=0`` makes a
 worker that only ingests. Tunables: ``EXPERIMENTS_RELAY_BATCH`` (outbox rows per task, default
-2000; a recommendation row carries k impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send
+10,000; a recommendation row carries k impressions), ``EXPERIMENTS_RELAY_RESEND_S`` (re-send
 unconfirmed batches after, default 30 s), ``EXPERIMENTS_RELAY_POLL_S`` (after a partial batch,
 wait this long for more rows, default 0.5 s).
 

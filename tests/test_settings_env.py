@@ -85,7 +85,7 @@ names = json.loads(input())
 print(json.dumps({name: str(getattr(settings, name)) for name in names} | {"embedded": str(embedded.var_dir())}))
 """
 VARIABLES = {  # setting -> its default, as the code read the variable before it was a setting
-    "EXPERIMENTS_EVENTS_QUEUE": "celery", "EXPERIMENTS_OUTBOX_RELAY": "True", "EXPERIMENTS_RELAY_BATCH": "2000",
+    "EXPERIMENTS_EVENTS_QUEUE": "celery", "EXPERIMENTS_OUTBOX_RELAY": "True", "EXPERIMENTS_RELAY_BATCH": "10000",
     "EXPERIMENTS_RELAY_RESEND_S": "30.0", "EXPERIMENTS_RELAY_POLL_S": "0.5",
     "WEB_WORKERS": "2", "WEB_THREADS": "4", "WEB_CPU_AFFINITY": "True",
     "LLM_BASE_URL": "", "LLM_API_KEY": "", "LLM_MODEL": "gpt-4o-mini", "LLM_TIMEOUT": "60.0", "LLM_CONCURRENCY": "4",

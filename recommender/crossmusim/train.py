@@ -108,6 +108,11 @@ def _audio_views(data, model, config, batch, source, gen, rng, transplant=None):
         rows = source.rows(batch, rng)
         window = sample_patch_windows(source.mask[rows], aug.patch_window_min_frac, gen)
         pooled = pool_masked(source.padded[rows], window)
+        if aug.view_channels == "timbral" and source.probability > 0:
+            # only the timbral channels come from the view: the temporal and mid-end ones stay the track's own
+            own = pool_masked(source.padded[batch], sample_patch_windows(source.mask[batch],
+                                                                         aug.patch_window_min_frac, gen))
+            pooled = torch.where(timbre_channel_mask(pooled.shape[1]), pooled, own)
         if transplant is not None:
             pooled = transplant(pooled, batch, aug.timbre_transplant, gen)
         timbral = timbre_channel_mask(pooled.shape[1])

@@ -191,7 +191,8 @@ def run_checkpoint_path(name: str, seed: int, split: str) -> Path:
 
 def crossmusim_train_config(*, seed: int = 0, steps: int | None = None, overrides: dict | None = None) -> TrainConfig:
     """The configuration the platform trains CrossMuSim with: the core's ``TrainConfig`` defaults, a seed,
-    and a command's overrides (``embed_dim`` sets the model's; the rest are ``TrainConfig`` fields).
+    and a command's overrides (``embed_dim`` sets the model's, ``audio_views`` and ``view_probability`` the
+    augmentation's timbre views; the rest are ``TrainConfig`` fields).
 
     bench/retrieval_quality.py starts its CrossMuSim rows from this config, so that the
     README's figures are those of the model the platform trains.
@@ -200,9 +201,12 @@ def crossmusim_train_config(*, seed: int = 0, steps: int | None = None, override
 
     overrides = dict(overrides or {})
     embed_dim = overrides.pop("embed_dim", None)
+    augment = {key: overrides.pop(key) for key in ("audio_views", "view_probability") if key in overrides}
     config = TrainConfig(seed=seed, **overrides)
     if embed_dim:
         config.model.embed_dim = int(embed_dim)
+    for key, value in augment.items():
+        setattr(config.augment, key, value)
     if steps is not None:
         config.steps = steps
     return config

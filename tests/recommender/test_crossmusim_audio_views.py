@@ -109,3 +109,29 @@ def test_training_without_views_or_at_probability_zero_is_the_run_it_was():
     with_views = train_crossmusim(_data(2), config_views)
     assert with_views.losses != plain.losses
     assert train_crossmusim(_data(2), config_views).losses == with_views.losses, "reproducible from the seed"
+
+
+def test_timbral_view_channels_take_only_timbre_from_the_view():
+    from recommender.crossmusim.factory import create_model_for_data
+    from recommender.crossmusim.features import pool_many
+    from recommender.crossmusim.musicnn.network import POOL_CHANNELS
+    from recommender.crossmusim.timbre import timbre_channel_mask
+    from recommender.crossmusim.train import _audio_views
+
+    syn = make_synthetic_catalog(n_tracks=8, seed=0)
+    dim = 2 * POOL_CHANNELS  # musicnn's patch features: mean_pool || max_pool of its 753 channels
+    patches = [np.random.default_rng(i).normal(size=(4, dim)).astype(np.float32) for i in range(8)]
+    data = TrainingData(patches=patches, patch_views=[[p + 5.0] for p in patches],
+                        caption_embeddings=syn.caption_embeddings[:8], caption_weights=syn.caption_weights[:8])
+    config = TrainConfig(steps=1, batch_size=8)
+    config.augment.patch_window_min_frac, config.augment.feature_noise = 1.0, 0.0
+    config.augment.view_probability = 1.0
+    model = create_model_for_data(config.model, data)
+    batch = np.arange(8)
+    own = torch.as_tensor(pool_many(patches))
+    for channels, from_view in (("all", np.ones(2 * dim, bool)), ("timbral", timbre_channel_mask(2 * dim).numpy())):
+        config.augment.view_channels = channels
+        pooled = _audio_views(data, model, config, batch, _PatchSource(data, 1.0), torch.Generator().manual_seed(0),
+                              np.random.default_rng(0))
+        assert torch.allclose(pooled[:, from_view], own[:, from_view] + 5.0, atol=1e-5)
+        assert torch.allclose(pooled[:, ~from_view], own[:, ~from_view], atol=1e-5)

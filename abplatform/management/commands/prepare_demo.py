@@ -81,8 +81,9 @@ class Command(BaseCommand):
         call_command("mine_descriptions")
         self._done(started, f"{Description.objects.filter(kept=True).count()} kept descriptions")
 
-        started = self._step("pretrained audio features and the training tracks' timbre views (musicnn, cached)")
-        # one process barely uses the second core; the views are what train_crossmusim pools training tracks from
+        started = self._step("pretrained audio features (musicnn, cached)")
+        # one process barely uses the second core; "auto": the timbre views train_crossmusim pools from, if its
+        # config uses any (none by default: docs/model.md, timbre views)
         call_command("extract_audio_features", workers=2, timbre_views="auto")
         self._done(started)
 

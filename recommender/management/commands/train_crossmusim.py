@@ -23,15 +23,27 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--embed-dim", type=int)
+        parser.add_argument("--timbre-views", type=int, dest="audio_views",
+                            help="Timbre views per training track to pool from (computed and cached on first use; "
+                                 "default: the core's, 0). For catalogs whose instruments differ from the training "
+                                 "tracks': docs/model.md#timbre-views-audio-side-augmentation-2026-12-05")
+        parser.add_argument("--view-probability", type=float,
+                            help="How often a training track is pooled from one of its views (default: the core's)")
         parser.add_argument("--text-mix", default="auto", choices=["auto", "templates", "llm", "both"],
                             help="Which sources' kept descriptions to train on; auto: one model per mix that covers "
                                  "half the train tracks, the best on validation kept (default)")
 
     def handle(self, *args, seed, steps, resume, split, backbone, name, batch_size, lr, embed_dim, threads=None,
-               text_mix="auto", **options):
+               text_mix="auto", audio_views=None, view_probability=None, **options):
         set_torch_threads(threads)
+        if audio_views is not None and audio_views < 0 or view_probability is not None and \
+                not 0 <= view_probability <= 1:
+            raise CommandError("--timbre-views must be 0 or more and --view-probability within [0, 1]")
         overrides = {key: value for key, value in
-                     {"batch_size": batch_size, "lr": lr, "embed_dim": embed_dim}.items() if value is not None}
+                     {"batch_size": batch_size, "lr": lr, "embed_dim": embed_dim, "audio_views": audio_views,
+                      "view_probability": view_probability}.items() if value is not None}
+        if audio_views and view_probability is None:
+            overrides["view_probability"] = 0.5  # the rate chosen on validation with two views
         bar = None
 
         def on_step(step: int, total: int, loss: float) -> None:
