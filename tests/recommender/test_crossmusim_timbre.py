@@ -15,7 +15,7 @@ from recommender.crossmusim.timbre import (
     mix_timbre_channels,
     timbre_channel_mask,
 )
-from recommender.crossmusim.train import train_crossmusim
+from recommender.crossmusim.train import _PatchSource, train_crossmusim
 
 POOLED_DIM = 4 * POOL_CHANNELS  # mean || max over patches of musicnn's mean_pool || max_pool
 
@@ -131,3 +131,73 @@ def test_timbre_transplant_finds_the_ensembles_and_moves_tracks_between_them():
     assert torch.allclose(shift[:, timbral].std(1), torch.zeros(8), atol=0.5)
     assert torch.equal(out, transplant(x, np.arange(8), 1.0, torch.Generator().manual_seed(0)))
     assert transplant(x, np.arange(8), 0.0, torch.Generator()) is x
+
+
+# --- timbre views (TrainingData.patch_views): training pools a track from one of them ----------------------
+
+def _data(views_per_track: int = 0, n: int = 64) -> TrainingData:
+    syn = make_synthetic_catalog(n_tracks=n, seed=0)
+    views = None
+    if views_per_track:
+        rng = np.random.default_rng(1)
+        views = [[p + rng.normal(0, 0.5, size=p.shape).astype(np.float32) for _ in range(views_per_track)]
+                 for p in syn.patches]
+    return TrainingData(patches=syn.patches, caption_embeddings=syn.caption_embeddings,
+                        caption_weights=syn.caption_weights, patch_views=views)
+
+
+def test_the_patch_source_pools_views_at_their_rate_and_only_the_tracks_own():
+    data = _data(views_per_track=2, n=40)
+    data.patch_views[3] = []  # a track whose views failed: always its own patches
+    source = _PatchSource(data, 0.5)
+    rng = np.random.default_rng(0)
+    batch = np.arange(40)
+    picked = np.stack([source.rows(batch, rng) for _ in range(200)])
+    own = picked == batch
+    assert own[:, 3].all()
+    assert np.delete(own, 3, axis=1).mean() == pytest.approx(0.5, abs=0.03)
+    for track in (0, 17, 39):  # a view of a track is one of that track's own views
+        assert set(picked[~own[:, track], track]) == set(source.views[track])
+    always = _PatchSource(data, 1.0)
+    assert not (always.rows(batch, rng) == batch)[np.arange(40) != 3].any()
+    assert np.array_equal(_PatchSource(data, 0.0).rows(batch, rng), batch)
+
+
+def test_training_without_views_or_at_probability_zero_is_the_run_it_was():
+    torch.set_num_threads(1)
+    config = TrainConfig(steps=15, batch_size=16, seed=2)
+    plain = train_crossmusim(_data(0), config)
+    config_zero = TrainConfig(steps=15, batch_size=16, seed=2)
+    config_zero.augment.view_probability = 0.0
+    assert train_crossmusim(_data(2), config_zero).losses == plain.losses
+    config_views = TrainConfig(steps=15, batch_size=16, seed=2)
+    config_views.augment.view_probability = 0.5
+    with_views = train_crossmusim(_data(2), config_views)
+    assert with_views.losses != plain.losses
+    assert train_crossmusim(_data(2), config_views).losses == with_views.losses, "reproducible from the seed"
+
+
+def test_timbral_view_channels_take_only_timbre_from_the_view():
+    from recommender.crossmusim.factory import create_model_for_data
+    from recommender.crossmusim.features import pool_many
+    from recommender.crossmusim.musicnn.network import POOL_CHANNELS
+    from recommender.crossmusim.timbre import timbre_channel_mask
+    from recommender.crossmusim.train import _audio_views
+
+    syn = make_synthetic_catalog(n_tracks=8, seed=0)
+    dim = 2 * POOL_CHANNELS  # musicnn's patch features: mean_pool || max_pool of its 753 channels
+    patches = [np.random.default_rng(i).normal(size=(4, dim)).astype(np.float32) for i in range(8)]
+    data = TrainingData(patches=patches, patch_views=[[p + 5.0] for p in patches],
+                        caption_embeddings=syn.caption_embeddings[:8], caption_weights=syn.caption_weights[:8])
+    config = TrainConfig(steps=1, batch_size=8)
+    config.augment.patch_window_min_frac, config.augment.feature_noise = 1.0, 0.0
+    config.augment.view_probability = 1.0
+    model = create_model_for_data(config.model, data)
+    batch = np.arange(8)
+    own = torch.as_tensor(pool_many(patches))
+    for channels, from_view in (("all", np.ones(2 * dim, bool)), ("timbral", timbre_channel_mask(2 * dim).numpy())):
+        config.augment.view_channels = channels
+        pooled = _audio_views(data, model, config, batch, _PatchSource(data, 1.0), torch.Generator().manual_seed(0),
+                              np.random.default_rng(0))
+        assert torch.allclose(pooled[:, from_view], own[:, from_view] + 5.0, atol=1e-5)
+        assert torch.allclose(pooled[:, ~from_view], own[:, ~from_view], atol=1e-5)

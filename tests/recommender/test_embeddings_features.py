@@ -91,7 +91,10 @@ def test_the_command_caches_timbre_views_of_the_train_part_and_refuses_a_bad_cou
     assert "broken.wav" in captured.err
     cache = timbre_view_cache("MTT_musicnn")
     assert [cache.has(f"{t.checksum}-0") for t in audio_catalog[:3]] == [True, True, False]  # the test track: none
-    call_command("extract_audio_features", "--timbre-views", "auto", "--tracks", str(audio_catalog[0].pk))
-    assert "timbre views: 1 extracted" in capsys.readouterr().out  # auto: the training config's 2 views, 1 cached
+    call_command("extract_audio_features", "--timbre-views", "2", "--tracks", str(audio_catalog[0].pk))
+    out = capsys.readouterr().out
+    assert "timbre views: 1 extracted (" in out and "1 already cached, 0 skipped, 2 per track of 1" in out
+    call_command("extract_audio_features", "--timbre-views", "auto")  # as many as training uses: none by default
+    assert "timbre views" not in capsys.readouterr().out
     with pytest.raises(CommandError, match="takes a count or 'auto'"):
         call_command("extract_audio_features", "--timbre-views", "many")
