@@ -823,12 +823,12 @@ def attach_views(cat: BenchCatalog, kinds: list[str], rows: np.ndarray, audio_vi
         for i, track_views in zip(rows, views, strict=True):
             cat.patch_views[i].extend(track_views)
     if "rendition" in kinds:
-        from timbre_views import view_path
+        from timbre_views import rendition_cache
 
+        renditions = rendition_cache()
         for i, track in zip(rows, ordered, strict=True):
-            path = view_path("rendition", track.checksum, 0)
-            if path.exists():
-                cat.patch_views[i].append(np.load(path))
+            if renditions.has(f"{track.checksum}-0"):
+                cat.patch_views[i].append(renditions.load(f"{track.checksum}-0"))
     print(f"views ({', '.join(kinds)}): {sum(map(len, cat.patch_views))} for "
           f"{sum(1 for v in cat.patch_views if v)} training tracks")
 

@@ -491,6 +491,25 @@ def measure_ceiling(args, key: str, track_ids: list[int], rate: float) -> dict:
     return figures
 
 
+def metered_wrk(args, key: str, track_ids: list[int], meter, connections: int, label: str,
+                drain: bool = False) -> dict:
+    """One wrk closed-loop run with the server's CPU metered (and, with ``drain``, the pipeline drained inside the
+    meter, so the worker's share of these requests counts); prints it and returns its figures."""
+    meter.start()
+    before = children_cpu()
+    figures = run_wrk(args.port, key, track_ids, args.duration, connections)
+    if drain:
+        figures["backlog"] = drain_backlog()
+    cpu = meter.stop()
+    cpu["generator"] = children_cpu() - before
+    figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
+    print(f"{label}wrk closed loop, {connections} connections: {figures['rps']:.0f} req/s, "
+          f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
+          f"socket errors {figures['socket_errors']}", flush=True)
+    print_cpu(figures["cpu_ms_per_request"])
+    return {k: v for k, v in figures.items() if k != "raw"}
+
+
 def paused_worker_round(args, worker: subprocess.Popen, meter, paths: list[str], headers: dict, key: str,
                         track_ids: list[int]) -> dict:
     """Ours with the Celery worker stopped (SIGSTOP): each request still authenticates, assigns and durably writes
@@ -504,17 +523,7 @@ def paused_worker_round(args, worker: subprocess.Popen, meter, paths: list[str],
     out: dict = {}
     try:
         if not args.skip_wrk:
-            meter.start()
-            before = children_cpu()
-            figures = run_wrk(args.port, key, track_ids, args.duration, 8)
-            cpu = meter.stop()
-            cpu["generator"] = children_cpu() - before
-            figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
-            out["wrk"] = {k: v for k, v in figures.items() if k != "raw"}
-            print(f"worker paused, wrk closed loop, 8 connections: {figures['rps']:.0f} req/s, "
-                  f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}",
-                  flush=True)
-            print_cpu(figures["cpu_ms_per_request"])
+            out["wrk"] = metered_wrk(args, key, track_ids, meter, 8, "worker paused, ")
         rate = float(args.rates.split(",")[0])
         meter.start()
         result = run_open_loop("127.0.0.1", args.port, paths, headers, rate=rate, duration=args.duration)
@@ -616,18 +625,8 @@ def main() -> None:
         meter = cpu_meter(web, worker)
         if not args.skip_wrk:
             for connections in map(int, args.wrk_connections.split(",")):
-                meter.start()
-                wrk_before = children_cpu()
-                figures = run_wrk(args.port, key, track_ids, args.duration, connections)
-                figures["backlog"] = drain_backlog()
-                cpu = meter.stop()
-                cpu["generator"] = children_cpu() - wrk_before
-                figures["cpu_ms_per_request"] = cpu_report(cpu, int(figures["rps"] * args.duration))
-                results["wrk"].append({k: v for k, v in figures.items() if k != "raw"})
-                print(f"wrk closed loop, {connections} connections: {figures['rps']:.0f} req/s, "
-                      f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
-                      f"socket errors {figures['socket_errors']}", flush=True)
-                print_cpu(figures["cpu_ms_per_request"])
+                figures = metered_wrk(args, key, track_ids, meter, connections, "", drain=True)
+                results["wrk"].append(figures)
                 print_backlog(figures["backlog"])
                 time.sleep(2)
         for rate in map(float, args.rates.split(",")):

@@ -6,16 +6,14 @@
 A rendition is the same excerpt played again by another ensemble of the training families: the
 multi-rendition candidate for symbolic catalogs (the demo catalog can render a work more than once), measured
 beside the platform's audio-side timbre views (``recommender.services.timbre_views``, ``--views audio``), which
-any catalog of recordings can have. Cached under ``var/bench/views/rendition/<checksum>-<k>.npy``. The catalog
-is planned again from its build seed (bit-identical), so renditions match the database's tracks by file name.
-``--audio-views K`` also writes K views of the track's own render through ``audio_augment`` under
-``views/audio/`` (the first experiment's; the platform's own views are seeded differently and cached elsewhere).
+any catalog of recordings can have. Cached like features (``FeatureCache``, key ``<checksum>-<k>``) under
+``var/bench/views/rendition``. The catalog is planned again from its build seed (bit-identical), so renditions
+match the database's tracks by file name.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import multiprocessing
 import os
 import random
@@ -23,65 +21,47 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "abplatform.settings")
-VIEWS_DIR = ROOT / "var" / "bench" / "views"
+RENDITIONS_DIR = ROOT / "var" / "bench" / "views" / "rendition"
 
 _STATE: dict = {}
 
 
-def view_path(kind: str, checksum: str, index: int) -> Path:
-    return VIEWS_DIR / kind / f"{checksum}-{index}.npy"
+def rendition_cache():
+    from recommender.services.embeddings import FeatureCache
+
+    return FeatureCache(RENDITIONS_DIR)
 
 
 def _init_worker(soundfont: str, musicnn_cache: str) -> None:
+    import django
     import torch
 
+    django.setup()  # the cache lives with the platform's feature cache (recommender.services.embeddings)
     from recommender.crossmusim.musicnn import MusicnnExtractor
     from recommender.democatalog.render import Synthesizer
 
     torch.set_num_threads(1)
     _STATE["synth"] = Synthesizer(soundfont)
     _STATE["extractor"] = MusicnnExtractor(model="MTT_musicnn", cache_dir=musicnn_cache)
+    _STATE["cache"] = rendition_cache()
 
 
-def _views_of(task: tuple) -> tuple[str, int]:
+def _render_renditions(task: tuple) -> int:
+    """Render and embed one track's renditions; a failure (a silent render) is named and skips that track only."""
+    from recommender.democatalog.render import finish
+
+    checksum, jobs = task
     try:
-        return _compute_views(task)
-    except Exception as error:  # one track's failure (a silent render) must not stop the others
-        print(f"{task[0]}: {type(error).__name__}: {error}", file=sys.stderr)
-        return task[0], 0
-
-
-def _compute_views(task: tuple) -> tuple[str, int]:
-    from recommender.crossmusim.audio_augment import augment_timbre
-    from recommender.democatalog.render import SAMPLE_RATE, finish
-
-    checksum, job, audio_views, rendition_jobs = task
-    synth, extractor = _STATE["synth"], _STATE["extractor"]
-    written = 0
-    if audio_views:
-        original = finish(synth.render(job))
-        for k in range(audio_views):
-            rng = np.random.default_rng([int(checksum[:12], 16), k])
-            audio = augment_timbre(original, SAMPLE_RATE, rng)
-            _save(view_path("audio", checksum, k), extractor.patch_features(audio))
-            written += 1
-    for k, rendition in enumerate(rendition_jobs):
-        audio = finish(synth.render(rendition))
-        _save(view_path("rendition", checksum, k), extractor.patch_features(audio))
-        written += 1
-    return checksum, written
-
-
-def _save(path: Path, features: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
-    np.save(temp, features.astype(np.float32))
-    os.replace(temp, path)
+        for k, job in enumerate(jobs):
+            features = _STATE["extractor"].patch_features(finish(_STATE["synth"].render(job)))
+            _STATE["cache"].save(f"{checksum}-{k}", features)
+        return len(jobs)
+    except Exception as error:  # noqa: BLE001 - one track's failure must not stop the others
+        print(f"{checksum}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 0
 
 
 def training_ensembles(train_families: set[str]) -> list[str]:
@@ -94,7 +74,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="heldout_instruments")
     parser.add_argument("--part", default="train")
-    parser.add_argument("--audio-views", type=int, default=0)
     parser.add_argument("--renditions", type=int, default=1)
     parser.add_argument("--size", type=int, default=2000, help="the catalog's build size (its plan is redone)")
     parser.add_argument("--seed", type=int, default=0, help="the catalog's build seed")
@@ -107,29 +86,24 @@ def main() -> int:
     from django.conf import settings
     from tqdm import tqdm
 
-    from recommender.democatalog.build import BuildConfig, BuildReport, _display_title, _slug, select_tracks
+    from recommender.democatalog.build import BuildConfig, BuildReport, select_tracks, track_file
     from recommender.democatalog.instruments import ENSEMBLES, families_of
     from recommender.democatalog.plan import excerpt_start_q, render_job
     from recommender.democatalog.render import find_soundfont
     from recommender.models import DatasetSplit, Track
 
-    rows = DatasetSplit.objects.filter(name=args.split).values_list("track_id", "part")
-    part_of = dict(rows)
+    part_of = dict(DatasetSplit.objects.filter(name=args.split).values_list("track_id", "part"))
     tracks = [t for t in Track.objects.filter(id__in=part_of) if part_of[t.id] == args.part]
-    train_ids = [tid for tid, part in part_of.items() if part == "train"]
     train_families = set().union(*(families_of(t.labels.get("instruments", [])) for t in
-                                   Track.objects.filter(id__in=train_ids)))
+                                   Track.objects.filter(id__in=[i for i, p in part_of.items() if p == "train"])))
     ensembles = training_ensembles(train_families)
     print(f"{len(tracks)} {args.part} tracks of {args.split}; training families {sorted(train_families)}; "
           f"renditions drawn from {len(ensembles)} ensembles: {', '.join(ensembles)}")
 
     config = BuildConfig(size=args.size, seed=args.seed, progress=False)
-    planned = select_tracks(config, BuildReport(out_dir=Path("/tmp")), lambda items, **_: items)
-    by_file = {}
-    for t in planned:
-        file = (f"{t.spec.style}/{_slug(_display_title(t))}-{hashlib.sha1(t.candidate.key.encode()).hexdigest()[:8]}"
-                f"-{t.excerpt}.wav")
-        by_file[file] = t
+    by_file = {track_file(t): t for t in select_tracks(config, BuildReport(out_dir=Path("/tmp")),
+                                                       lambda items, **_: items)}
+    cache = rendition_cache()
     tasks, missing = [], 0
     for track in tracks:
         file = "/".join(Path(track.audio_path).parts[-2:])
@@ -137,29 +111,22 @@ def main() -> int:
         if plan is None:
             missing += 1
             continue
+        if all(cache.has(f"{track.checksum}-{k}") for k in range(args.renditions)):
+            continue
         start_q = excerpt_start_q(plan.work, plan.excerpt, plan.excerpts)
-        original = ENSEMBLES[track.labels["ensemble"]]
-        job = render_job("", plan.work, original, plan.seconds_per_q, start_q, config.excerpt_s,
-                         random.Random(f"{config.seed}:render:{file}"))
-        choice = random.Random(f"rendition:{file}")
-        others = [name for name in ensembles if name != original.name]
-        renditions = [render_job("", plan.work, ENSEMBLES[name], plan.seconds_per_q, start_q, config.excerpt_s,
-                                 random.Random(f"{config.seed}:render:{file}"))
-                      for name in choice.sample(others, args.renditions)]
-        need_audio = args.audio_views if not all(view_path("audio", track.checksum, k).exists()
-                                                 for k in range(args.audio_views)) else 0
-        need_renditions = [] if all(view_path("rendition", track.checksum, k).exists()
-                                    for k in range(args.renditions)) else renditions
-        if need_audio or need_renditions:
-            tasks.append((track.checksum, job, need_audio, need_renditions))
+        others = [name for name in ensembles if name != track.labels["ensemble"]]
+        tasks.append((track.checksum, [
+            render_job("", plan.work, ENSEMBLES[name], plan.seconds_per_q, start_q, config.excerpt_s,
+                       random.Random(f"{config.seed}:render:{file}"))
+            for name in random.Random(f"rendition:{file}").sample(others, args.renditions)]))
     if missing:
         print(f"{missing} tracks not in the re-planned catalog (another size or seed?)")
     started = time.monotonic()
     context = multiprocessing.get_context("forkserver")
     with context.Pool(args.workers, _init_worker, (find_soundfont(settings.SOUNDFONT), str(settings.MUSICNN_CACHE))) \
             as pool:
-        written = sum(n for _, n in tqdm(pool.imap_unordered(_views_of, tasks), total=len(tasks), unit="track"))
-    print(f"{written} views written for {len(tasks)} tracks in {time.monotonic() - started:.0f} s "
+        written = sum(tqdm(pool.imap_unordered(_render_renditions, tasks), total=len(tasks), unit="track"))
+    print(f"{written} renditions written for {len(tasks)} tracks in {time.monotonic() - started:.0f} s "
           f"({args.workers} workers)")
     return 0
 

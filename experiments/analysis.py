@@ -209,24 +209,18 @@ def experiment_results(experiment: Experiment | int,
 _IL_USER = InterleavingUserDay._meta.db_table
 
 
-def interleaving_user_counts(experiment_id: int) -> list[tuple]:
-    """ONE pass over the per-user-day credits: how many users have each (credits A, credits B), with their pages."""
+def interleaving_user_counts(experiment_id: int) -> tuple[list[tuple], list[tuple]]:
+    """ONE pass over the per-user-day credits, two frequency tables of the per-user totals: how many users have
+    each (credits A, credits B), with their pages and first picks; and each (long listens of A's items, of B's)."""
     sql = f"""WITH u AS (SELECT user_key, sum(credits_a) AS a, sum(credits_b) AS b, sum(pages) AS p,
-                                sum(a_first) AS f FROM {_IL_USER} WHERE experiment_id = %s GROUP BY user_key)
-              SELECT a, b, count(*), sum(p), sum(f) FROM u GROUP BY a, b"""
+                                sum(a_first) AS f, sum(listens_a) AS la, sum(listens_b) AS lb
+                         FROM {_IL_USER} WHERE experiment_id = %s GROUP BY user_key)
+              SELECT GROUPING(la) = 1, coalesce(a, la), coalesce(b, lb), count(*), sum(p), sum(f) FROM u
+              GROUP BY GROUPING SETS ((a, b), (la, lb))"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [experiment_id])
-        return cursor.fetchall()
-
-
-def interleaving_listen_counts(experiment_id: int) -> list[tuple]:
-    """The same pass for the long listens: how many users have each (listens of A's items, of B's items)."""
-    sql = f"""WITH u AS (SELECT user_key, sum(listens_a) AS a, sum(listens_b) AS b FROM {_IL_USER}
-                        WHERE experiment_id = %s GROUP BY user_key)
-              SELECT a, b, count(*) FROM u GROUP BY a, b"""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [experiment_id])
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    return [row[1:] for row in rows if row[0]], [row[1:4] for row in rows if not row[0]]
 
 
 def interleaving_daily_counts(experiment_id: int) -> list[tuple]:
@@ -258,8 +252,8 @@ def interleaving_results(experiment: Experiment) -> InterleavingResults:
     if len(arms) != 2:
         raise ValueError(f"interleaving experiment {experiment.pk} has {len(arms)} variants; it needs exactly two")
     pk = experiment.pk
-    rows = InterleavingRows(interleaving_user_counts(pk), interleaving_daily_counts(pk), interleaving_position_rows(pk),
-                            interleaving_listen_counts(pk))
+    users, listens = interleaving_user_counts(pk)
+    rows = InterleavingRows(users, interleaving_daily_counts(pk), interleaving_position_rows(pk), listens)
     results = analyse_interleaving(_info(experiment, now), arms[0], arms[1], rows)
     return replace(results, analysis_seconds=time.perf_counter() - started)
 

@@ -17,14 +17,12 @@ import numpy as np
 from django.db import connection
 
 from experiments.models import UserAggregate, VariantMoments
-from experiments.stats.aggregates import HISTOGRAM_BINS
-from experiments.stats.metric_moments import STORED_PRODUCTS, STORED_VARIABLES, MomentLayout, Variable
+from experiments.stats.aggregates import HISTOGRAM_BINS, STORED_LAYOUT
+from experiments.stats.metric_moments import STORED_PRODUCTS, STORED_VARIABLES, Variable
 
 TABLE = VariantMoments._meta.db_table
 USERS = UserAggregate._meta.db_table
-LAYOUT = MomentLayout(HISTOGRAM_BINS)
-
-
+LAYOUT = STORED_LAYOUT
 COLUMNS = tuple(v.source for v in STORED_VARIABLES if not v.indicator)
 
 

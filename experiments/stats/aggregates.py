@@ -20,6 +20,8 @@ from experiments.stats.metrics import MetricData, UserColumns
 from experiments.stats.statistics import RatioStatistic
 
 HISTOGRAM_BINS = 20
+# Where each moment sits in an arm's stored array (VariantMoments): the worker, the migration and the analysis share it.
+STORED_LAYOUT = MomentLayout(HISTOGRAM_BINS)
 RATE_WINDOW_DAYS = 7  # new users per day = mean daily growth over the last week
 
 EMPTY = RatioStatistic(0, 0, 0, 0, 0, 0)
@@ -99,7 +101,7 @@ def user_statistics_from_stored(stored: Mapping[int, np.ndarray], arm_ids: Seque
                                 ) -> tuple[dict[int, RatioStatistic], dict[int, list[int]]]:
     """``user_statistics`` from the worker's stored moments: the same sums (exact: integer sums in float64 below
     2**53) and the same histogram, with no per-user row read."""
-    layout = MomentLayout(HISTOGRAM_BINS)
+    layout = STORED_LAYOUT
     d, m = Variable("impressions"), Variable("clicks")
     stats, hist = {}, {}
     for arm_id in arm_ids:

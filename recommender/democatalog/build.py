@@ -314,6 +314,12 @@ def _chorale_title(stem: str) -> str:
     return f"{title} (chorale BWV {bwv})" if title else f"Chorale BWV {bwv}"
 
 
+def track_file(track: PlannedTrack) -> str:
+    """The track's audio file, relative to the catalog folder: style/title-slug-<work key hash>-<excerpt>.wav."""
+    return (f"{track.spec.style}/{_slug(_display_title(track))}-"
+            f"{hashlib.sha1(track.candidate.key.encode()).hexdigest()[:8]}-{track.excerpt}.wav")
+
+
 def track_record(track: PlannedTrack, seed: int, file: str, work_id: str) -> BuiltTrack:
     candidate, work, spec = track.candidate, track.work, track.spec
     rng = random.Random(f"{seed}:ensemble:{file}")
@@ -449,11 +455,7 @@ def build_demo_catalog(config: BuildConfig) -> BuildReport:
     planned = select_tracks(config, report, progress)
     report.timings["select_parse_s"] = time.monotonic() - started
 
-    files = [
-        f"{t.spec.style}/{_slug(_display_title(t))}-{hashlib.sha1(t.candidate.key.encode()).hexdigest()[:8]}"
-        f"-{t.excerpt}.wav"
-        for t in planned
-    ]
+    files = [track_file(t) for t in planned]
     work_ids = assign_work_ids(
         (file, [*t.candidate.work_keys,
                 f"melody:{t.spec.family}:{t.work.melody_fingerprint}" if t.work.melody_fingerprint else ""])
